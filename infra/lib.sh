@@ -1,0 +1,137 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # the variables below are used by the scripts that source this file
+# Shared helpers for infra/install.sh and infra/stack.sh. Source it; do not run it.
+#
+# Two directories, on purpose kept apart:
+#   OMS_STATE_DIR  per clone, git-ignored: data dirs, logs, pid files. Deleting it resets the stack.
+#   OMS_TOOLS_DIR  per user: built or downloaded tools (bin/temporal, kafka/libs). The Temporal
+#                  build takes minutes and GBs of RAM, so a second clone reuses the first one's.
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OMS_STATE_DIR="${OMS_STATE_DIR:-$REPO/.oms}"
+OMS_TOOLS_DIR="${OMS_TOOLS_DIR:-$HOME/.cache/oms}"
+OMS_RUN_DIR="$OMS_STATE_DIR/run"
+OMS_LOG_DIR="$OMS_STATE_DIR/logs"
+
+# Pinned versions; infra/kafka/pom.xml pins the Kafka jars themselves.
+PG_MAJOR=15
+PG_BIN="/usr/lib/postgresql/$PG_MAJOR/bin"
+TEMPORAL_CLI_VERSION=1.5.1
+TEMPORAL_BIN="$OMS_TOOLS_DIR/bin/temporal"
+KAFKA_LIBS="$OMS_TOOLS_DIR/kafka/libs"
+
+OMS_PG_PORT="${OMS_PG_PORT:-5432}"
+OMS_REDIS_PORT="${OMS_REDIS_PORT:-6379}"
+OMS_KAFKA_PORT="${OMS_KAFKA_PORT:-9092}"
+OMS_KAFKA_CONTROLLER_PORT="${OMS_KAFKA_CONTROLLER_PORT:-9093}"
+OMS_TEMPORAL_PORT="${OMS_TEMPORAL_PORT:-7233}"
+OMS_TEMPORAL_UI_PORT="${OMS_TEMPORAL_UI_PORT:-8233}"
+OMS_TEMPORAL_HTTP_PORT="${OMS_TEMPORAL_HTTP_PORT:-7243}"
+OMS_TEMPORAL_METRICS_PORT="${OMS_TEMPORAL_METRICS_PORT:-7244}"
+
+log() { printf '[oms] %s\n' "$*" >&2; }
+warn() { printf '[oms] WARNING: %s\n' "$*" >&2; }
+err() { printf '[oms] ERROR: %s\n' "$*" >&2; }
+die() {
+  err "$*"
+  exit 1
+}
+
+# True when something accepts TCP connections on 127.0.0.1:<port>.
+port_open() {
+  timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# Who listens on a port, for error messages ("" when ss is missing or nothing listens).
+port_holder() {
+  command -v ss >/dev/null || return 0
+  ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -n 1
+}
+
+# Pid recorded in a pid file, or nothing.
+read_pid() {
+  [[ -s $1 ]] || return 0
+  local pid
+  pid="$(head -n 1 "$1" | tr -dc '0-9')"
+  [[ -n $pid ]] && printf '%s\n' "$pid"
+  return 0
+}
+
+# True when <pid> is alive and its command line contains <pattern>; the pattern guards against
+# a stale pid file whose number the kernel has since given to an unrelated process.
+pid_is() {
+  local pid="$1" pattern="$2"
+  [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
+  # Zombies still have a cmdline until reaped; they are not running.
+  [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$pattern"
+}
+
+# spawn <pidfile> <logfile> <command...>
+# Starts a long-running process in its own session (setsid): it has no controlling terminal,
+# so neither a closed terminal (SIGHUP) nor Ctrl-C in the shell that started it stops it.
+# The inner bash writes its own pid and then execs the command, so the pid file holds the
+# server's real pid even when setsid has to fork.
+spawn() {
+  local pidfile="$1" logfile="$2"
+  shift 2
+  rm -f "$pidfile"
+  # shellcheck disable=SC2016 # $$ and $1 belong to the inner bash.
+  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' spawn "$pidfile" "$@" \
+    </dev/null >>"$logfile" 2>&1 &
+  local i
+  for ((i = 0; i < 50; i++)); do
+    [[ -s $pidfile ]] && return 0
+    sleep 0.1
+  done
+  die "could not start $1 (no pid file $pidfile); see $logfile"
+}
+
+# stop_pid <component> <pid> <timeout_s>: SIGTERM, wait, then SIGKILL. Returns 0 once gone.
+stop_pid() {
+  local component="$1" pid="$2" timeout="$3" waited=0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((waited >= timeout * 10)); then
+      warn "$component (pid $pid) ignored SIGTERM for ${timeout}s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.5
+      break
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  ! kill -0 "$pid" 2>/dev/null
+}
+
+# wait_for <component> <logfile> <timeout_s> <check command...>
+# Polls the check once a second, printing a dot per try and the elapsed time when it passes.
+# On timeout, names the component and its log and shows the log's last 20 lines, then returns 1.
+# If WAIT_FOR_PID is set and that process exits first, fails at once instead of waiting out
+# the timeout: a crashed server will not become ready.
+wait_for() {
+  local component="$1" logfile="$2" timeout="$3"
+  shift 3
+  local start=$SECONDS
+  printf '[oms] waiting for %s ' "$component" >&2
+  while :; do
+    if "$@" >/dev/null 2>&1; then
+      printf ' ready in %ss\n' "$((SECONDS - start))" >&2
+      return 0
+    fi
+    if [[ -n ${WAIT_FOR_PID:-} ]] && ! kill -0 "$WAIT_FOR_PID" 2>/dev/null; then
+      printf '\n' >&2
+      err "$component exited during start-up (pid $WAIT_FOR_PID); last 20 lines of $logfile:"
+      tail -n 20 "$logfile" >&2 2>/dev/null || true
+      return 1
+    fi
+    if ((SECONDS - start >= timeout)); then
+      printf '\n' >&2
+      err "$component not ready after ${timeout}s; last 20 lines of $logfile:"
+      tail -n 20 "$logfile" >&2 2>/dev/null || true
+      return 1
+    fi
+    printf '.' >&2
+    sleep 1
+  done
+}
