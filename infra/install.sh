@@ -49,7 +49,7 @@ install_apt() {
   # The Debian package creates and may start its own cluster on port 5432, where our private
   # cluster (stack.sh) listens. Stop it and keep it from coming back at boot.
   if [[ " ${apt_packages[*]} " == *" postgresql-$PG_MAJOR "* ]] && command -v pg_lsclusters >/dev/null; then
-    if pg_lsclusters -h 2>/dev/null | awk '$1 == "'"$PG_MAJOR"'" && $2 == "main" && $4 == "online"' | grep -q .; then
+    if [[ $(pg_lsclusters -h 2>/dev/null) =~ (^|$'\n')$PG_MAJOR\ +main\ +[0-9]+\ +online ]]; then
       log "postgres: stopping the packaged cluster $PG_MAJOR/main (it holds port 5432)"
       pg_ctlcluster "$PG_MAJOR" main stop || true
     fi
@@ -88,8 +88,11 @@ temporal_is_current() {
     warn "temporal: cannot check the version of $TEMPORAL_BIN without Go; using it as is"
     return 0
   fi
-  go version -m "$TEMPORAL_BIN" 2>/dev/null |
-    grep -qE "^[[:space:]]+mod[[:space:]]+github.com/temporalio/cli[[:space:]]+v${TEMPORAL_CLI_VERSION}[[:space:]]"
+  # Captured first: `grep -q` in a pipe may exit before go has written everything, and the
+  # resulting SIGPIPE would read as "wrong version" under pipefail.
+  local info
+  info="$(go version -m "$TEMPORAL_BIN" 2>/dev/null)" || return 1
+  [[ $info =~ [[:space:]]mod[[:space:]]+github\.com/temporalio/cli[[:space:]]+v${TEMPORAL_CLI_VERSION//./\\.}[[:space:]] ]]
 }
 
 install_temporal() {

@@ -45,7 +45,7 @@ port_open() {
 # Who listens on a port, for error messages ("" when ss is missing or nothing listens).
 port_holder() {
   command -v ss >/dev/null || return 0
-  ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -n 1
+  ss -Hltnp "sport = :$1" 2>/dev/null | sed -n '1s/.*users:((\(.*\)))/\1/p' || true
 }
 
 # Pid recorded in a pid file, or nothing.
@@ -64,7 +64,9 @@ pid_is() {
   [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
   # Zombies still have a cmdline until reaped; they are not running.
   [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$pattern"
+  local cmdline
+  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  [[ $cmdline == *"$pattern"* ]]
 }
 
 # spawn <pidfile> <logfile> <command...>
