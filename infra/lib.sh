@@ -57,13 +57,22 @@ read_pid() {
   return 0
 }
 
+# True when <pid> runs. A zombie does not: our servers are reparented to pid 1 once the
+# script that started them exits, and a dead one stays a zombie until pid 1 reaps it, which
+# here can take a moment after the port is already closed. kill -0 would still succeed on it.
+pid_alive() {
+  local stat
+  [[ -n $1 ]] && stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  # Field 3 is the state; field 2, the command name in parentheses, may contain spaces.
+  stat="${stat##*) }"
+  [[ ${stat%% *} != [ZX] ]]
+}
+
 # True when <pid> is alive and its command line contains <pattern>; the pattern guards against
 # a stale pid file whose number the kernel has since given to an unrelated process.
 pid_is() {
   local pid="$1" pattern="$2"
-  [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
-  # Zombies still have a cmdline until reaped; they are not running.
-  [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || return 1
+  pid_alive "$pid" || return 1
   local cmdline
   cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
   [[ $cmdline == *"$pattern"* ]]
@@ -93,7 +102,7 @@ spawn() {
 stop_pid() {
   local component="$1" pid="$2" timeout="$3" waited=0
   kill -TERM "$pid" 2>/dev/null || return 0
-  while kill -0 "$pid" 2>/dev/null; do
+  while pid_alive "$pid"; do
     if ((waited >= timeout * 10)); then
       warn "$component (pid $pid) ignored SIGTERM for ${timeout}s; sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
@@ -103,7 +112,18 @@ stop_pid() {
     sleep 0.1
     waited=$((waited + 1))
   done
-  ! kill -0 "$pid" 2>/dev/null
+  ! pid_alive "$pid"
+}
+
+# wait_gone <pid> <timeout_s>: for servers stopped by their own tool (pg_ctl, redis-cli), which
+# may return a moment before the process has exited.
+wait_gone() {
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    pid_alive "$1" || return 0
+    sleep 0.1
+  done
+  return 1
 }
 
 # wait_for <component> <logfile> <timeout_s> <check command...>
@@ -121,7 +141,7 @@ wait_for() {
       printf ' ready in %ss\n' "$((SECONDS - start))" >&2
       return 0
     fi
-    if [[ -n ${WAIT_FOR_PID:-} ]] && ! kill -0 "$WAIT_FOR_PID" 2>/dev/null; then
+    if [[ -n ${WAIT_FOR_PID:-} ]] && ! pid_alive "$WAIT_FOR_PID"; then
       printf '\n' >&2
       err "$component exited during start-up (pid $WAIT_FOR_PID); last 20 lines of $logfile:"
       tail -n 20 "$logfile" >&2 2>/dev/null || true

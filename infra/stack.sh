@@ -125,7 +125,8 @@ postgres_stop() {
   data="$(readlink -f "$OMS_STATE_DIR/postgres")"
   # Fast mode: roll back open transactions and shut down cleanly (checkpoint), no waiting for
   # clients such as a test's leaked pool.
-  if ! as_pg "$PG_BIN/pg_ctl" -D "$data" stop -m fast -w -t 30 >>"$(logfile postgres)" 2>&1; then
+  if ! as_pg "$PG_BIN/pg_ctl" -D "$data" stop -m fast -w -t 30 >>"$(logfile postgres)" 2>&1 ||
+    ! wait_gone "$pid" 5; then
     warn "postgres: pg_ctl stop failed; stopping pid $pid"
     stop_pid postgres "$pid" 10
   fi
@@ -291,7 +292,7 @@ start_component() {
       if port_open "$port"; then
         holder="$(port_holder "$port")"
         die "$c: port $port is already taken by ${holder:-another process}, not by this stack" \
-          "($OMS_STATE_DIR). Stop that process or choose other ports (OMS_*_PORT)."
+          "($OMS_STATE_DIR). Stop that process or choose other ports (OMS_*_PORT, see infra/lib.sh)."
       fi
     done
     log "$c: starting"
@@ -308,7 +309,7 @@ stop_component() {
   else
     log "$c: stopping (pid $pid)"
     "${c}_stop" "$pid"
-    if kill -0 "$pid" 2>/dev/null; then
+    if pid_alive "$pid"; then
       die "$c: pid $pid is still running"
     fi
   fi
@@ -372,7 +373,8 @@ ordered() {
 }
 
 usage() {
-  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  # The header comment of this file, without the shebang and the comment markers.
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
