@@ -1,0 +1,24 @@
+/** `tsx db/migrate.ts [order|product|payment ...]`: migrates the named service databases (default: all). */
+import { loadConfig } from '../services/shared/config';
+import { openServiceDatabase } from './databases';
+import { migrateToLatest, SERVICE_NAMES, type ServiceName } from './migrator';
+
+const requested = process.argv.slice(2);
+const unknown = requested.filter((name) => !SERVICE_NAMES.includes(name as ServiceName));
+if (unknown.length > 0) {
+  console.error(`unknown service(s): ${unknown.join(', ')}; expected ${SERVICE_NAMES.join(', ')}`);
+  process.exit(2);
+}
+const services = requested.length > 0 ? (requested as ServiceName[]) : SERVICE_NAMES;
+const config = loadConfig();
+
+for (const service of services) {
+  const db = openServiceDatabase(config, service, 'oms-migrate');
+  try {
+    const { results = [] } = await migrateToLatest(db, service);
+    const applied = results.filter((r) => r.status === 'Success').map((r) => r.migrationName);
+    console.log(`${service}_db: ${applied.length > 0 ? `applied ${applied.join(', ')}` : 'up to date'}`);
+  } finally {
+    await db.destroy();
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * One migration list per service database. Migrations are listed in code (not discovered on disk)
+ * so their order is explicit and they run the same under tsx, vitest and a bundler.
+ */
+import { Migrator, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
+import { idempotencyMigration, inboxMigration, outboxMigration, tccBarrierMigration } from './shared-migrations';
+import { ordersMigration, orderTimelineMigration } from './order/migrations';
+import { productCatalogueMigration, stockReservationsMigration } from './product/migrations';
+import { paymentLedgerMigration } from './payment/migrations';
+
+export type ServiceName = 'order' | 'product' | 'payment';
+export const SERVICE_NAMES: readonly ServiceName[] = ['order', 'product', 'payment'];
+
+export const migrationsByService: Record<ServiceName, Record<string, Migration>> = {
+  order: {
+    '0001_outbox_events': outboxMigration,
+    '0002_idempotency_records': idempotencyMigration,
+    '0003_processed_events': inboxMigration,
+    '0004_customers_orders': ordersMigration,
+    '0005_order_events': orderTimelineMigration,
+  },
+  product: {
+    '0001_outbox_events': outboxMigration,
+    '0002_idempotency_records': idempotencyMigration,
+    '0003_processed_events': inboxMigration,
+    '0004_tcc_barriers': tccBarrierMigration,
+    '0005_products': productCatalogueMigration,
+    '0006_stock_reservations': stockReservationsMigration,
+  },
+  payment: {
+    '0001_outbox_events': outboxMigration,
+    '0002_idempotency_records': idempotencyMigration,
+    '0003_processed_events': inboxMigration,
+    '0004_tcc_barriers': tccBarrierMigration,
+    '0005_payment_ledger': paymentLedgerMigration,
+  },
+};
+
+export class MigrationError extends Error {
+  override name = 'MigrationError';
+}
+
+/** Brings a service database to the latest schema; concurrent callers are serialised by Kysely's lock table. */
+export async function migrateToLatest<DB>(db: Kysely<DB>, service: ServiceName): Promise<MigrationResultSet> {
+  const migrations = migrationsByService[service];
+  const migrator = new Migrator({ db: db as Kysely<unknown>, provider: { getMigrations: () => Promise.resolve(migrations) } });
+  const result = await migrator.migrateToLatest();
+  if (result.error) {
+    const failed = result.results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+    throw new MigrationError(`${service}_db: migration ${failed} failed: ${String(result.error)}`, { cause: result.error });
+  }
+  return result;
+}

@@ -1,0 +1,78 @@
+import { sql, type Kysely, type Migration } from 'kysely';
+
+export const ordersMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE customers (
+        id         UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+        name       VARCHAR(200) NOT NULL,
+        email      VARCHAR(320) NOT NULL,
+        status     VARCHAR(20) NOT NULL DEFAULT 'ACTIVE',
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        CONSTRAINT uq_customers_email UNIQUE (email),
+        CONSTRAINT chk_customers_status CHECK (status IN ('ACTIVE', 'INACTIVE'))
+      )`.execute(db);
+    await sql`
+      CREATE TABLE orders (
+        id                     UUID PRIMARY KEY,
+        customer_id            UUID NOT NULL REFERENCES customers (id),
+        status                 VARCHAR(30) NOT NULL DEFAULT 'PENDING',
+        total_minor            BIGINT NOT NULL CHECK (total_minor >= 0),
+        currency               CHAR(3) NOT NULL,
+        payment_method         VARCHAR(50) NOT NULL,
+        confirmation_mode      VARCHAR(10) NOT NULL,
+        workflow_id            VARCHAR(200) NOT NULL,
+        failure_reason         TEXT NULL,
+        payment_reservation_id VARCHAR(100) NULL,
+        payment_id             VARCHAR(100) NULL,
+        cancellation_reason    TEXT NULL,
+        created_at             TIMESTAMPTZ NOT NULL DEFAULT now(),
+        updated_at             TIMESTAMPTZ NOT NULL DEFAULT now(),
+        CONSTRAINT uq_orders_workflow UNIQUE (workflow_id),
+        CONSTRAINT chk_orders_status CHECK (status IN ('PENDING', 'AWAITING_CONFIRMATION', 'PAID', 'FAILED', 'CANCELLING', 'CANCELLED')),
+        CONSTRAINT chk_orders_confirmation CHECK (confirmation_mode IN ('auto', 'manual')),
+        CONSTRAINT chk_orders_failure CHECK (status <> 'FAILED' OR failure_reason IS NOT NULL)
+      )`.execute(db);
+    await sql`CREATE INDEX idx_orders_customer ON orders (customer_id, created_at DESC)`.execute(db);
+    await sql`CREATE INDEX idx_orders_status ON orders (status, created_at DESC)`.execute(db);
+    // Orders still in flight: what a reconciler scans for sagas that never started.
+    await sql`CREATE INDEX idx_orders_in_flight ON orders (updated_at) WHERE status IN ('PENDING', 'AWAITING_CONFIRMATION', 'CANCELLING')`.execute(db);
+    await sql`
+      CREATE TABLE order_items (
+        id               BIGSERIAL PRIMARY KEY,
+        order_id         UUID NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
+        product_id       UUID NOT NULL,
+        sku              VARCHAR(64) NOT NULL,
+        product_name     VARCHAR(200) NOT NULL,
+        quantity         INT NOT NULL CHECK (quantity > 0),
+        unit_price_minor BIGINT NOT NULL CHECK (unit_price_minor >= 0),
+        line_total_minor BIGINT NOT NULL CHECK (line_total_minor = unit_price_minor * quantity),
+        CONSTRAINT uq_order_items_product UNIQUE (order_id, product_id)
+      )`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP TABLE order_items, orders, customers`.execute(db);
+  },
+};
+
+export const orderTimelineMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE order_events (
+        id          BIGSERIAL PRIMARY KEY,
+        order_id    VARCHAR(100) NOT NULL,
+        event_id    UUID NOT NULL,
+        event_type  VARCHAR(100) NOT NULL,
+        topic       VARCHAR(200) NOT NULL,
+        payload     JSONB NOT NULL,
+        occurred_at TIMESTAMPTZ NOT NULL,
+        received_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        CONSTRAINT uq_order_events_event UNIQUE (event_id)
+      )`.execute(db);
+    await sql`CREATE INDEX idx_order_events_order ON order_events (order_id, occurred_at, id)`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP TABLE order_events`.execute(db);
+  },
+};

@@ -1,0 +1,68 @@
+import { sql, type Kysely, type Migration } from 'kysely';
+
+export const paymentLedgerMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE customer_accounts (
+        customer_id   VARCHAR(100) PRIMARY KEY,
+        currency      CHAR(3) NOT NULL,
+        balance_minor BIGINT NOT NULL,
+        held_minor    BIGINT NOT NULL DEFAULT 0,
+        created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+        updated_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+        -- The database itself refuses to hold or capture money the customer does not have.
+        CONSTRAINT chk_accounts_balance CHECK (balance_minor >= 0),
+        CONSTRAINT chk_accounts_held CHECK (held_minor >= 0 AND held_minor <= balance_minor)
+      )`.execute(db);
+    await sql`
+      CREATE TABLE payment_reservations (
+        id             UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+        order_id       VARCHAR(100) NOT NULL,
+        customer_id    VARCHAR(100) NOT NULL REFERENCES customer_accounts (customer_id),
+        amount_minor   BIGINT NOT NULL CHECK (amount_minor > 0),
+        currency       CHAR(3) NOT NULL,
+        status         VARCHAR(20) NOT NULL DEFAULT 'RESERVED',
+        created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+        expires_at     TIMESTAMPTZ NOT NULL,
+        confirmed_at   TIMESTAMPTZ NULL,
+        cancelled_at   TIMESTAMPTZ NULL,
+        transaction_id VARCHAR(100) NULL,
+        CONSTRAINT chk_payment_reservation_status CHECK (status IN ('RESERVED', 'CONFIRMED', 'CANCELLED', 'EXPIRED')),
+        CONSTRAINT uq_payment_reservation_order UNIQUE (order_id)
+      )`.execute(db);
+    await sql`CREATE INDEX idx_payment_reservation_expiry ON payment_reservations (expires_at) WHERE status = 'RESERVED'`.execute(db);
+    await sql`CREATE INDEX idx_payment_reservation_customer ON payment_reservations (customer_id, status)`.execute(db);
+    await sql`
+      CREATE TABLE payments (
+        id             UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+        reservation_id UUID NOT NULL REFERENCES payment_reservations (id),
+        order_id       VARCHAR(100) NOT NULL,
+        customer_id    VARCHAR(100) NOT NULL REFERENCES customer_accounts (customer_id),
+        amount_minor   BIGINT NOT NULL CHECK (amount_minor > 0),
+        refunded_minor BIGINT NOT NULL DEFAULT 0,
+        currency       CHAR(3) NOT NULL,
+        payment_method VARCHAR(50) NOT NULL,
+        transaction_id VARCHAR(100) NOT NULL,
+        status         VARCHAR(20) NOT NULL DEFAULT 'COMPLETED',
+        created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+        updated_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+        CONSTRAINT uq_payments_reservation UNIQUE (reservation_id),
+        CONSTRAINT uq_payments_transaction UNIQUE (transaction_id),
+        CONSTRAINT chk_payments_refunded CHECK (refunded_minor >= 0 AND refunded_minor <= amount_minor),
+        CONSTRAINT chk_payments_status CHECK (status IN ('COMPLETED', 'PARTIALLY_REFUNDED', 'REFUNDED'))
+      )`.execute(db);
+    await sql`CREATE INDEX idx_payments_order ON payments (order_id)`.execute(db);
+    await sql`
+      CREATE TABLE refunds (
+        id           UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+        payment_id   UUID NOT NULL REFERENCES payments (id),
+        amount_minor BIGINT NOT NULL CHECK (amount_minor > 0),
+        reason       TEXT NULL,
+        created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+      )`.execute(db);
+    await sql`CREATE INDEX idx_refunds_payment ON refunds (payment_id)`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP TABLE refunds, payments, payment_reservations, customer_accounts`.execute(db);
+  },
+};

@@ -1,0 +1,62 @@
+/** payment_db: customer accounts, TCC payment holds, captured payments and refunds. Money in integer minor units. */
+import type { Generated } from 'kysely';
+import type { NullableTimestamp, ParticipantTables, Timestamp } from '../shared-tables';
+
+export interface CustomerAccountsTable {
+  customer_id: string;
+  currency: string;
+  /** Money in the account, held amounts included; captured payments have left it. */
+  balance_minor: number;
+  /** Sum of RESERVED holds; available = balance_minor - held_minor. */
+  held_minor: Generated<number>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export type PaymentReservationStatus = 'RESERVED' | 'CONFIRMED' | 'CANCELLED' | 'EXPIRED';
+
+export interface PaymentReservationsTable {
+  id: Generated<string>;
+  order_id: string;
+  customer_id: string;
+  amount_minor: number;
+  currency: string;
+  status: Generated<PaymentReservationStatus>;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  confirmed_at: NullableTimestamp;
+  cancelled_at: NullableTimestamp;
+  transaction_id: string | null;
+}
+
+export type PaymentStatus = 'COMPLETED' | 'PARTIALLY_REFUNDED' | 'REFUNDED';
+
+export interface PaymentsTable {
+  id: Generated<string>;
+  reservation_id: string;
+  order_id: string;
+  customer_id: string;
+  amount_minor: number;
+  refunded_minor: Generated<number>;
+  currency: string;
+  payment_method: string;
+  transaction_id: string;
+  status: Generated<PaymentStatus>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface RefundsTable {
+  id: Generated<string>;
+  payment_id: string;
+  amount_minor: number;
+  reason: string | null;
+  created_at: Timestamp;
+}
+
+export interface PaymentDatabase extends ParticipantTables {
+  customer_accounts: CustomerAccountsTable;
+  payment_reservations: PaymentReservationsTable;
+  payments: PaymentsTable;
+  refunds: RefundsTable;
+}

@@ -1,0 +1,52 @@
+import { sql, type Kysely, type Migration } from 'kysely';
+
+export const productCatalogueMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE products (
+        id                UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+        sku               VARCHAR(64) NOT NULL,
+        name              VARCHAR(200) NOT NULL,
+        description       TEXT NULL,
+        price_minor       BIGINT NOT NULL CHECK (price_minor >= 0),
+        currency          CHAR(3) NOT NULL,
+        stock_quantity    INT NOT NULL,
+        reserved_quantity INT NOT NULL DEFAULT 0,
+        created_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
+        updated_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
+        CONSTRAINT uq_products_sku UNIQUE (sku),
+        -- The database itself refuses to oversell, whatever the code above it does.
+        CONSTRAINT chk_products_stock CHECK (stock_quantity >= 0),
+        CONSTRAINT chk_products_reserved CHECK (reserved_quantity >= 0 AND reserved_quantity <= stock_quantity)
+      )`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP TABLE products`.execute(db);
+  },
+};
+
+export const stockReservationsMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE stock_reservations (
+        id           UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+        order_id     VARCHAR(100) NOT NULL,
+        product_id   UUID NOT NULL REFERENCES products (id),
+        quantity     INT NOT NULL CHECK (quantity > 0),
+        status       VARCHAR(20) NOT NULL DEFAULT 'RESERVED',
+        created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+        expires_at   TIMESTAMPTZ NOT NULL,
+        confirmed_at TIMESTAMPTZ NULL,
+        cancelled_at TIMESTAMPTZ NULL,
+        restocked_at TIMESTAMPTZ NULL,
+        CONSTRAINT chk_stock_reservation_status CHECK (status IN ('RESERVED', 'CONFIRMED', 'CANCELLED', 'EXPIRED')),
+        CONSTRAINT chk_stock_reservation_restock CHECK (restocked_at IS NULL OR status = 'CONFIRMED'),
+        CONSTRAINT uq_stock_reservation_order_product UNIQUE (order_id, product_id)
+      )`.execute(db);
+    await sql`CREATE INDEX idx_stock_reservation_expiry ON stock_reservations (expires_at) WHERE status = 'RESERVED'`.execute(db);
+    await sql`CREATE INDEX idx_stock_reservation_product_status ON stock_reservations (product_id, status)`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP TABLE stock_reservations`.execute(db);
+  },
+};

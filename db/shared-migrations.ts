@@ -1,0 +1,117 @@
+/** Migrations every service database runs: outbox, idempotency records, consumer inbox, TCC barriers. */
+import { sql, type Kysely, type Migration } from 'kysely';
+
+/** The channel the outbox trigger notifies; the relay LISTENs on it so events leave in milliseconds. */
+export const OUTBOX_NOTIFY_CHANNEL = 'oms_outbox_events';
+
+export const outboxMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE outbox_events (
+        id              BIGSERIAL PRIMARY KEY,
+        event_id        UUID NOT NULL,
+        aggregate_type  VARCHAR(100) NOT NULL,
+        aggregate_id    VARCHAR(100) NOT NULL,
+        event_type      VARCHAR(100) NOT NULL,
+        payload         JSONB NOT NULL,
+        correlation_id  VARCHAR(100) NULL,
+        created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+        published_at    TIMESTAMPTZ NULL,
+        retry_count     INT NOT NULL DEFAULT 0 CHECK (retry_count >= 0),
+        next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        status          VARCHAR(20) NOT NULL DEFAULT 'PENDING',
+        error_message   TEXT NULL,
+        CONSTRAINT uq_outbox_event_id UNIQUE (event_id),
+        CONSTRAINT chk_outbox_status CHECK (status IN ('PENDING', 'PUBLISHED', 'FAILED')),
+        CONSTRAINT chk_outbox_published_at CHECK ((status = 'PUBLISHED') = (published_at IS NOT NULL))
+      )`.execute(db);
+    // The relay claims pending rows in id (commit) order; the guide's created_at index cannot
+    // order rows inserted in the same millisecond.
+    await sql`CREATE INDEX idx_outbox_pending ON outbox_events (id) WHERE status = 'PENDING'`.execute(db);
+    await sql`CREATE INDEX idx_outbox_aggregate ON outbox_events (aggregate_type, aggregate_id)`.execute(db);
+    await sql`CREATE INDEX idx_outbox_event_type ON outbox_events (event_type, created_at)`.execute(db);
+    await sql`CREATE INDEX idx_outbox_cleanup ON outbox_events (published_at) WHERE status = 'PUBLISHED'`.execute(db);
+    await sql`CREATE INDEX idx_outbox_failed ON outbox_events (id) WHERE status = 'FAILED'`.execute(db);
+    await sql`COMMENT ON TABLE outbox_events IS 'Transactional outbox: domain events written with the change, relayed to Kafka'`.execute(db);
+    // One notification per inserting statement, delivered only when the transaction commits.
+    await sql
+      .raw(
+        `CREATE FUNCTION notify_outbox_event() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           PERFORM pg_notify('${OUTBOX_NOTIFY_CHANNEL}', '');
+           RETURN NULL;
+         END $$`,
+      )
+      .execute(db);
+    await sql`
+      CREATE TRIGGER outbox_events_notify AFTER INSERT ON outbox_events
+      FOR EACH STATEMENT EXECUTE FUNCTION notify_outbox_event()`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP TABLE outbox_events`.execute(db);
+    await sql`DROP FUNCTION notify_outbox_event()`.execute(db);
+  },
+};
+
+export const idempotencyMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE idempotency_records (
+        idempotency_key VARCHAR(255) PRIMARY KEY,
+        request_hash    VARCHAR(64) NOT NULL,
+        request_method  VARCHAR(10) NOT NULL,
+        request_path    VARCHAR(500) NOT NULL,
+        status          VARCHAR(20) NOT NULL DEFAULT 'PROCESSING',
+        response_status INT NULL,
+        response_data   JSONB NULL,
+        created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+        completed_at    TIMESTAMPTZ NULL,
+        locked_until    TIMESTAMPTZ NOT NULL,
+        expires_at      TIMESTAMPTZ NOT NULL,
+        error_message   TEXT NULL,
+        CONSTRAINT chk_idempotency_status CHECK (status IN ('PROCESSING', 'COMPLETED', 'FAILED')),
+        CONSTRAINT chk_idempotency_completed CHECK (status <> 'COMPLETED' OR (response_status IS NOT NULL AND completed_at IS NOT NULL))
+      )`.execute(db);
+    await sql`CREATE INDEX idx_idempotency_expires ON idempotency_records (expires_at)`.execute(db);
+    await sql`CREATE INDEX idx_idempotency_processing ON idempotency_records (created_at) WHERE status = 'PROCESSING'`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP TABLE idempotency_records`.execute(db);
+  },
+};
+
+export const inboxMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE processed_events (
+        consumer     VARCHAR(100) NOT NULL,
+        event_id     UUID NOT NULL,
+        event_type   VARCHAR(100) NOT NULL,
+        processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (consumer, event_id)
+      )`.execute(db);
+    await sql`CREATE INDEX idx_processed_events_age ON processed_events (processed_at)`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP TABLE processed_events`.execute(db);
+  },
+};
+
+export const tccBarrierMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE tcc_barriers (
+        transaction_id VARCHAR(100) NOT NULL,
+        branch_id      VARCHAR(100) NOT NULL,
+        operation      VARCHAR(10) NOT NULL,
+        reason         VARCHAR(10) NOT NULL,
+        created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (transaction_id, branch_id, operation),
+        CONSTRAINT chk_tcc_barrier_operation CHECK (operation IN ('TRY', 'CONFIRM', 'CANCEL')),
+        CONSTRAINT chk_tcc_barrier_reason CHECK (reason IN ('TRY', 'CONFIRM', 'CANCEL'))
+      )`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP TABLE tcc_barriers`.execute(db);
+  },
+};

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Runs the OMS processes themselves (the three services and the worker) in the background:
+#
+#   infra/apps.sh start|stop|restart|status [order-service|product-service|payment-service|worker...]
+#
+# The same pid/log conventions as infra/stack.sh. start is idempotent: a running, answering
+# process is left alone. Services migrate their own database before they open their port.
+set -euo pipefail
+# shellcheck source=infra/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ALL_APPS=(product-service payment-service order-service worker)
+
+pidfile() { printf '%s/%s.pid\n' "$OMS_RUN_DIR" "$1"; }
+logfile() { printf '%s/%s.log\n' "$OMS_LOG_DIR" "$1"; }
+
+entry_point() {
+  case "$1" in
+    order-service) echo services/order/main.ts ;;
+    product-service) echo services/product/main.ts ;;
+    payment-service) echo services/payment/main.ts ;;
+    worker) echo workers/main.ts ;;
+    *) die "unknown app '$1' (expected: ${ALL_APPS[*]})" ;;
+  esac
+}
+
+app_port() {
+  case "$1" in
+    order-service) echo "${ORDER_SERVICE_PORT:-8084}" ;;
+    product-service) echo "${PRODUCT_SERVICE_PORT:-8083}" ;;
+    payment-service) echo "${PAYMENT_SERVICE_PORT:-8085}" ;;
+    worker) echo "${WORKER_METRICS_PORT:-9464}" ;;
+  esac
+}
+
+# A service is ready when it answers its liveness route; the worker when its metrics endpoint
+# (opened by the Temporal runtime) answers and it has logged that it polls its task queue.
+app_ready() {
+  local app="$1" port
+  port="$(app_port "$app")"
+  if [[ $app == worker ]]; then
+    port_open "$port" && grep -q 'worker started' "$(logfile worker)"
+  else
+    curl -fsS "http://127.0.0.1:$port/health/live" >/dev/null
+  fi
+}
+
+live_pid() {
+  local pid
+  pid="$(read_pid "$(pidfile "$1")")"
+  [[ -n $pid ]] && pid_is "$pid" "$(entry_point "$1")" && echo "$pid"
+  return 0
+}
+
+start_app() {
+  local app="$1" pid port
+  pid="$(live_pid "$app")"
+  port="$(app_port "$app")"
+  if [[ -n $pid ]] && app_ready "$app"; then
+    log "$app already running (pid $pid, port $port)"
+    return 0
+  fi
+  if [[ -z $pid ]] && port_open "$port"; then
+    die "$app: port $port is taken by another process ($(port_holder "$port")); stop it or set the port variable"
+  fi
+  mkdir -p "$OMS_RUN_DIR" "$OMS_LOG_DIR"
+  if [[ -z $pid ]]; then
+    (cd "$REPO" && spawn "$(pidfile "$app")" "$(logfile "$app")" node --import tsx "$(entry_point "$app")")
+    pid="$(read_pid "$(pidfile "$app")")"
+  fi
+  WAIT_FOR_PID="$pid" wait_for "$app" "$(logfile "$app")" 90 app_ready "$app"
+}
+
+stop_app() {
+  local app="$1" pid
+  pid="$(live_pid "$app")"
+  if [[ -n $pid ]]; then
+    stop_pid "$app" "$pid" 20 && log "$app stopped"
+  fi
+  rm -f "$(pidfile "$app")"
+}
+
+status_apps() {
+  local app pid state failed=0
+  printf '%-16s %-8s %-6s %s\n' APP PID PORT STATE
+  for app in "$@"; do
+    pid="$(live_pid "$app")"
+    if [[ -n $pid ]] && app_ready "$app"; then state=up; else state=down; failed=1; fi
+    printf '%-16s %-8s %-6s %s\n' "$app" "${pid:--}" "$(app_port "$app")" "$state"
+  done
+  return "$failed"
+}
+
+main() {
+  local command="${1:-}"
+  shift || true
+  local apps=("$@")
+  ((${#apps[@]} > 0)) || apps=("${ALL_APPS[@]}")
+  local app
+  for app in "${apps[@]}"; do entry_point "$app" >/dev/null; done
+  case "$command" in
+    start) for app in "${apps[@]}"; do start_app "$app"; done ;;
+    stop) for ((i = ${#apps[@]} - 1; i >= 0; i--)); do stop_app "${apps[i]}"; done ;;
+    restart)
+      for ((i = ${#apps[@]} - 1; i >= 0; i--)); do stop_app "${apps[i]}"; done
+      for app in "${apps[@]}"; do start_app "$app"; done
+      ;;
+    status) status_apps "${apps[@]}" ;;
+    *) die "usage: infra/apps.sh start|stop|restart|status [${ALL_APPS[*]}]" ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,157 @@
+/**
+ * `./oms verify` (tsx infra/verify.ts [--services]): the guide's verify-infrastructure script for
+ * this stack. Checks every component answers and does its job, prints a line per check, and exits 1
+ * listing what failed.
+ */
+import { randomUUID } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { sql } from 'kysely';
+import { openServiceDatabase } from '../db/databases';
+import { SERVICE_NAMES } from '../db/migrator';
+import { loadConfig } from '../services/shared/config';
+import { createKafka, TOPIC_SPECS } from '../services/shared/kafka';
+import { createRedis } from '../services/shared/redis';
+
+/** Custom search attributes the sagas keep current (registered by infra/stack.sh when Temporal starts). */
+export const REQUIRED_SEARCH_ATTRIBUTES = ['OrderId', 'CustomerId', 'SagaState'] as const;
+const VERIFY_TOPIC = 'oms.infra.verify';
+
+const config = loadConfig();
+const withServices = process.argv.includes('--services');
+const failures: string[] = [];
+
+async function check(name: string, run: () => Promise<string | void>): Promise<void> {
+  const started = performance.now();
+  try {
+    const detail = await run();
+    console.log(`  ok    ${name}${detail ? ` (${detail})` : ''} ${Math.round(performance.now() - started)} ms`);
+  } catch (error) {
+    failures.push(name);
+    console.log(`  FAIL  ${name}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+console.log('Verifying the OMS stack');
+
+for (const service of SERVICE_NAMES) {
+  await check(`postgres ${service}_db`, async () => {
+    const db = openServiceDatabase(config, service, 'oms-verify');
+    try {
+      const { rows } = await sql<{ version: string }>`SELECT current_setting('server_version') AS version`.execute(db);
+      return `PostgreSQL ${rows[0]?.version}`;
+    } finally {
+      await db.destroy();
+    }
+  });
+}
+
+await check('redis set/get', async () => {
+  const redis = createRedis(config.REDIS_URL);
+  try {
+    const key = `oms:verify:${randomUUID()}`;
+    await redis.set(key, 'ok', 'EX', 30);
+    const value = await redis.get(key);
+    await redis.del(key);
+    if (value !== 'ok') throw new Error(`read back ${String(value)}`);
+  } finally {
+    redis.disconnect();
+  }
+});
+
+const kafka = createKafka(config, 'oms-verify');
+await check('kafka topics', async () => {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const metadata = await admin.fetchTopicMetadata();
+    const partitions = new Map(metadata.topics.map((t) => [t.name, t.partitions.length]));
+    const problems = TOPIC_SPECS.flatMap(({ topic, partitions: expected }) => {
+      const actual = partitions.get(topic);
+      if (actual === undefined) return [`${topic} missing`];
+      return actual === expected ? [] : [`${topic} has ${actual} partitions, expected ${expected}`];
+    });
+    if (problems.length > 0) throw new Error(`${problems.join('; ')} (run: npm run topics)`);
+    return TOPIC_SPECS.map((s) => s.topic).join(', ');
+  } finally {
+    await admin.disconnect();
+  }
+});
+
+await check('kafka produce/consume round trip', async () => {
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic: VERIFY_TOPIC, numPartitions: 1, configEntries: [{ name: 'retention.ms', value: '3600000' }] }], waitForLeaders: true });
+  await admin.disconnect();
+  const marker = randomUUID();
+  const producer = kafka.producer({ idempotent: true });
+  await producer.connect();
+  const [sent] = await producer.send({ topic: VERIFY_TOPIC, acks: -1, messages: [{ key: 'verify', value: marker }] });
+  await producer.disconnect();
+  const consumer = kafka.consumer({ groupId: `oms-verify-${marker}` });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic: VERIFY_TOPIC });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('message not consumed within 20 s')), 20_000);
+      consumer.on(consumer.events.GROUP_JOIN, () => consumer.seek({ topic: VERIFY_TOPIC, partition: 0, offset: sent?.baseOffset ?? '0' }));
+      void consumer.run({
+        eachMessage: ({ message }) => {
+          if (message.value?.toString() === marker) {
+            clearTimeout(timer);
+            resolve();
+          }
+          return Promise.resolve();
+        },
+      });
+    });
+    return `offset ${sent?.baseOffset}`;
+  } finally {
+    await consumer.disconnect();
+    const cleanup = kafka.admin();
+    await cleanup.connect();
+    await cleanup.deleteGroups([`oms-verify-${marker}`]).catch(() => undefined);
+    await cleanup.disconnect();
+  }
+});
+
+await check(`temporal namespace ${config.TEMPORAL_NAMESPACE} and search attributes`, async () => {
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS, connectTimeout: 5_000 });
+  try {
+    const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+    await client.workflowService.describeNamespace({ namespace: config.TEMPORAL_NAMESPACE });
+    const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: config.TEMPORAL_NAMESPACE });
+    const missing = REQUIRED_SEARCH_ATTRIBUTES.filter((name) => !customAttributes || !(name in customAttributes));
+    if (missing.length > 0) throw new Error(`search attributes missing: ${missing.join(', ')}`);
+    return REQUIRED_SEARCH_ATTRIBUTES.join(', ');
+  } finally {
+    await connection.close();
+  }
+});
+
+await check('temporal web ui', async () => {
+  const response = await fetch(config.TEMPORAL_UI_URL, { signal: AbortSignal.timeout(5_000) });
+  const body = await response.text();
+  if (!response.ok || !body.includes('<html')) throw new Error(`${config.TEMPORAL_UI_URL} answered ${response.status}`);
+  return config.TEMPORAL_UI_URL;
+});
+
+if (withServices) {
+  const services = { 'order-service': config.ORDER_SERVICE_URL, 'product-service': config.PRODUCT_SERVICE_URL, 'payment-service': config.PAYMENT_SERVICE_URL };
+  for (const [name, url] of Object.entries(services)) {
+    await check(`${name} health`, async () => {
+      const response = await fetch(new URL('/health', url), { signal: AbortSignal.timeout(5_000) });
+      const body = (await response.json()) as { status?: string; checks?: Record<string, { status: string; error?: string }> };
+      if (response.status !== 200 || body.status !== 'UP') {
+        const down = Object.entries(body.checks ?? {}).filter(([, c]) => c.status !== 'UP').map(([n, c]) => `${n}: ${c.error ?? 'down'}`);
+        throw new Error(`${url}/health answered ${response.status} ${down.join('; ')}`);
+      }
+      return url;
+    });
+  }
+}
+
+if (failures.length > 0) {
+  console.log(`\n${failures.length} check(s) failed: ${failures.join(', ')}`);
+  process.exit(1);
+}
+console.log('\nAll checks passed.');

@@ -1,0 +1,88 @@
+/**
+ * Configuration for every OMS process, parsed once from the environment with zod and frozen.
+ * A bad value stops the process with a message naming the variable. Defaults are the local
+ * no-Docker stack started by `./oms up`.
+ */
+import { z } from 'zod';
+
+const url = z.string().url();
+const port = z.coerce.number().int().min(1).max(65_535);
+const positiveInt = z.coerce.number().int().positive();
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  ORDER_DATABASE_URL: url.default('postgres://postgres@127.0.0.1:5432/order_db'),
+  PRODUCT_DATABASE_URL: url.default('postgres://postgres@127.0.0.1:5432/product_db'),
+  PAYMENT_DATABASE_URL: url.default('postgres://postgres@127.0.0.1:5432/payment_db'),
+  DATABASE_POOL_MAX: positiveInt.default(10),
+
+  REDIS_URL: url.default('redis://127.0.0.1:6379'),
+  KAFKA_BROKERS: z
+    .string()
+    .default('127.0.0.1:9092')
+    .transform((value) => value.split(',').map((broker) => broker.trim()).filter(Boolean))
+    .pipe(z.array(z.string().regex(/^[^:]+:\d+$/, 'expected host:port')).min(1)),
+  KAFKA_CLIENT_ID: z.string().min(1).default('oms'),
+
+  TEMPORAL_ADDRESS: z.string().min(1).default('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_UI_URL: url.default('http://127.0.0.1:8233'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default('oms-orders'),
+  WORKER_MAX_CONCURRENT_ACTIVITIES: positiveInt.default(50),
+  WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: positiveInt.default(20),
+  WORKER_SHUTDOWN_GRACE_MS: positiveInt.default(10_000),
+  WORKER_METRICS_PORT: port.default(9464),
+  /** Path of a prebuilt workflow bundle (see workers/workflow-bundle.ts); unset: bundle workflows/ at start-up. */
+  OMS_WORKFLOW_BUNDLE: z.string().min(1).optional(),
+
+  HOST: z.string().default('127.0.0.1'),
+  ORDER_SERVICE_PORT: port.default(8084),
+  PRODUCT_SERVICE_PORT: port.default(8083),
+  PAYMENT_SERVICE_PORT: port.default(8085),
+  ORDER_SERVICE_URL: url.default('http://127.0.0.1:8084'),
+  PRODUCT_SERVICE_URL: url.default('http://127.0.0.1:8083'),
+  PAYMENT_SERVICE_URL: url.default('http://127.0.0.1:8085'),
+
+  /** Bearer token that services present to each other's TCC, restock, refund and admin endpoints. */
+  SERVICE_TOKEN: z.string().min(16, 'must be at least 16 characters').default('oms-dev-service-token'),
+  /** Timeout for one service-to-service HTTP call (TCC try/confirm/cancel, price lookups). */
+  HTTP_CLIENT_TIMEOUT_MS: positiveInt.default(5_000),
+
+  /** TCC: a reservation neither confirmed nor cancelled expires after this long. */
+  RESERVATION_TTL_SECONDS: positiveInt.default(900),
+  RESERVATION_SWEEP_INTERVAL_MS: positiveInt.default(5_000),
+  /** Manual checkout: how long tccPayment holds reservations waiting for the customer's confirm. */
+  CHECKOUT_HOLD_TTL_SECONDS: positiveInt.default(600),
+
+  IDEMPOTENCY_TTL_HOURS: positiveInt.default(24),
+  /** A PROCESSING idempotency record older than this belongs to a request that died: it may be retried. */
+  IDEMPOTENCY_LOCK_SECONDS: positiveInt.default(60),
+  IDEMPOTENCY_CLEANUP_INTERVAL_MS: positiveInt.default(60_000),
+
+  OUTBOX_BATCH_SIZE: positiveInt.default(100),
+  OUTBOX_MAX_RETRIES: positiveInt.default(5),
+  OUTBOX_POLL_INTERVAL_MS: positiveInt.default(1_000),
+  OUTBOX_RETRY_BASE_MS: positiveInt.default(500),
+  OUTBOX_RETENTION_HOURS: positiveInt.default(72),
+});
+
+export type Config = Readonly<z.infer<typeof envSchema>>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses and freezes configuration; throws ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  if (parsed.data.NODE_ENV === 'production' && parsed.data.SERVICE_TOKEN === 'oms-dev-service-token') {
+    throw new ConfigError('Invalid configuration:\n  SERVICE_TOKEN: the development default must not be used in production');
+  }
+  return Object.freeze(parsed.data);
+}

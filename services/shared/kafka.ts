@@ -1,0 +1,69 @@
+/** Kafka topics of OMS (the guide's, plus a catch-all for unrouted events) and the client factory. */
+import { Kafka, logLevel, type ITopicConfig } from 'kafkajs';
+import type { Config } from './config';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export const TOPICS = {
+  orderEvents: 'oms.orders.events',
+  productEvents: 'oms.products.events',
+  paymentEvents: 'oms.payments.events',
+  sagaCommands: 'oms.saga.commands',
+  generalEvents: 'oms.general.events',
+  deadLetters: 'oms.dlq',
+} as const;
+
+export type TopicName = (typeof TOPICS)[keyof typeof TOPICS];
+
+export interface TopicSpec {
+  topic: TopicName;
+  partitions: number;
+  retentionMs: number;
+}
+
+export const TOPIC_SPECS: readonly TopicSpec[] = [
+  { topic: TOPICS.orderEvents, partitions: 6, retentionMs: 7 * DAY_MS },
+  { topic: TOPICS.productEvents, partitions: 6, retentionMs: 7 * DAY_MS },
+  { topic: TOPICS.paymentEvents, partitions: 6, retentionMs: 7 * DAY_MS },
+  { topic: TOPICS.sagaCommands, partitions: 3, retentionMs: 1 * DAY_MS },
+  { topic: TOPICS.generalEvents, partitions: 3, retentionMs: 7 * DAY_MS },
+  { topic: TOPICS.deadLetters, partitions: 1, retentionMs: 30 * DAY_MS },
+];
+
+export function topicConfig({ topic, partitions, retentionMs }: TopicSpec): ITopicConfig {
+  return {
+    topic,
+    numPartitions: partitions,
+    replicationFactor: 1,
+    configEntries: [
+      { name: 'retention.ms', value: String(retentionMs) },
+      { name: 'cleanup.policy', value: 'delete' },
+    ],
+  };
+}
+
+export function createKafka(config: Pick<Config, 'KAFKA_BROKERS' | 'KAFKA_CLIENT_ID'>, clientId = config.KAFKA_CLIENT_ID): Kafka {
+  return new Kafka({
+    clientId,
+    brokers: [...config.KAFKA_BROKERS],
+    logLevel: logLevel.WARN,
+    connectionTimeout: 3_000,
+    retry: { retries: 5, initialRetryTime: 200 },
+  });
+}
+
+/** Creates the missing OMS topics and reports what it did; existing topics are left as they are. */
+export async function ensureTopics(kafka: Kafka, specs: readonly TopicSpec[] = TOPIC_SPECS): Promise<{ created: string[]; existing: string[] }> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const present = new Set(await admin.listTopics());
+    const missing = specs.filter((spec) => !present.has(spec.topic));
+    if (missing.length > 0) {
+      await admin.createTopics({ topics: missing.map(topicConfig), waitForLeaders: true });
+    }
+    return { created: missing.map((s) => s.topic), existing: specs.filter((s) => present.has(s.topic)).map((s) => s.topic) };
+  } finally {
+    await admin.disconnect();
+  }
+}

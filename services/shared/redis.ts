@@ -1,0 +1,15 @@
+import { Redis } from 'ioredis';
+
+/**
+ * Redis is only ever a fast path in OMS (PostgreSQL is the source of truth), so commands fail fast
+ * while it is down instead of queueing: callers fall back to the database.
+ */
+export function createRedis(url: string): Redis {
+  return new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2_000,
+    commandTimeout: 1_000,
+    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+  });
+}

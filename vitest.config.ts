@@ -1,0 +1,26 @@
+import { defineConfig } from 'vitest/config';
+
+// Unit tests need nothing running; integration tests talk to the real PostgreSQL, Redis, Kafka and
+// Temporal started by `./oms test` (or by testcontainers when OMS_TESTCONTAINERS=1).
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        extends: true,
+        test: { name: 'unit', include: ['test/unit/**/*.test.ts'] },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          globalSetup: ['test/setup/global-setup.ts'],
+          include: ['test/integration/**/*.test.ts', 'test/workflows/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          // Two cores: suites share one Temporal server and Kafka broker, so run files one by one.
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
