@@ -70,9 +70,13 @@ install_kafka() {
   log "kafka: copying jars from Maven into $KAFKA_LIBS"
   local tmp="$KAFKA_LIBS.tmp.$$"
   rm -rf "$tmp"
-  mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp" ||
-    die "kafka: mvn could not copy the jars pinned in $pom"
+  # Output to a log: Debian's Maven 3.8.7 prints stray colour codes even with -q -B.
+  local mvn_log="$OMS_TOOLS_DIR/kafka-install.log"
+  if ! mvn -q -B -f "$pom" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$tmp" >"$mvn_log" 2>&1; then
+    tail -n 20 "$mvn_log" >&2
+    die "kafka: mvn could not copy the jars pinned in $pom; see $mvn_log"
+  fi
   echo "$want" >"$tmp/.pom.sha256"
   # Swap in whole so a concurrent stack.sh never sees half a classpath.
   rm -rf "$KAFKA_LIBS"
