@@ -47,7 +47,7 @@ export async function migrateToLatest<DB>(db: Kysely<DB>, service: ServiceName):
   const result = await migrator.migrateToLatest();
   if (result.error) {
     const failed = result.results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-    throw new MigrationError(`${service}_db: migration ${failed} failed: ${String(result.error)}`, { cause: result.error });
+    throw new MigrationError(`${service}_db: migration ${failed} failed: ${result.error instanceof Error ? result.error.message : JSON.stringify(result.error)}`, { cause: result.error });
   }
   return result;
 }

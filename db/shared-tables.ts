@@ -18,6 +18,7 @@ export interface OutboxEventsTable {
   /** Kafka message key, so one aggregate's events stay in one partition, in order. */
   aggregate_id: string;
   event_type: string;
+  /** The whole event envelope (services/shared/events.ts): exactly what the relay publishes. */
   payload: JSONColumnType<Record<string, unknown>>;
   correlation_id: string | null;
   created_at: Timestamp;
@@ -39,15 +40,15 @@ export interface IdempotencyRecordsTable {
   request_method: string;
   request_path: string;
   status: Generated<IdempotencyStatus>;
-  response_status: number | null;
+  response_status: ColumnType<number | null, number | null | undefined, number | null>;
   /** JSON body of the stored response (objects and arrays). */
-  response_data: JSONColumnType<Record<string, unknown> | unknown[] | null>;
+  response_data: ColumnType<Record<string, unknown> | unknown[] | null, string | null | undefined, string | null>;
   created_at: Timestamp;
   completed_at: NullableTimestamp;
   /** A PROCESSING record whose lock has passed belongs to a request that died; it may be retried. */
   locked_until: Timestamp;
   expires_at: Timestamp;
-  error_message: string | null;
+  error_message: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** Consumer inbox: an event id is recorded in the same transaction as its effect, so it applies once. */

@@ -1,7 +1,7 @@
 /** Process lifecycle shared by every OMS entry point: shut down cleanly on SIGTERM/SIGINT, exactly once. */
 import type { Logger } from 'pino';
 
-export type Closer = () => Promise<unknown> | unknown;
+export type Closer = () => unknown;
 
 export function onShutdown(logger: Logger, closers: Closer[], { graceMs = 15_000 } = {}): void {
   let closing = false;

@@ -1,0 +1,100 @@
+/**
+ * Applies the Idempotency-Key semantics (../idempotency.ts) to every route that declares
+ * `config: { idempotent: true }`. Runs after validation (preHandler), so a request that fails
+ * validation never claims its key; stores the response in onSend, whatever produced it.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { ApiError } from '../errors';
+import { requestFingerprint, type IdempotencyStore } from '../idempotency';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route honours the Idempotency-Key header. */
+    idempotent?: boolean;
+  }
+  interface FastifyRequest {
+    idempotency?: { key: string; requestHash: string };
+  }
+}
+
+export const IDEMPOTENCY_HEADER = 'idempotency-key';
+const MAX_KEY_LENGTH = 255;
+
+export interface IdempotencyPluginOptions {
+  store: IdempotencyStore;
+  /** How often expired records are deleted; 0 disables the job (tests run it by hand). */
+  cleanupIntervalMs: number;
+}
+
+function readKey(request: FastifyRequest): string | undefined {
+  const header = request.headers[IDEMPOTENCY_HEADER];
+  if (header === undefined) return undefined;
+  const key = Array.isArray(header) ? header[0] : header;
+  if (!key || key.length > MAX_KEY_LENGTH || !/^[\x21-\x7e]+$/.test(key)) {
+    throw new ApiError(400, 'INVALID_IDEMPOTENCY_KEY', `Idempotency-Key must be 1-${MAX_KEY_LENGTH} printable ASCII characters`);
+  }
+  return key;
+}
+
+export const idempotencyPlugin = fp(
+  (app: FastifyInstance, { store, cleanupIntervalMs }: IdempotencyPluginOptions) => {
+    app.addHook('preHandler', async (request, reply) => {
+      if (!request.routeOptions.config.idempotent) return;
+      const key = readKey(request);
+      if (!key) return;
+      const route = request.routeOptions.url ?? request.url;
+      const requestHash = requestFingerprint({ method: request.method, route, params: request.params, query: request.query, body: request.body });
+      const outcome = await store.begin(key, requestHash, request.method, request.url);
+      switch (outcome.kind) {
+        case 'proceed':
+          request.idempotency = { key, requestHash };
+          return;
+        case 'replay':
+          // A string payload skips the route's serializer: the stored body is sent as it was.
+          return reply
+            .status(outcome.response.statusCode)
+            .header('idempotent-replayed', 'true')
+            .type('application/json; charset=utf-8')
+            .send(JSON.stringify(outcome.response.body));
+        case 'in-progress':
+          reply.header('retry-after', String(outcome.retryAfterSeconds));
+          throw new ApiError(409, 'IDEMPOTENCY_REQUEST_IN_PROGRESS', 'a request with this Idempotency-Key is still being processed; retry later');
+        case 'mismatch':
+          throw new ApiError(422, 'IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request');
+      }
+    });
+
+    app.addHook('onSend', async (request, reply, payload) => {
+      const claim = request.idempotency;
+      if (!claim) return payload;
+      request.idempotency = undefined;
+      if (reply.statusCode >= 500) {
+        await store.fail(claim.key, claim.requestHash, `answered ${reply.statusCode}`);
+        return payload;
+      }
+      let body: unknown = null;
+      if (typeof payload === 'string') {
+        try {
+          body = JSON.parse(payload);
+        } catch {
+          body = payload;
+        }
+      }
+      await store.complete(claim.key, claim.requestHash, { statusCode: reply.statusCode, body });
+      return payload;
+    });
+
+    if (cleanupIntervalMs > 0) {
+      const timer = setInterval(() => {
+        store.deleteExpired().then(
+          (deleted) => deleted > 0 && app.log.info({ deleted }, 'expired idempotency records deleted'),
+          (error: unknown) => app.log.error({ err: error }, 'idempotency cleanup failed'),
+        );
+      }, cleanupIntervalMs);
+      timer.unref();
+      app.addHook('onClose', async () => clearInterval(timer));
+    }
+  },
+  { name: 'oms-idempotency' },
+);

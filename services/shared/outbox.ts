@@ -1,0 +1,56 @@
+/**
+ * The write side of the transactional outbox: a domain event is inserted in the caller's
+ * transaction, so it exists exactly when the change it describes was committed.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Transaction } from 'kysely';
+import type { SharedTables } from '../../db/shared-tables';
+import { EVENT_DEFINITIONS, type EventEnvelope, type EventPayload, type EventType } from './events';
+
+export const EVENT_SCHEMA_VERSION = 1;
+
+export interface NewDomainEvent<T extends EventType> {
+  eventType: T;
+  aggregateId: string;
+  payload: EventPayload<T>;
+  /** Ties together everything one request or saga caused (the order id, usually). */
+  correlationId?: string | null;
+}
+
+/**
+ * Validates the payload against its event type's schema and writes the event to the outbox.
+ * Takes a Transaction, not a Kysely: an event written outside the business change's
+ * transaction would defeat the pattern.
+ */
+export async function appendOutboxEvent<DB extends SharedTables, T extends EventType>(
+  trx: Transaction<DB>,
+  event: NewDomainEvent<T>,
+): Promise<EventEnvelope> {
+  const definition = EVENT_DEFINITIONS[event.eventType];
+  const payload = definition.payload.parse(event.payload) as Record<string, unknown>;
+  const envelope: EventEnvelope = {
+    eventId: randomUUID(),
+    eventType: event.eventType,
+    aggregateType: definition.aggregateType,
+    aggregateId: event.aggregateId,
+    timestamp: new Date().toISOString(),
+    version: EVENT_SCHEMA_VERSION,
+    correlationId: event.correlationId ?? null,
+    payload,
+  };
+  // Kysely cannot narrow a generic DB to its shared tables; the cast is to the tables every DB has.
+  await (trx as unknown as Transaction<SharedTables>)
+    .insertInto('outbox_events')
+    .values({
+      event_id: envelope.eventId,
+      aggregate_type: envelope.aggregateType,
+      aggregate_id: envelope.aggregateId,
+      event_type: envelope.eventType,
+      payload: JSON.stringify(envelope),
+      correlation_id: envelope.correlationId,
+      created_at: envelope.timestamp,
+      next_attempt_at: envelope.timestamp,
+    })
+    .execute();
+  return envelope;
+}
