@@ -10,7 +10,7 @@ import { openServiceDatabase } from '../db/databases';
 import { SERVICE_NAMES } from '../db/migrator';
 import { loadConfig } from '../services/shared/config';
 import { createKafka, TOPIC_SPECS } from '../services/shared/kafka';
-import { createRedis } from '../services/shared/redis';
+import { connectRedis } from '../services/shared/redis';
 
 /** Custom search attributes the sagas keep current (registered by infra/stack.sh when Temporal starts). */
 export const REQUIRED_SEARCH_ATTRIBUTES = ['OrderId', 'CustomerId', 'SagaState'] as const;
@@ -46,7 +46,7 @@ for (const service of SERVICE_NAMES) {
 }
 
 await check('redis set/get', async () => {
-  const redis = createRedis(config.REDIS_URL);
+  const redis = await connectRedis(config.REDIS_URL);
   try {
     const key = `oms:verify:${randomUUID()}`;
     await redis.set(key, 'ok', 'EX', 30);

@@ -1,14 +1,12 @@
 /**
- * The OMS worker process: builds the real dependencies, registers the workflows and activities on
- * the task queue, and drains in-flight activities on SIGTERM/SIGINT (the Temporal runtime handles
- * the signals and calls worker.shutdown()).
+ * The OMS worker process: builds the real dependencies and runs every Temporal worker of OMS until
+ * SIGTERM/SIGINT, when the Temporal runtime calls shutdown() on each and in-flight activities drain.
  */
 import { hostname } from 'node:os';
-import { DefaultLogger, NativeConnection, Runtime, Worker, makeTelemetryFilterString } from '@temporalio/worker';
-import { createDiagnosticsActivities } from '../activities/diagnostics';
+import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString, type Worker } from '@temporalio/worker';
 import { loadConfig } from '../services/shared/config';
 import { startOrExit } from '../services/shared/run-service';
-import { workflowSource } from './workflow-bundle';
+import { createSagaWorker } from './saga-worker';
 
 startOrExit(async () => {
   const config = loadConfig();
@@ -23,19 +21,9 @@ startOrExit(async () => {
 
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   try {
-    const worker = await Worker.create({
-      connection,
-      namespace: config.TEMPORAL_NAMESPACE,
-      taskQueue: config.TEMPORAL_TASK_QUEUE,
-      identity,
-      ...workflowSource(config.OMS_WORKFLOW_BUNDLE),
-      activities: { ...createDiagnosticsActivities({ workerIdentity: identity }) },
-      maxConcurrentActivityTaskExecutions: config.WORKER_MAX_CONCURRENT_ACTIVITIES,
-      maxConcurrentWorkflowTaskExecutions: config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
-      shutdownGraceTime: config.WORKER_SHUTDOWN_GRACE_MS,
-    });
-    console.log(JSON.stringify({ msg: 'worker started', identity, taskQueue: config.TEMPORAL_TASK_QUEUE }));
-    await worker.run();
+    const workers: Worker[] = [await createSagaWorker({ connection, config, identity })];
+    console.log(JSON.stringify({ msg: 'worker started', identity, taskQueues: workers.map((w) => w.options.taskQueue) }));
+    await Promise.all(workers.map((worker) => worker.run()));
   } finally {
     await connection.close();
   }

@@ -13,3 +13,19 @@ export function createRedis(url: string): Redis {
     retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
   });
 }
+
+/** Connects and waits until Redis answers, for callers that need it now (start-up checks, tools). */
+export async function connectRedis(url: string): Promise<Redis> {
+  const redis = createRedis(url);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      redis.disconnect();
+      reject(new Error(`Redis at ${url} not ready within 3 s`));
+    }, 3_000);
+    redis.once('ready', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  return redis;
+}

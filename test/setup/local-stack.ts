@@ -3,7 +3,7 @@ import { Connection } from '@temporalio/client';
 import pg from 'pg';
 import { loadConfig } from '../../services/shared/config';
 import { createKafka } from '../../services/shared/kafka';
-import { createRedis } from '../../services/shared/redis';
+import { connectRedis } from '../../services/shared/redis';
 import type { StackEnv } from './stack-env';
 
 async function reachable(component: string, where: string, probe: () => Promise<unknown>): Promise<void> {
@@ -35,7 +35,7 @@ export async function useLocalStack(): Promise<StackEnv> {
     await client.end();
   });
   await reachable('Redis', env.REDIS_URL, async () => {
-    const redis = createRedis(env.REDIS_URL);
+    const redis = await connectRedis(env.REDIS_URL);
     try {
       await redis.ping();
     } finally {

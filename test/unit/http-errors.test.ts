@@ -21,7 +21,10 @@ describe('HTTP error format', () => {
     app.post(
       '/things',
       { schema: { body: z.object({ quantity: z.number().int().positive() }), response: { 201: z.object({ quantity: z.number() }) } } },
-      (request, reply) => reply.status(201).send({ quantity: request.body.quantity }),
+      async (request, reply) => {
+        reply.status(201);
+        return { quantity: request.body.quantity };
+      },
     );
     app.post('/conflict', () => {
       throw new ConflictError('THING_TAKEN', 'that thing is taken', { thing: 1 });
