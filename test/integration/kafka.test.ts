@@ -1,0 +1,99 @@
+import { randomUUID } from 'node:crypto';
+import type { Kafka } from 'kafkajs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createKafka, ensureTopics, TOPIC_SPECS } from '../../services/shared/kafka';
+import { testConfig } from '../helpers/stack';
+
+// Proves the broker this project installs (Kafka 3.9 from Maven jars) speaks the protocol versions
+// kafkajs 2.2.4 negotiates: admin, idempotent produce, and consumer groups.
+describe('Kafka broker with kafkajs', () => {
+  let kafka: Kafka;
+  const topic = `oms.test.kafka-${randomUUID()}`;
+
+  beforeAll(() => {
+    kafka = createKafka(testConfig(), 'oms-test-kafka');
+  });
+  afterAll(async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+    await admin.disconnect();
+  });
+
+  it('creates a topic with the requested partitions and retention', async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const created = await admin.createTopics({
+        topics: [{ topic, numPartitions: 3, configEntries: [{ name: 'retention.ms', value: '60000' }] }],
+        waitForLeaders: true,
+      });
+      expect(created).toBe(true);
+      const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+      expect(metadata.topics[0]?.partitions).toHaveLength(3);
+      const configs = await admin.describeConfigs({ resources: [{ type: 2, name: topic, configNames: ['retention.ms'] }], includeSynonyms: false });
+      expect(configs.resources[0]?.configEntries[0]?.configValue).toBe('60000');
+    } finally {
+      await admin.disconnect();
+    }
+  });
+
+  it('delivers what an idempotent producer sends to a consumer group, in order per key', async () => {
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    const key = randomUUID();
+    const values = Array.from({ length: 20 }, (_, i) => `${key}:${i}`);
+    await producer.send({ topic, acks: -1, messages: values.map((value) => ({ key, value, headers: { 'event-type': 'TEST' } })) });
+    await producer.disconnect();
+
+    const groupId = `oms-test-${randomUUID()}`;
+    const consumer = kafka.consumer({ groupId });
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    const received: string[] = [];
+    const headers: string[] = [];
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        if (message.key?.toString() !== key) return;
+        received.push(message.value?.toString() ?? '');
+        headers.push(message.headers?.['event-type']?.toString() ?? '');
+      },
+    });
+    try {
+      await expect.poll(() => received.length, { timeout: 30_000 }).toBe(values.length);
+      expect(received).toEqual(values);
+      expect(new Set(headers)).toEqual(new Set(['TEST']));
+    } finally {
+      await consumer.disconnect();
+    }
+    // The group committed its offsets: it is known to the broker with every message consumed.
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const offsets = await admin.fetchOffsets({ groupId, topics: [topic] });
+      const committed = offsets[0]?.partitions.reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
+      expect(committed).toBe(values.length);
+    } finally {
+      await admin.deleteGroups([groupId]).catch(() => undefined);
+      await admin.disconnect();
+    }
+  });
+
+  it('has every OMS topic, and ensureTopics is idempotent', async () => {
+    const kafkaClient = createKafka(testConfig(), 'oms-test-topics');
+    await ensureTopics(kafkaClient);
+    const again = await ensureTopics(kafkaClient);
+    expect(again.created).toEqual([]);
+    expect(again.existing.sort()).toEqual(TOPIC_SPECS.map((s) => s.topic).sort());
+    const admin = kafkaClient.admin();
+    await admin.connect();
+    try {
+      const metadata = await admin.fetchTopicMetadata({ topics: TOPIC_SPECS.map((s) => s.topic) });
+      for (const spec of TOPIC_SPECS) {
+        expect(metadata.topics.find((t) => t.name === spec.topic)?.partitions, spec.topic).toHaveLength(spec.partitions);
+      }
+    } finally {
+      await admin.disconnect();
+    }
+  });
+});

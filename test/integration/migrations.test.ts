@@ -1,0 +1,143 @@
+import { sql } from 'kysely';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDatabase } from '../../db/connection';
+import { migrateToLatest, migrationsByService, SERVICE_NAMES } from '../../db/migrator';
+import { OUTBOX_NOTIFY_CHANNEL } from '../../db/shared-migrations';
+import { createEmptyDatabase, createTestDatabase, type TestDatabase } from '../helpers/database';
+
+describe('migrations', () => {
+  it.each(SERVICE_NAMES)('bring an empty %s database to the latest schema, and a second run changes nothing', async (service) => {
+    const empty = await createEmptyDatabase(`migrate_${service}`);
+    const db = createDatabase({ connectionString: empty.url });
+    try {
+      const first = await migrateToLatest(db, service);
+      expect(first.results?.map((r) => r.migrationName)).toEqual(Object.keys(migrationsByService[service]));
+      expect(first.results?.every((r) => r.status === 'Success')).toBe(true);
+      const second = await migrateToLatest(db, service);
+      expect(second.results).toEqual([]);
+    } finally {
+      await db.destroy();
+      await empty.drop();
+    }
+  });
+});
+
+describe('product_db constraints', () => {
+  let product: TestDatabase<'product'>;
+  beforeAll(async () => {
+    product = await createTestDatabase('product');
+  });
+  afterAll(() => product.destroy());
+
+  it('refuses to reserve more than is in stock, whatever the code above it does', async () => {
+    const { id } = await product.db
+      .insertInto('products')
+      .values({ sku: 'C-1', name: 'c', price_minor: 100, currency: 'USD', stock_quantity: 3 })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    await expect(product.db.updateTable('products').set({ reserved_quantity: 4 }).where('id', '=', id).execute()).rejects.toThrow(/chk_products_reserved/);
+    await expect(product.db.updateTable('products').set({ stock_quantity: -1 }).where('id', '=', id).execute()).rejects.toThrow(/chk_products/);
+    await expect(
+      product.db.insertInto('stock_reservations').values({ order_id: 'o', product_id: id, quantity: 0, expires_at: new Date() }).execute(),
+    ).rejects.toThrow(/stock_reservations_quantity_check/);
+  });
+
+  it('allows one reservation per order and product', async () => {
+    const { id } = await product.db
+      .insertInto('products')
+      .values({ sku: 'C-2', name: 'c', price_minor: 100, currency: 'USD', stock_quantity: 3 })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const reservation = { order_id: 'order-1', product_id: id, quantity: 1, expires_at: new Date() };
+    await product.db.insertInto('stock_reservations').values(reservation).execute();
+    await expect(product.db.insertInto('stock_reservations').values(reservation).execute()).rejects.toThrow(/uq_stock_reservation_order_product/);
+  });
+
+  it('keeps outbox event ids unique and published rows stamped', async () => {
+    const row = {
+      event_id: '6f1c1f4e-6a51-4a4c-9a55-3d1f0c3b2a10',
+      aggregate_type: 'PRODUCT',
+      aggregate_id: 'p',
+      event_type: 'PRODUCT_CREATED',
+      payload: JSON.stringify({}),
+      correlation_id: null,
+      created_at: new Date(),
+      next_attempt_at: new Date(),
+    };
+    await product.db.insertInto('outbox_events').values(row).execute();
+    await expect(product.db.insertInto('outbox_events').values(row).execute()).rejects.toThrow(/uq_outbox_event_id/);
+    await expect(product.db.updateTable('outbox_events').set({ status: 'PUBLISHED' }).where('event_id', '=', row.event_id).execute()).rejects.toThrow(
+      /chk_outbox_published_at/,
+    );
+  });
+
+  it('notifies the outbox channel when an event commits, and not when it rolls back', async () => {
+    const listener = new pg.Client({ connectionString: product.url });
+    await listener.connect();
+    const notifications: string[] = [];
+    listener.on('notification', (message) => notifications.push(message.channel));
+    await listener.query(`LISTEN ${OUTBOX_NOTIFY_CHANNEL}`);
+    try {
+      const insert = (trx: typeof product.db, eventId: string) =>
+        trx
+          .insertInto('outbox_events')
+          .values({
+            event_id: eventId,
+            aggregate_type: 'PRODUCT',
+            aggregate_id: 'p',
+            event_type: 'PRODUCT_CREATED',
+            payload: JSON.stringify({}),
+            correlation_id: null,
+            created_at: new Date(),
+            next_attempt_at: new Date(),
+          })
+          .execute();
+      await expect(
+        product.db.transaction().execute(async (trx) => {
+          await insert(trx, '0b7e4c8e-2f7e-4d43-8a57-7c0d5f7f2b01');
+          throw new Error('roll back');
+        }),
+      ).rejects.toThrow('roll back');
+      await sql`SELECT pg_sleep(0.2)`.execute(product.db);
+      expect(notifications).toEqual([]);
+
+      await product.db.transaction().execute((trx) => insert(trx, '0b7e4c8e-2f7e-4d43-8a57-7c0d5f7f2b02'));
+      await expect.poll(() => notifications, { timeout: 5_000 }).toEqual([OUTBOX_NOTIFY_CHANNEL]);
+    } finally {
+      await listener.end();
+    }
+  });
+});
+
+describe('payment_db and order_db constraints', () => {
+  let payment: TestDatabase<'payment'>;
+  let order: TestDatabase<'order'>;
+  beforeAll(async () => {
+    [payment, order] = await Promise.all([createTestDatabase('payment'), createTestDatabase('order')]);
+  });
+  afterAll(() => Promise.all([payment.destroy(), order.destroy()]));
+
+  it('refuses to hold more money than the account has', async () => {
+    await payment.db.insertInto('customer_accounts').values({ customer_id: 'c1', currency: 'USD', balance_minor: 1_000 }).execute();
+    await expect(payment.db.updateTable('customer_accounts').set({ held_minor: 1_001 }).where('customer_id', '=', 'c1').execute()).rejects.toThrow(
+      /chk_accounts_held/,
+    );
+  });
+
+  it('refuses an order item whose line total does not match price times quantity', async () => {
+    const { id: customerId } = await order.db.insertInto('customers').values({ name: 'n', email: 'n@example.com' }).returning('id').executeTakeFirstOrThrow();
+    const orderId = '3d7c2a8e-1b8f-4f4e-9a2b-5c6d7e8f9a01';
+    await order.db
+      .insertInto('orders')
+      .values({ id: orderId, customer_id: customerId, total_minor: 300, currency: 'USD', payment_method: 'account', confirmation_mode: 'auto', workflow_id: `order-${orderId}` })
+      .execute();
+    await expect(
+      order.db
+        .insertInto('order_items')
+        .values({ order_id: orderId, product_id: orderId, sku: 's', product_name: 'p', quantity: 3, unit_price_minor: 100, line_total_minor: 299 })
+        .execute(),
+    ).rejects.toThrow(/order_items_check|line_total/);
+    await expect(order.db.updateTable('orders').set({ status: 'FAILED' }).where('id', '=', orderId).execute()).rejects.toThrow(/chk_orders_failure/);
+  });
+});
