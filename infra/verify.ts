@@ -20,14 +20,24 @@ const config = loadConfig();
 const withServices = process.argv.includes('--services');
 const failures: string[] = [];
 
+const CHECK_TIMEOUT_MS = 30_000;
+
 async function check(name: string, run: () => Promise<string | void>): Promise<void> {
   const started = performance.now();
+  let timer: NodeJS.Timeout | undefined;
   try {
-    const detail = await run();
+    const detail = await Promise.race([
+      run(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS / 1000} s`)), CHECK_TIMEOUT_MS);
+      }),
+    ]);
     console.log(`  ok    ${name}${detail ? ` (${detail})` : ''} ${Math.round(performance.now() - started)} ms`);
   } catch (error) {
     failures.push(name);
     console.log(`  FAIL  ${name}: ${error instanceof Error ? error.message : String(error)}`);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -83,7 +93,7 @@ await check('kafka produce/consume round trip', async () => {
   await admin.createTopics({ topics: [{ topic: VERIFY_TOPIC, numPartitions: 1, configEntries: [{ name: 'retention.ms', value: '3600000' }] }], waitForLeaders: true });
   await admin.disconnect();
   const marker = randomUUID();
-  const producer = kafka.producer({ idempotent: true });
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 5_000 } });
   await producer.connect();
   const [sent] = await producer.send({ topic: VERIFY_TOPIC, acks: -1, messages: [{ key: 'verify', value: marker }] });
   await producer.disconnect();

@@ -43,6 +43,8 @@ export function topicConfig({ topic, partitions, retentionMs }: TopicSpec): ITop
 }
 
 export function createKafka(config: Pick<Config, 'KAFKA_BROKERS' | 'KAFKA_CLIENT_ID'>, clientId = config.KAFKA_CLIENT_ID): Kafka {
+  // We use kafkajs's v2 default partitioner (murmur2, Java-compatible) knowingly; silence its notice.
+  process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
   return new Kafka({
     clientId,
     brokers: [...config.KAFKA_BROKERS],
