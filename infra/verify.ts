@@ -90,7 +90,9 @@ await check('kafka topics', async () => {
 await check('kafka produce/consume round trip', async () => {
   const admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({ topics: [{ topic: VERIFY_TOPIC, numPartitions: 1, configEntries: [{ name: 'retention.ms', value: '3600000' }] }], waitForLeaders: true });
+  if (!(await admin.listTopics()).includes(VERIFY_TOPIC)) {
+    await admin.createTopics({ topics: [{ topic: VERIFY_TOPIC, numPartitions: 1, configEntries: [{ name: 'retention.ms', value: '3600000' }] }], waitForLeaders: true });
+  }
   await admin.disconnect();
   const marker = randomUUID();
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 5_000 } });

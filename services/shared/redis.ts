@@ -17,15 +17,24 @@ export function createRedis(url: string): Redis {
 /** Connects and waits until Redis answers, for callers that need it now (start-up checks, tools). */
 export async function connectRedis(url: string): Promise<Redis> {
   const redis = createRedis(url);
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      redis.disconnect();
-      reject(new Error(`Redis at ${url} not ready within 3 s`));
-    }, 3_000);
-    redis.once('ready', () => {
-      clearTimeout(timer);
-      resolve();
+  let lastError: Error | undefined;
+  const remember = (error: Error) => {
+    lastError = error;
+  };
+  redis.on('error', remember);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        redis.disconnect();
+        reject(new Error(`Redis at ${url} not ready within 3 s${lastError ? ` (${lastError.message})` : ''}`));
+      }, 3_000);
+      redis.once('ready', () => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
-  });
+  } finally {
+    redis.off('error', remember);
+  }
   return redis;
 }
