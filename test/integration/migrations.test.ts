@@ -54,17 +54,20 @@ describe('product_db constraints', () => {
     await expect(product.db.insertInto('stock_reservations').values(reservation).execute()).rejects.toThrow(/uq_stock_reservation_order_product/);
   });
 
+  /** A raw outbox row: these tests check the table itself, below the outbox writer. */
+  const outboxRow = (eventId: string) => ({
+    event_id: eventId,
+    aggregate_type: 'PRODUCT',
+    aggregate_id: 'p',
+    event_type: 'PRODUCT_CREATED',
+    payload: JSON.stringify({}),
+    correlation_id: null,
+    created_at: new Date(),
+    next_attempt_at: new Date(),
+  });
+
   it('keeps outbox event ids unique and published rows stamped', async () => {
-    const row = {
-      event_id: '6f1c1f4e-6a51-4a4c-9a55-3d1f0c3b2a10',
-      aggregate_type: 'PRODUCT',
-      aggregate_id: 'p',
-      event_type: 'PRODUCT_CREATED',
-      payload: JSON.stringify({}),
-      correlation_id: null,
-      created_at: new Date(),
-      next_attempt_at: new Date(),
-    };
+    const row = outboxRow('6f1c1f4e-6a51-4a4c-9a55-3d1f0c3b2a10');
     await product.db.insertInto('outbox_events').values(row).execute();
     await expect(product.db.insertInto('outbox_events').values(row).execute()).rejects.toThrow(/uq_outbox_event_id/);
     await expect(product.db.updateTable('outbox_events').set({ status: 'PUBLISHED' }).where('event_id', '=', row.event_id).execute()).rejects.toThrow(
@@ -79,20 +82,7 @@ describe('product_db constraints', () => {
     listener.on('notification', (message) => notifications.push(message.channel));
     await listener.query(`LISTEN ${OUTBOX_NOTIFY_CHANNEL}`);
     try {
-      const insert = (trx: typeof product.db, eventId: string) =>
-        trx
-          .insertInto('outbox_events')
-          .values({
-            event_id: eventId,
-            aggregate_type: 'PRODUCT',
-            aggregate_id: 'p',
-            event_type: 'PRODUCT_CREATED',
-            payload: JSON.stringify({}),
-            correlation_id: null,
-            created_at: new Date(),
-            next_attempt_at: new Date(),
-          })
-          .execute();
+      const insert = (trx: typeof product.db, eventId: string) => trx.insertInto('outbox_events').values(outboxRow(eventId)).execute();
       await expect(
         product.db.transaction().execute(async (trx) => {
           await insert(trx, '0b7e4c8e-2f7e-4d43-8a57-7c0d5f7f2b01');
