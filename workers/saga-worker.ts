@@ -1,11 +1,25 @@
 /**
  * The saga worker: order workflows (createOrder, cancelOrder, tccPayment) and the activities they
- * call, on the orders task queue. Dependencies are built by the caller (workers/main.ts or a test).
+ * call, on the orders task queue. Dependencies are built by the caller (workers/main.ts or a test);
+ * the participants' HTTP clients are built here from configuration unless passed in.
  */
 import { Worker, type NativeConnection } from '@temporalio/worker';
+import type { Kysely } from 'kysely';
+import { openServiceDatabase } from '../db/databases';
+import type { OrderDatabase } from '../db/order/schema';
 import { createDiagnosticsActivities } from '../activities/diagnostics';
+import { createJsonHttpClient, type JsonHttpClient } from '../activities/http';
+import { createOrderActivities } from '../activities/order';
+import { createPaymentActivities } from '../activities/payment';
+import { createStockActivities } from '../activities/stock';
 import type { Config } from '../services/shared/config';
 import { workflowSource } from './workflow-bundle';
+
+export interface SagaWorkerDependencies {
+  orderDb: Kysely<OrderDatabase>;
+  products: JsonHttpClient;
+  payments: JsonHttpClient;
+}
 
 export interface SagaWorkerOptions {
   connection: NativeConnection;
@@ -13,16 +27,27 @@ export interface SagaWorkerOptions {
   identity: string;
   /** Overrides the configured task queue (tests use one per suite). */
   taskQueue?: string;
+  /** Overrides any dependency built from config (tests point at their own databases and services). */
+  dependencies?: Partial<SagaWorkerDependencies>;
 }
 
-export async function createSagaWorker({ connection, config, identity, taskQueue = config.TEMPORAL_TASK_QUEUE }: SagaWorkerOptions): Promise<Worker> {
+export async function createSagaWorker({ connection, config, identity, taskQueue = config.TEMPORAL_TASK_QUEUE, dependencies = {} }: SagaWorkerOptions): Promise<Worker> {
+  const http = { serviceToken: config.SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
+  const orderDb = dependencies.orderDb ?? openServiceDatabase(config, 'order', 'oms-saga-worker');
+  const products = dependencies.products ?? createJsonHttpClient({ ...http, baseUrl: config.PRODUCT_SERVICE_URL });
+  const payments = dependencies.payments ?? createJsonHttpClient({ ...http, baseUrl: config.PAYMENT_SERVICE_URL });
   return Worker.create({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue,
     identity,
     ...workflowSource(config.OMS_WORKFLOW_BUNDLE),
-    activities: { ...createDiagnosticsActivities({ workerIdentity: identity }) },
+    activities: {
+      ...createDiagnosticsActivities({ workerIdentity: identity }),
+      ...createOrderActivities({ db: orderDb }),
+      ...createStockActivities({ products }),
+      ...createPaymentActivities({ payments }),
+    },
     maxConcurrentActivityTaskExecutions: config.WORKER_MAX_CONCURRENT_ACTIVITIES,
     maxConcurrentWorkflowTaskExecutions: config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
     shutdownGraceTime: config.WORKER_SHUTDOWN_GRACE_MS,

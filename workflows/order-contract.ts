@@ -3,6 +3,7 @@
  * inputs, progress, and the query/update/signal definitions. HTTP handlers and workers import this
  * module, never a workflow body. Safe inside the workflow sandbox (it only defines things).
  */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 
 /** The createOrder saga of an order: one per order, a duplicate start is rejected. */
@@ -13,6 +14,34 @@ export const cancelOrderWorkflowId = (orderId: string) => `order-${orderId}-canc
 export const tccPaymentWorkflowId = (orderId: string) => `order-${orderId}-payment`;
 
 export type ConfirmationMode = 'auto' | 'manual';
+
+/**
+ * How long the saga's activities may take and how often a transient fault is retried before the
+ * saga gives up and compensates. Workers' callers pass what configuration says; tests pass seconds.
+ */
+export interface SagaTimeouts {
+  /** One attempt of one activity (an HTTP call or a transaction); above HTTP_CLIENT_TIMEOUT_MS. */
+  activityStartToCloseMs: number;
+  /** Attempts of a forward step (try, confirm, order update) before the saga compensates. */
+  maximumAttempts: number;
+  /** Attempts of a compensation; higher, because giving up leaves a hold or money behind. */
+  compensationMaximumAttempts: number;
+  initialRetryIntervalMs: number;
+  maximumRetryIntervalMs: number;
+}
+
+export const DEFAULT_SAGA_TIMEOUTS: SagaTimeouts = {
+  activityStartToCloseMs: 15_000,
+  maximumAttempts: 8,
+  compensationMaximumAttempts: 30,
+  initialRetryIntervalMs: 500,
+  maximumRetryIntervalMs: 30_000,
+};
+
+/** Saga timeouts for the configured HTTP client timeout: an undo makes up to two calls per attempt. */
+export function sagaTimeoutsFor(httpClientTimeoutMs: number): SagaTimeouts {
+  return { ...DEFAULT_SAGA_TIMEOUTS, activityStartToCloseMs: 2 * httpClientTimeoutMs + 5_000 };
+}
 
 export interface OrderLine {
   productId: string;
@@ -31,6 +60,8 @@ export interface CreateOrderInput {
   confirmation: ConfirmationMode;
   /** Manual checkout: how long reservations are held waiting for confirm; then everything is cancelled. */
   holdTtlSeconds: number;
+  /** Defaults to DEFAULT_SAGA_TIMEOUTS. */
+  timeouts?: SagaTimeouts;
 }
 
 export interface TccPaymentInput {
@@ -42,6 +73,7 @@ export interface TccPaymentInput {
   paymentMethod: string;
   confirmation: ConfirmationMode;
   holdTtlSeconds: number;
+  timeouts?: SagaTimeouts;
 }
 
 export interface TccPaymentResult {
@@ -50,13 +82,37 @@ export interface TccPaymentResult {
   transactionId: string;
 }
 
+/** What createOrder returns when the order is PAID. */
+export interface CreateOrderResult extends TccPaymentResult {
+  orderId: string;
+  status: 'PAID';
+}
+
 export interface CancelOrderInput {
   orderId: string;
   reason: string;
+  timeouts?: SagaTimeouts;
+}
+
+export interface CancelOrderResult {
+  orderId: string;
+  status: 'CANCELLED';
+  /** The order's status when the cancellation was requested. */
+  cancelledFrom: 'PENDING' | 'AWAITING_CONFIRMATION' | 'PAID' | 'CANCELLING';
+  stock: 'RELEASED' | 'RESTOCKED' | 'NOTHING_HELD';
+  refundId: string | null;
 }
 
 /** Saga states kept in the SagaState search attribute, so operators can list sagas by state. */
 export type SagaState = 'RUNNING' | 'COMPENSATING' | 'COMPLETED' | 'COMPENSATED' | 'FAILED';
+export const SAGA_STATES: readonly SagaState[] = ['RUNNING', 'COMPENSATING', 'COMPLETED', 'COMPENSATED', 'FAILED'];
+
+/** Search attributes (Keyword) registered on the server; set at start and kept current by the sagas. */
+export const SEARCH_ATTRIBUTES = {
+  orderId: defineSearchAttributeKey('OrderId', SearchAttributeType.KEYWORD),
+  customerId: defineSearchAttributeKey('CustomerId', SearchAttributeType.KEYWORD),
+  sagaState: defineSearchAttributeKey('SagaState', SearchAttributeType.KEYWORD),
+} as const;
 
 export interface CompensationRecord {
   step: string;
@@ -86,6 +142,16 @@ export const FAILURE_TYPES = {
   customerInactive: 'CustomerInactive',
   customerNotFound: 'CustomerNotFound',
   reservationExpired: 'ReservationExpired',
+  reservationCancelled: 'ReservationCancelled',
+  /** A try arrived after its transaction was cancelled (the barrier refused it). */
+  tryAfterCancel: 'TryAfterCancel',
+  productNotFound: 'ProductNotFound',
+  accountNotFound: 'AccountNotFound',
+  /** A participant refused a request as malformed or unauthorised: retrying cannot help. */
+  participantRejected: 'ParticipantRejected',
+  orderNotFound: 'OrderNotFound',
+  /** The order was cancelled while its createOrder saga was running. */
+  orderCancelled: 'OrderCancelled',
   checkoutExpired: 'CheckoutExpired',
   checkoutCancelled: 'CheckoutCancelled',
   orderNotCancellable: 'OrderNotCancellable',

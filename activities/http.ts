@@ -1,0 +1,88 @@
+/**
+ * A small JSON HTTP client for activities calling the TCC participants. It decides one thing for
+ * every caller: what is transient. Timeouts, refused connections and 5xx throw ordinary errors, so
+ * Temporal retries the activity with backoff; any other response is returned for the caller to map
+ * (2xx to a result, the participant's 4xx codes to non-retryable business failures).
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE_TYPES } from '../workflows/order-contract';
+
+export interface JsonHttpClientOptions {
+  baseUrl: string;
+  /** Sent as `Authorization: Bearer <token>`: the participants' TCC endpoints are service-only. */
+  serviceToken: string;
+  timeoutMs: number;
+}
+
+export interface JsonResponse {
+  status: number;
+  body: unknown;
+}
+
+export interface JsonHttpClient {
+  post(path: string, body?: unknown): Promise<JsonResponse>;
+  get(path: string): Promise<JsonResponse>;
+}
+
+/** A participant answered 5xx: worth retrying (its body may be anything, we keep a short excerpt). */
+export class ParticipantUnavailableError extends Error {
+  override name = 'ParticipantUnavailableError';
+}
+
+export function createJsonHttpClient({ baseUrl, serviceToken, timeoutMs }: JsonHttpClientOptions): JsonHttpClient {
+  async function send(method: 'GET' | 'POST', path: string, body?: unknown): Promise<JsonResponse> {
+    const url = new URL(path, baseUrl);
+    const response = await fetch(url, {
+      method,
+      headers: {
+        authorization: `Bearer ${serviceToken}`,
+        accept: 'application/json',
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      // A hung participant must not hold the activity until its start-to-close timeout.
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await response.text();
+    // 408/429: the participant asks us to come back later; 5xx: it failed. Both are transient.
+    if (response.status >= 500 || response.status === 408 || response.status === 429) {
+      throw new ParticipantUnavailableError(`${method} ${url.pathname} answered ${response.status}: ${text.slice(0, 200)}`);
+    }
+    let parsed: unknown = null;
+    if (text.length > 0) {
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = text;
+      }
+    }
+    return { status: response.status, body: parsed };
+  }
+  return {
+    post: (path, body) => send('POST', path, body ?? {}),
+    get: (path) => send('GET', path),
+  };
+}
+
+/** The stable error code of an OMS error body ({error:{code,message}}), or null. */
+export function errorCode(response: JsonResponse): string | null {
+  const body = response.body as { error?: { code?: unknown } } | null;
+  return typeof body?.error?.code === 'string' ? body.error.code : null;
+}
+
+export function errorMessage(response: JsonResponse): string {
+  const body = response.body as { error?: { message?: unknown } } | null;
+  return typeof body?.error?.message === 'string' ? body.error.message : JSON.stringify(response.body)?.slice(0, 200) ?? '';
+}
+
+/**
+ * A 4xx the caller has no mapping for (400 validation, 401 token, 404 route): a defect or a
+ * misconfiguration. Retrying the same request cannot help, so fail the step and let the saga compensate.
+ */
+export function unexpectedResponse(what: string, response: JsonResponse): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(
+    `${what}: participant answered ${response.status} ${errorCode(response) ?? ''} ${errorMessage(response)}`.trim(),
+    FAILURE_TYPES.participantRejected,
+    { status: response.status, code: errorCode(response) },
+  );
+}

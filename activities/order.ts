@@ -1,0 +1,207 @@
+/**
+ * The order saga's own steps on order_db: customer validation and every order status transition,
+ * each written with its outbox event(s) in one transaction. Every transition is a conditional
+ * UPDATE (only from the states it may leave), so an activity retried after its commit changes
+ * nothing twice, and a transition that lost a race (the order was cancelled meanwhile) says so
+ * instead of overwriting the winner.
+ */
+import { ApplicationFailure, CancelledFailure, WorkflowNotFoundError } from '@temporalio/common';
+import { Context } from '@temporalio/activity';
+import { WorkflowFailedError } from '@temporalio/client';
+import { sql, type Kysely } from 'kysely';
+import type { OrderDatabase, OrderStatus } from '../db/order/schema';
+import { currencyCode, formatMinor } from '../services/shared/money';
+import { appendOutboxEvent } from '../services/shared/outbox';
+import { createOrderWorkflowId, FAILURE_TYPES } from '../workflows/order-contract';
+
+export interface OrderActivitiesDependencies {
+  db: Kysely<OrderDatabase>;
+}
+
+/** The outcome of a conditional transition: `applied` false means the order was already elsewhere. */
+export interface TransitionOutcome {
+  applied: boolean;
+  status: OrderStatus;
+}
+
+export type CancellableStatus = 'PENDING' | 'AWAITING_CONFIRMATION' | 'PAID';
+const CANCELLABLE: readonly OrderStatus[] = ['PENDING', 'AWAITING_CONFIRMATION', 'PAID'];
+/** States createOrder may still move an order out of; once CANCELLING, only cancelOrder may. */
+const IN_CHECKOUT: readonly OrderStatus[] = ['PENDING', 'AWAITING_CONFIRMATION'];
+
+export function createOrderActivities({ db }: OrderActivitiesDependencies) {
+  async function currentStatus(orderId: string): Promise<OrderStatus> {
+    const row = await db.selectFrom('orders').select('status').where('id', '=', orderId).executeTakeFirst();
+    if (!row) throw ApplicationFailure.nonRetryable(`order ${orderId} does not exist`, FAILURE_TYPES.orderNotFound);
+    return row.status;
+  }
+
+  return {
+    /** The customer must exist and be ACTIVE; anything else is a decision, not a fault. */
+    async validateCustomer(customerId: string): Promise<void> {
+      const customer = await db.selectFrom('customers').select('status').where('id', '=', customerId).executeTakeFirst();
+      if (!customer) throw ApplicationFailure.nonRetryable(`customer ${customerId} does not exist`, FAILURE_TYPES.customerNotFound, { customerId });
+      if (customer.status !== 'ACTIVE') {
+        throw ApplicationFailure.nonRetryable(`customer ${customerId} is ${customer.status}`, FAILURE_TYPES.customerInactive, { customerId });
+      }
+    },
+
+    /** Manual checkout: PENDING -> AWAITING_CONFIRMATION, the reservations now held for the customer. */
+    async markAwaitingConfirmation(input: { orderId: string; holdExpiresAt: string }): Promise<TransitionOutcome> {
+      return db.transaction().execute(async (trx) => {
+        const updated = await trx
+          .updateTable('orders')
+          .set({ status: 'AWAITING_CONFIRMATION', updated_at: sql`now()` })
+          .where('id', '=', input.orderId)
+          .where('status', '=', 'PENDING')
+          .returning('id')
+          .executeTakeFirst();
+        if (!updated) return { applied: false, status: await currentStatus(input.orderId) };
+        await appendOutboxEvent(trx, {
+          eventType: 'ORDER_AWAITING_CONFIRMATION',
+          aggregateId: input.orderId,
+          correlationId: input.orderId,
+          payload: { orderId: input.orderId, holdExpiresAt: input.holdExpiresAt },
+        });
+        return { applied: true, status: 'AWAITING_CONFIRMATION' };
+      });
+    },
+
+    /** Stock confirmed and money captured: the order is PAID (ORDER_CONFIRMED, then ORDER_PAID). */
+    async markOrderPaid(input: { orderId: string; paymentId: string; paymentReservationId: string; transactionId: string }): Promise<TransitionOutcome> {
+      return db.transaction().execute(async (trx) => {
+        const updated = await trx
+          .updateTable('orders')
+          .set({ status: 'PAID', payment_id: input.paymentId, payment_reservation_id: input.paymentReservationId, updated_at: sql`now()` })
+          .where('id', '=', input.orderId)
+          .where('status', 'in', IN_CHECKOUT)
+          .returning(['total_minor', 'currency'])
+          .executeTakeFirst();
+        if (!updated) {
+          const status = await currentStatus(input.orderId);
+          return { applied: false, status };
+        }
+        const event = { aggregateId: input.orderId, correlationId: input.orderId };
+        await appendOutboxEvent(trx, { ...event, eventType: 'ORDER_CONFIRMED', payload: { orderId: input.orderId } });
+        await appendOutboxEvent(trx, {
+          ...event,
+          eventType: 'ORDER_PAID',
+          payload: {
+            orderId: input.orderId,
+            paymentId: input.paymentId,
+            amount: formatMinor(updated.total_minor),
+            currency: currencyCode.parse(updated.currency),
+            transactionId: input.transactionId,
+          },
+        });
+        return { applied: true, status: 'PAID' };
+      });
+    },
+
+    /** The saga gave up (after compensating): FAILED with the reason. A cancelled order stays with cancelOrder. */
+    async markOrderFailed(input: { orderId: string; reason: string }): Promise<TransitionOutcome> {
+      return db.transaction().execute(async (trx) => {
+        const updated = await trx
+          .updateTable('orders')
+          .set({ status: 'FAILED', failure_reason: input.reason, updated_at: sql`now()` })
+          .where('id', '=', input.orderId)
+          .where('status', 'in', IN_CHECKOUT)
+          .returning('id')
+          .executeTakeFirst();
+        if (!updated) return { applied: false, status: await currentStatus(input.orderId) };
+        await appendOutboxEvent(trx, {
+          eventType: 'ORDER_FAILED',
+          aggregateId: input.orderId,
+          correlationId: input.orderId,
+          payload: { orderId: input.orderId, reason: input.reason },
+        });
+        return { applied: true, status: 'FAILED' };
+      });
+    },
+
+    /**
+     * PENDING / AWAITING_CONFIRMATION / PAID -> CANCELLING (ORDER_CANCELLATION_REQUESTED). From here on
+     * createOrder's own transitions no longer apply, so it cannot mark the order PAID behind our back.
+     * FAILED or CANCELLED orders are not cancellable (a decision). Repeated after its commit, it
+     * answers CANCELLING as the previous status.
+     */
+    async requestOrderCancellation(input: { orderId: string; reason: string }): Promise<{ previousStatus: CancellableStatus | 'CANCELLING' }> {
+      return db.transaction().execute(async (trx) => {
+        const order = await trx.selectFrom('orders').select('status').where('id', '=', input.orderId).forUpdate().executeTakeFirst();
+        if (!order) throw ApplicationFailure.nonRetryable(`order ${input.orderId} does not exist`, FAILURE_TYPES.orderNotFound);
+        if (order.status === 'CANCELLING') return { previousStatus: 'CANCELLING' };
+        if (!CANCELLABLE.includes(order.status)) {
+          throw ApplicationFailure.nonRetryable(`order ${input.orderId} is ${order.status} and cannot be cancelled`, FAILURE_TYPES.orderNotCancellable, {
+            orderId: input.orderId,
+            status: order.status,
+          });
+        }
+        await trx
+          .updateTable('orders')
+          .set({ status: 'CANCELLING', cancellation_reason: input.reason, updated_at: sql`now()` })
+          .where('id', '=', input.orderId)
+          .execute();
+        await appendOutboxEvent(trx, {
+          eventType: 'ORDER_CANCELLATION_REQUESTED',
+          aggregateId: input.orderId,
+          correlationId: input.orderId,
+          payload: { orderId: input.orderId, reason: input.reason },
+        });
+        return { previousStatus: order.status as CancellableStatus };
+      });
+    },
+
+    /** CANCELLING -> CANCELLED (ORDER_CANCELLED), once stock and money are back. */
+    async markOrderCancelled(input: { orderId: string; reason: string; refundId: string | null }): Promise<TransitionOutcome> {
+      return db.transaction().execute(async (trx) => {
+        const updated = await trx
+          .updateTable('orders')
+          .set({ status: 'CANCELLED', updated_at: sql`now()` })
+          .where('id', '=', input.orderId)
+          .where('status', '=', 'CANCELLING')
+          .returning('id')
+          .executeTakeFirst();
+        if (!updated) return { applied: false, status: await currentStatus(input.orderId) };
+        await appendOutboxEvent(trx, {
+          eventType: 'ORDER_CANCELLED',
+          aggregateId: input.orderId,
+          correlationId: input.orderId,
+          payload: { orderId: input.orderId, reason: input.reason, refundId: input.refundId },
+        });
+        return { applied: true, status: 'CANCELLED' };
+      });
+    },
+
+    /**
+     * cancelOrder's wait for the order's createOrder saga: asks it to cancel (Temporal cancellation
+     * reaches its tccPayment child, and both compensate) and returns once it has closed, however it
+     * closed. A createOrder that already closed, or never existed, returns at once. Heartbeats so a
+     * worker dying here is noticed and the wait resumes on another worker.
+     */
+    async settleCreateOrder(orderId: string): Promise<{ wasRunning: boolean }> {
+      const context = Context.current();
+      const handle = context.client.workflow.getHandle(createOrderWorkflowId(orderId));
+      let running: boolean;
+      try {
+        running = (await handle.describe()).status.name === 'RUNNING';
+      } catch (error) {
+        if (error instanceof WorkflowNotFoundError) return { wasRunning: false };
+        throw error;
+      }
+      if (!running) return { wasRunning: false };
+      await handle.cancel();
+      const beat = setInterval(() => context.heartbeat(), 1_000);
+      try {
+        await handle.result();
+      } catch (error) {
+        // How createOrder ended is its own business (it recorded it); we only needed it to end.
+        if (!(error instanceof WorkflowFailedError) && !(error instanceof CancelledFailure)) throw error;
+      } finally {
+        clearInterval(beat);
+      }
+      return { wasRunning: true };
+    },
+  };
+}
+
+export type OrderActivities = ReturnType<typeof createOrderActivities>;

@@ -1,0 +1,92 @@
+/**
+ * createOrder: the order's saga. The order service has already written the order (PENDING) and
+ * ORDER_CREATED; this workflow validates the customer, runs tccPayment as a child workflow (stock
+ * and money), and marks the order PAID. On any failure the compensations run in reverse and the
+ * order ends FAILED with the reason.
+ *
+ * Cancellation (by cancelOrder, see cancel-order.ts) is Temporal cancellation: it reaches the
+ * tccPayment child, both compensate, and the order stays CANCELLING for cancelOrder to finish.
+ */
+import { ApplicationFailure, CancellationScope, executeChild, isCancellation, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import {
+  DEFAULT_SAGA_TIMEOUTS,
+  FAILURE_TYPES,
+  getSagaProgressQuery,
+  SEARCH_ATTRIBUTES,
+  tccPaymentWorkflowId,
+  type CreateOrderInput,
+  type CreateOrderResult,
+} from './order-contract';
+import { Compensations, describeFailure, failureType, newSagaProgress, publishSagaState, runStep, sagaActivities } from './saga';
+import { tccPayment } from './tcc-payment';
+
+export async function createOrder(input: CreateOrderInput): Promise<CreateOrderResult> {
+  const timeouts = input.timeouts ?? DEFAULT_SAGA_TIMEOUTS;
+  const { forward, undo } = sagaActivities(timeouts);
+  const progress = newSagaProgress();
+  const saga = new Compensations(progress.compensations);
+  const { orderId } = input;
+
+  setHandler(getSagaProgressQuery, () => progress);
+  upsertSearchAttributes([
+    { key: SEARCH_ATTRIBUTES.orderId, value: orderId },
+    { key: SEARCH_ATTRIBUTES.customerId, value: input.customerId },
+    { key: SEARCH_ATTRIBUTES.sagaState, value: 'RUNNING' },
+  ]);
+
+  try {
+    await runStep(progress, 'validateCustomer', () => forward.validateCustomer(input.customerId));
+
+    // The child compensates its own failures; these undo a child that completed when a later step
+    // fails (or the saga is cancelled), and give a failed child's compensation a second chance.
+    // Both are safe whatever the child reached: release-or-restock, void-or-refund, by order id.
+    saga.add('releaseOrRestockStock', () => undo.releaseOrRestockStock(orderId));
+    saga.add('voidOrRefundPayment', () => undo.voidOrRefundPayment({ orderId, reason: 'order saga compensated' }));
+    const payment = await runStep(progress, 'tccPayment', () =>
+      executeChild(tccPayment, {
+        workflowId: tccPaymentWorkflowId(orderId),
+        args: [
+          {
+            orderId,
+            customerId: input.customerId,
+            items: input.items.map(({ productId, quantity }) => ({ productId, quantity })),
+            totalMinor: input.totalMinor,
+            currency: input.currency,
+            paymentMethod: input.paymentMethod,
+            confirmation: input.confirmation,
+            holdTtlSeconds: input.holdTtlSeconds,
+            timeouts,
+          },
+        ],
+        typedSearchAttributes: [
+          { key: SEARCH_ATTRIBUTES.orderId, value: orderId },
+          { key: SEARCH_ATTRIBUTES.customerId, value: input.customerId },
+          { key: SEARCH_ATTRIBUTES.sagaState, value: 'RUNNING' },
+        ],
+      }),
+    );
+
+    const paid = await runStep(progress, 'markOrderPaid', () => forward.markOrderPaid({ orderId, ...payment }));
+    if (!paid.applied) {
+      // Only cancelOrder moves an order out of checkout behind our back (to CANCELLING).
+      throw ApplicationFailure.nonRetryable(`order ${orderId} is ${paid.status}, not in checkout`, FAILURE_TYPES.orderCancelled);
+    }
+    publishSagaState(progress, 'COMPLETED');
+    return { orderId, status: 'PAID', ...payment };
+  } catch (error) {
+    const reason = describeFailure(error);
+    progress.failureReason = reason;
+    publishSagaState(progress, 'COMPENSATING');
+    let compensated = await saga.compensate();
+    // FAILED only after stock and money are back. A no-op when cancelOrder owns the order (CANCELLING).
+    try {
+      await CancellationScope.nonCancellable(() => runStep(progress, 'markOrderFailed', () => undo.markOrderFailed({ orderId, reason })));
+    } catch (markError) {
+      compensated = false;
+      progress.compensations.push({ step: 'markOrderFailed', outcome: 'FAILED', error: describeFailure(markError) });
+    }
+    publishSagaState(progress, compensated ? 'COMPENSATED' : 'FAILED');
+    if (isCancellation(error)) throw error;
+    throw ApplicationFailure.create({ message: reason, type: failureType(error) ?? 'CreateOrderFailed', nonRetryable: true, cause: error as Error });
+  }
+}

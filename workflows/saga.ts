@@ -1,0 +1,123 @@
+/**
+ * A compensation stack for workflow code. Each compensation is pushed BEFORE the step it undoes
+ * (so a step that timed out after taking effect is still undone) and must be safe when that step
+ * never happened. compensate() runs them newest first, in a non-cancellable scope (a cancelled saga
+ * must still undo its work), keeps going when one fails, and records every outcome.
+ */
+import { CancellationScope, log, proxyActivities, upsertSearchAttributes } from '@temporalio/workflow';
+import type { OrderActivities } from '../activities/order';
+import type { PaymentActivities } from '../activities/payment';
+import type { StockActivities } from '../activities/stock';
+import { SEARCH_ATTRIBUTES, type CompensationRecord, type SagaProgress, type SagaState, type SagaTimeouts } from './order-contract';
+
+interface Compensation {
+  step: string;
+  undo: () => Promise<unknown>;
+}
+
+export class Compensations {
+  private readonly stack: Compensation[] = [];
+
+  /** @param records where outcomes are appended as they happen (the saga's progress, visible by query) */
+  constructor(private readonly records: CompensationRecord[]) {}
+
+  /** Registers the undo of `step`; call it before running the step. */
+  add(step: string, undo: () => Promise<unknown>): void {
+    this.stack.push({ step, undo });
+  }
+
+  get size(): number {
+    return this.stack.length;
+  }
+
+  /** Runs and empties the stack, newest first. Resolves true when every compensation succeeded. */
+  async compensate(): Promise<boolean> {
+    return CancellationScope.nonCancellable(async () => {
+      let allSucceeded = true;
+      for (let next = this.stack.pop(); next !== undefined; next = this.stack.pop()) {
+        try {
+          await next.undo();
+          this.records.push({ step: next.step, outcome: 'COMPLETED' });
+        } catch (error) {
+          allSucceeded = false;
+          const message = describeFailure(error);
+          log.error('compensation failed; continuing with the rest', { step: next.step, error: message });
+          this.records.push({ step: next.step, outcome: 'FAILED', error: message });
+        }
+      }
+      return allSucceeded;
+    });
+  }
+}
+
+/**
+ * "Type: message" of the innermost cause of a Temporal failure: what a person needs to know
+ * (InsufficientStock: ...), not the wrapping layers (ActivityFailure, ChildWorkflowFailure).
+ */
+export function describeFailure(error: unknown): string {
+  let current: unknown = error;
+  while (current instanceof Error && current.cause instanceof Error && isWrapper(current)) current = current.cause;
+  if (current instanceof Error) {
+    const type = (current as { type?: unknown }).type;
+    return typeof type === 'string' && type.length > 0 ? `${type}: ${current.message}` : current.message || current.name;
+  }
+  return String(error);
+}
+
+/** The failure type of the innermost cause (an ApplicationFailure's type), or null. */
+export function failureType(error: unknown): string | null {
+  let current: unknown = error;
+  while (current instanceof Error && current.cause instanceof Error && isWrapper(current)) current = current.cause;
+  const type = (current as { type?: unknown } | null)?.type;
+  return typeof type === 'string' ? type : null;
+}
+
+function isWrapper(error: Error): boolean {
+  return error.name === 'ActivityFailure' || error.name === 'ChildWorkflowFailure';
+}
+
+/** The saga activities, as types only: workers register the real ones (workers/saga-worker.ts). */
+export type SagaActivities = StockActivities & PaymentActivities & OrderActivities;
+
+/**
+ * Activity stubs for the sagas. Forward steps get a bounded retry (after it the saga compensates);
+ * compensations get a longer one, because giving up on them leaves a hold or money behind.
+ * Business declines are non-retryable ApplicationFailures and skip the retries entirely.
+ */
+export function sagaActivities(timeouts: SagaTimeouts) {
+  const retry = {
+    initialInterval: timeouts.initialRetryIntervalMs,
+    maximumInterval: timeouts.maximumRetryIntervalMs,
+    backoffCoefficient: 2,
+  };
+  return {
+    forward: proxyActivities<SagaActivities>({
+      startToCloseTimeout: timeouts.activityStartToCloseMs,
+      retry: { ...retry, maximumAttempts: timeouts.maximumAttempts },
+    }),
+    undo: proxyActivities<SagaActivities>({
+      startToCloseTimeout: timeouts.activityStartToCloseMs,
+      retry: { ...retry, maximumAttempts: timeouts.compensationMaximumAttempts },
+    }),
+  };
+}
+
+/** Keeps the SagaState search attribute current, so `SagaState='COMPENSATING'` finds this saga. */
+export function publishSagaState(progress: SagaProgress, state: SagaState): void {
+  progress.state = state;
+  upsertSearchAttributes([{ key: SEARCH_ATTRIBUTES.sagaState, value: state }]);
+}
+
+/** A fresh progress record, answered by getSagaProgressQuery from the workflow's first task. */
+export function newSagaProgress(): SagaProgress {
+  return { state: 'RUNNING', currentStep: null, completedSteps: [], compensations: [], failureReason: null };
+}
+
+/** Runs one forward step, keeping currentStep and completedSteps current for the progress query. */
+export async function runStep<T>(progress: SagaProgress, step: string, run: () => Promise<T>): Promise<T> {
+  progress.currentStep = step;
+  const result = await run();
+  progress.completedSteps.push(step);
+  progress.currentStep = null;
+  return result;
+}

@@ -1,0 +1,97 @@
+/**
+ * tccPayment: the order's TCC transaction over two participants, stock (product service) and
+ * money (payment service). The order id is the transaction id; both participants key their barrier
+ * rows by it, which is what makes every call below idempotent and every cancel safe.
+ *
+ * Try: both branches in parallel, each branch's undo registered BEFORE its try. We wait for both
+ * tries to settle before deciding, so a slow try is never left holding after we gave up on the
+ * other (the guide's coordinator lost such partial reservations).
+ *
+ * Confirm: stock first, then payment. Money moves last, so it is never captured for stock that
+ * could not be confirmed: an expired stock hold fails before any capture and we only release holds.
+ * If the capture then fails for good (its hold expired), the stock undo restocks the confirmed
+ * units. Should anything still go wrong after a capture (cancellation, a worker lost mid-step), the
+ * payment undo refunds by order id: no money stays captured for an order without its stock.
+ *
+ * Manual checkout: the holds wait for confirmCheckoutUpdate / cancelCheckoutUpdate on a durable
+ * timer (the hold TTL); when it fires first, everything is cancelled (CheckoutExpired).
+ */
+import { ApplicationFailure, condition, isCancellation, setHandler } from '@temporalio/workflow';
+import {
+  cancelCheckoutUpdate,
+  confirmCheckoutUpdate,
+  DEFAULT_SAGA_TIMEOUTS,
+  FAILURE_TYPES,
+  getSagaProgressQuery,
+  type TccPaymentInput,
+  type TccPaymentResult,
+} from './order-contract';
+import { Compensations, describeFailure, failureType, newSagaProgress, publishSagaState, runStep, sagaActivities } from './saga';
+
+type CheckoutDecision = { kind: 'confirm' } | { kind: 'cancel'; reason: string };
+
+export async function tccPayment(input: TccPaymentInput): Promise<TccPaymentResult> {
+  const { forward, undo } = sagaActivities(input.timeouts ?? DEFAULT_SAGA_TIMEOUTS);
+  const progress = newSagaProgress();
+  const saga = new Compensations(progress.compensations);
+  let decision: CheckoutDecision | null = null;
+  let settled = false;
+
+  setHandler(getSagaProgressQuery, () => progress);
+  // A decision may arrive while the tries are still running; it is applied once they are done.
+  // After the checkout was decided (or in auto mode) the answer is accepted: false, nothing changes.
+  const decidable = () => input.confirmation === 'manual' && decision === null && !settled;
+  setHandler(confirmCheckoutUpdate, () => {
+    if (!decidable()) return { accepted: false };
+    decision = { kind: 'confirm' };
+    return { accepted: true };
+  });
+  setHandler(cancelCheckoutUpdate, ({ reason }) => {
+    if (!decidable()) return { accepted: false };
+    decision = { kind: 'cancel', reason };
+    return { accepted: true };
+  });
+
+  const { orderId } = input;
+  try {
+    saga.add('releaseOrRestockStock', () => undo.releaseOrRestockStock(orderId));
+    saga.add('voidOrRefundPayment', () => undo.voidOrRefundPayment({ orderId, reason: 'order payment compensated' }));
+    const hold = await runStep(progress, 'tryStockAndPayment', async () => {
+      const [stock, payment] = await Promise.allSettled([
+        forward.reserveStock({ orderId, items: input.items }),
+        forward.reservePayment({ orderId, customerId: input.customerId, totalMinor: input.totalMinor, currency: input.currency }),
+      ]);
+      if (stock.status === 'rejected') throw stock.reason;
+      if (payment.status === 'rejected') throw payment.reason;
+      return payment.value;
+    });
+
+    if (input.confirmation === 'manual') {
+      await runStep(progress, 'awaitCheckoutConfirmation', async () => {
+        const holdExpiresAt = new Date(new Date().getTime() + input.holdTtlSeconds * 1000).toISOString();
+        await forward.markAwaitingConfirmation({ orderId, holdExpiresAt });
+        if (!(await condition(() => decision !== null, input.holdTtlSeconds * 1000))) {
+          throw ApplicationFailure.nonRetryable(`checkout not confirmed within ${input.holdTtlSeconds}s`, FAILURE_TYPES.checkoutExpired);
+        }
+        if (decision?.kind === 'cancel') throw ApplicationFailure.nonRetryable(`checkout cancelled: ${decision.reason}`, FAILURE_TYPES.checkoutCancelled);
+      });
+    }
+    settled = true;
+
+    await runStep(progress, 'confirmStock', () => forward.confirmStock(orderId));
+    const captured = await runStep(progress, 'capturePayment', () =>
+      forward.capturePayment({ reservationId: hold.reservationId, paymentMethod: input.paymentMethod }),
+    );
+    publishSagaState(progress, 'COMPLETED');
+    return { paymentId: captured.paymentId, paymentReservationId: hold.reservationId, transactionId: captured.transactionId };
+  } catch (error) {
+    settled = true;
+    progress.failureReason = describeFailure(error);
+    publishSagaState(progress, 'COMPENSATING');
+    const compensated = await saga.compensate();
+    publishSagaState(progress, compensated ? 'COMPENSATED' : 'FAILED');
+    if (isCancellation(error)) throw error;
+    // The parent sees the decline's type (InsufficientStock, ReservationExpired...) at the top.
+    throw ApplicationFailure.create({ message: progress.failureReason, type: failureType(error) ?? 'TccPaymentFailed', nonRetryable: true, cause: error as Error });
+  }
+}
