@@ -1,12 +1,18 @@
 /** Product service (8083): catalogue, stock and the stock TCC participant. */
+import type { Logger } from 'pino';
 import { postgresCheck, redisCheck } from '../shared/health-checks';
 import { buildServiceApp } from '../shared/http/app';
-import type { Logger } from 'pino';
+import { idempotencyPlugin } from '../shared/http/idempotency-plugin';
+import { createIdempotencyStore } from '../shared/idempotency';
 import type { ServiceContext } from '../shared/run-service';
+import { createProductMetrics } from './metrics';
+import { startReservationSweeper } from './reservation-sweeper';
+import { productRoutes } from './routes/products';
+import { stockRoutes } from './routes/stock';
 
 export type ProductAppDependencies = Omit<ServiceContext<'product'>, 'logger'> & { logger: Logger | false };
 
-export async function buildProductApp({ db, redis, logger, metrics }: ProductAppDependencies) {
+export async function buildProductApp({ config, db, redis, logger, metrics }: ProductAppDependencies) {
   const app = await buildServiceApp({
     service: 'product',
     description: 'Catalogue and stock; TCC try/confirm/cancel for stock reservations.',
@@ -14,5 +20,24 @@ export async function buildProductApp({ db, redis, logger, metrics }: ProductApp
     metrics,
     healthChecks: [postgresCheck(db), redisCheck(redis)],
   });
+  const productMetrics = createProductMetrics(metrics);
+
+  const store = createIdempotencyStore(
+    db,
+    redis,
+    { namespace: 'product', ttlHours: config.IDEMPOTENCY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS },
+    (error) => app.log.warn({ err: error }, 'redis unavailable for idempotency; using PostgreSQL'),
+  );
+  await app.register(idempotencyPlugin, { store, cleanupIntervalMs: config.IDEMPOTENCY_CLEANUP_INTERVAL_MS });
+  await app.register(productRoutes, { db, serviceToken: config.SERVICE_TOKEN });
+  await app.register(stockRoutes, { db, serviceToken: config.SERVICE_TOKEN, reservationTtlSeconds: config.RESERVATION_TTL_SECONDS, metrics: productMetrics });
+
+  // The sweeper runs only while the app does: it starts when the app is ready (listen or inject)
+  // and stops, waiting for a sweep in progress, before the app's dependencies close.
+  let sweeper: ReturnType<typeof startReservationSweeper> | undefined;
+  app.addHook('onReady', async () => {
+    sweeper = startReservationSweeper(db, { intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, logger: app.log, metrics: productMetrics });
+  });
+  app.addHook('onClose', async () => sweeper?.stop());
   return app;
 }

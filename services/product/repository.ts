@@ -1,0 +1,194 @@
+/**
+ * product_db access. Functions that lock rows take a Transaction: the lock is only worth
+ * something inside the transaction that acts on what it read.
+ *
+ * Lock order, everywhere: the order's TRY barrier row, then its reservations, then products by id.
+ * The TRY barrier row is the per-order mutex (try inserts it; confirm, cancel, restock and the
+ * sweeper lock it first), so two operations on one order never interleave and never deadlock.
+ */
+import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import type { TccOperation } from '../../db/shared-tables';
+import type { ProductDatabase, ProductsTable, StockReservationsTable, StockReservationStatus } from '../../db/product/schema';
+import { STOCK_BRANCH_ID } from './contract';
+
+export type ProductRow = Selectable<ProductsTable>;
+export type StockReservationRow = Selectable<StockReservationsTable>;
+/** A reservation with `due`: whether it has passed its expiry by the database clock. */
+export type LockedReservationRow = StockReservationRow & { due: boolean };
+type Db = Kysely<ProductDatabase> | Transaction<ProductDatabase>;
+
+// ---- products ----
+
+export interface NewProduct {
+  sku: string;
+  name: string;
+  description: string | null;
+  priceMinor: number;
+  currency: string;
+  stockQuantity: number;
+}
+
+/** Inserts the product, or returns undefined when its sku is taken. */
+export async function insertProduct(trx: Transaction<ProductDatabase>, product: NewProduct): Promise<ProductRow | undefined> {
+  return trx
+    .insertInto('products')
+    .values({
+      sku: product.sku,
+      name: product.name,
+      description: product.description,
+      price_minor: product.priceMinor,
+      currency: product.currency,
+      stock_quantity: product.stockQuantity,
+    })
+    .onConflict((oc) => oc.constraint('uq_products_sku').doNothing())
+    .returningAll()
+    .executeTakeFirst();
+}
+
+export async function findProductById(db: Db, id: string): Promise<ProductRow | undefined> {
+  return db.selectFrom('products').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export async function listProducts(db: Db, page: { limit: number; offset: number }): Promise<{ rows: ProductRow[]; total: number }> {
+  const [rows, count] = await Promise.all([
+    db.selectFrom('products').selectAll().orderBy('created_at').orderBy('id').limit(page.limit).offset(page.offset).execute(),
+    db.selectFrom('products').select((eb) => eb.fn.countAll<string>().as('total')).executeTakeFirstOrThrow(),
+  ]);
+  return { rows, total: Number(count.total) };
+}
+
+/** Locks the products in id order (one order for every caller, so concurrent tries cannot deadlock). */
+export async function lockProducts(trx: Transaction<ProductDatabase>, ids: readonly string[]): Promise<ProductRow[]> {
+  if (ids.length === 0) return [];
+  return trx.selectFrom('products').selectAll().where('id', 'in', ids).orderBy('id').forUpdate().execute();
+}
+
+/** Applies deltas to locked products; the table's CHECKs still refuse negative or over-reserved stock. */
+export async function adjustProductQuantities(
+  trx: Transaction<ProductDatabase>,
+  productId: string,
+  deltas: { stock?: number; reserved?: number },
+): Promise<void> {
+  await trx
+    .updateTable('products')
+    .set((eb) => ({
+      stock_quantity: eb('stock_quantity', '+', deltas.stock ?? 0),
+      reserved_quantity: eb('reserved_quantity', '+', deltas.reserved ?? 0),
+      updated_at: sql<Date>`now()`,
+    }))
+    .where('id', '=', productId)
+    .execute();
+}
+
+// ---- stock reservations ----
+
+export async function insertReservations(
+  trx: Transaction<ProductDatabase>,
+  orderId: string,
+  items: readonly { productId: string; quantity: number }[],
+  ttlSeconds: number,
+): Promise<StockReservationRow[]> {
+  // The database clock decides expiry, so the sweeper and confirm judge it by the same clock.
+  const expiresAt = sql<Date>`now() + make_interval(secs => ${ttlSeconds})`;
+  const rows = await trx
+    .insertInto('stock_reservations')
+    .values(items.map((item) => ({ order_id: orderId, product_id: item.productId, quantity: item.quantity, status: 'RESERVED' as const, expires_at: expiresAt })))
+    .returningAll()
+    .execute();
+  return rows.sort((a, b) => (a.product_id < b.product_id ? -1 : 1));
+}
+
+export async function findOrderReservations(db: Db, orderId: string): Promise<StockReservationRow[]> {
+  return db.selectFrom('stock_reservations').selectAll().where('order_id', '=', orderId).orderBy('product_id').execute();
+}
+
+/** The order's reservations, locked (the caller already holds the order's TRY barrier row). */
+export async function lockOrderReservations(trx: Transaction<ProductDatabase>, orderId: string): Promise<LockedReservationRow[]> {
+  return trx
+    .selectFrom('stock_reservations')
+    .selectAll()
+    .select(sql<boolean>`expires_at <= now()`.as('due'))
+    .where('order_id', '=', orderId)
+    .orderBy('product_id')
+    .forUpdate()
+    .execute();
+}
+
+export async function setReservationStatus(
+  trx: Transaction<ProductDatabase>,
+  reservationIds: readonly string[],
+  status: Exclude<StockReservationStatus, 'RESERVED'>,
+): Promise<void> {
+  if (reservationIds.length === 0) return;
+  const now = sql<Date>`now()`;
+  await trx
+    .updateTable('stock_reservations')
+    .set({ status, ...(status === 'CONFIRMED' ? { confirmed_at: now } : { cancelled_at: now }) })
+    .where('id', 'in', reservationIds)
+    .execute();
+}
+
+export async function markRestocked(trx: Transaction<ProductDatabase>, reservationIds: readonly string[]): Promise<void> {
+  if (reservationIds.length === 0) return;
+  await trx.updateTable('stock_reservations').set({ restocked_at: sql<Date>`now()` }).where('id', 'in', reservationIds).execute();
+}
+
+// ---- TCC barrier ----
+
+/**
+ * Inserts a barrier row for this order's stock branch; false when the row already exists.
+ * A concurrent insert of the same row waits for the other transaction, so the answer is final.
+ */
+export async function insertBarrier(
+  trx: Transaction<ProductDatabase>,
+  orderId: string,
+  operation: TccOperation,
+  reason: TccOperation,
+): Promise<boolean> {
+  const inserted = await trx
+    .insertInto('tcc_barriers')
+    .values({ transaction_id: orderId, branch_id: STOCK_BRANCH_ID, operation, reason })
+    .onConflict((oc) => oc.columns(['transaction_id', 'branch_id', 'operation']).doNothing())
+    .returning('reason')
+    .executeTakeFirst();
+  return inserted !== undefined;
+}
+
+/** Locks the order's TRY barrier row (the per-order mutex) and says who wrote it: a try, or a cancel that came first. */
+export async function lockTryBarrier(trx: Transaction<ProductDatabase>, orderId: string): Promise<TccOperation | undefined> {
+  const row = await trx
+    .selectFrom('tcc_barriers')
+    .select('reason')
+    .where('transaction_id', '=', orderId)
+    .where('branch_id', '=', STOCK_BRANCH_ID)
+    .where('operation', '=', 'TRY')
+    .forUpdate()
+    .executeTakeFirst();
+  return row?.reason;
+}
+
+/**
+ * Claims up to `limit` orders with RESERVED reservations past their expiry, by locking their TRY
+ * barrier rows with SKIP LOCKED: an order another transaction is working on is left to it (or to
+ * the next sweep), and several sweepers never wait on each other.
+ */
+export async function claimExpiredOrders(trx: Transaction<ProductDatabase>, limit: number): Promise<string[]> {
+  const rows = await trx
+    .selectFrom('tcc_barriers')
+    .select('transaction_id')
+    .where('branch_id', '=', STOCK_BRANCH_ID)
+    .where('operation', '=', 'TRY')
+    .where('transaction_id', 'in', (eb) =>
+      eb
+        .selectFrom('stock_reservations')
+        .select('order_id')
+        .where('status', '=', 'RESERVED')
+        .where('expires_at', '<=', sql<Date>`now()`)
+        .orderBy('expires_at')
+        .limit(limit),
+    )
+    .forUpdate()
+    .skipLocked()
+    .execute();
+  return rows.map((row) => row.transaction_id);
+}

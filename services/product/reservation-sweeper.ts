@@ -1,0 +1,48 @@
+/** Runs the stock reservation expiry (stock-tcc.ts) on an interval inside the product service. */
+import type { FastifyBaseLogger } from 'fastify';
+import type { Kysely } from 'kysely';
+import type { ProductDatabase } from '../../db/product/schema';
+import type { ProductMetrics } from './metrics';
+import { expireStockReservations } from './stock-tcc';
+
+export { expireStockReservations };
+
+export interface ReservationSweeper {
+  /** Stops the interval and waits for a sweep in progress, so the database can close after it. */
+  stop: () => Promise<void>;
+}
+
+export function startReservationSweeper(
+  db: Kysely<ProductDatabase>,
+  { intervalMs, logger, metrics }: { intervalMs: number; logger: FastifyBaseLogger; metrics: ProductMetrics },
+): ReservationSweeper {
+  let running: Promise<void> | undefined;
+  const sweep = () => {
+    // A sweep slower than the interval is not overlapped by the next one.
+    if (running) return;
+    running = expireStockReservations(db)
+      .then(
+        (expired) => {
+          if (expired > 0) {
+            metrics.tccOperations.inc({ participant: 'stock', operation: 'expire', outcome: 'applied' }, expired);
+            logger.info({ expired }, 'expired stock reservations released');
+          }
+        },
+        (error: unknown) => {
+          metrics.tccOperations.inc({ participant: 'stock', operation: 'expire', outcome: 'error' });
+          logger.error({ err: error }, 'stock reservation sweep failed');
+        },
+      )
+      .finally(() => {
+        running = undefined;
+      });
+  };
+  const timer = setInterval(sweep, intervalMs);
+  timer.unref();
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

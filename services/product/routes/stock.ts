@@ -1,0 +1,110 @@
+/** The stock TCC participant's routes (service token): try, confirm, cancel, and restock. */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { Kysely } from 'kysely';
+import type { ProductDatabase } from '../../../db/product/schema';
+import { ApiError } from '../../shared/errors';
+import { requireServiceToken, serviceTokenSecurity } from '../../shared/http/service-auth';
+import {
+  cancelStockResponseSchema,
+  confirmStockResponseSchema,
+  orderIdParamsSchema,
+  restockResponseSchema,
+  tryStockBodySchema,
+  tryStockResponseSchema,
+} from '../contract';
+import type { ProductMetrics, TccOperationName } from '../metrics';
+import { cancelStock, confirmStock, restockOrder, tryReserveStock, type Outcome } from '../stock-tcc';
+import { errorResponses } from './responses';
+
+export interface StockRoutesOptions {
+  db: Kysely<ProductDatabase>;
+  serviceToken: string;
+  reservationTtlSeconds: number;
+  metrics: ProductMetrics;
+}
+
+export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app, { db, serviceToken, reservationTtlSeconds, metrics }) => {
+  app.addHook('onRequest', requireServiceToken(serviceToken));
+
+  async function measured<T>(operation: TccOperationName, run: () => Promise<Outcome<T>>): Promise<Outcome<T>> {
+    try {
+      const outcome = await run();
+      metrics.tccOperations.inc({ participant: 'stock', operation, outcome: outcome.effect });
+      return outcome;
+    } catch (error) {
+      const refused = error instanceof ApiError && error.statusCode < 500;
+      metrics.tccOperations.inc({ participant: 'stock', operation, outcome: refused ? 'refused' : 'error' });
+      throw error;
+    }
+  }
+
+  app.post(
+    '/stock/try',
+    {
+      config: { idempotent: true },
+      schema: {
+        tags: ['stock TCC'],
+        summary: 'TRY: reserve every item or nothing (201; a repeated try for the order answers 200 with the existing reservation)',
+        description:
+          'Errors: 404 PRODUCT_NOT_FOUND (details.productIds), 409 INSUFFICIENT_STOCK (details: productId, requested, available, shortages), ' +
+          '409 TRY_AFTER_CANCEL (the order was cancelled first), 409 TRY_CONFLICT (the order reserved other items), ' +
+          '409 RESERVATION_CANCELLED / RESERVATION_EXPIRED (a repeated try after the reservation ended).',
+        security: serviceTokenSecurity,
+        body: tryStockBodySchema,
+        response: { 201: tryStockResponseSchema, 200: tryStockResponseSchema, ...errorResponses(400, 401, 404, 409, 413, 415, 422) },
+      },
+    },
+    async (request, reply) => {
+      const { effect, response } = await measured('try', () => tryReserveStock(db, request.body, reservationTtlSeconds));
+      return reply.status(effect === 'applied' ? 201 : 200).send(response);
+    },
+  );
+
+  app.post(
+    '/stock/confirm/:orderId',
+    {
+      config: { idempotent: true },
+      schema: {
+        tags: ['stock TCC'],
+        summary: 'CONFIRM: deduct the reserved units from stock (a repeated confirm changes nothing)',
+        description: 'Errors: 404 RESERVATION_NOT_FOUND, 409 RESERVATION_CANCELLED, 409 RESERVATION_EXPIRED (also when expiry is detected now).',
+        security: serviceTokenSecurity,
+        params: orderIdParamsSchema,
+        response: { 200: confirmStockResponseSchema, ...errorResponses(400, 401, 404, 409, 422) },
+      },
+    },
+    async (request) => (await measured('confirm', () => confirmStock(db, request.params.orderId))).response,
+  );
+
+  app.post(
+    '/stock/cancel/:orderId',
+    {
+      config: { idempotent: true },
+      schema: {
+        tags: ['stock TCC'],
+        summary: 'CANCEL: release the reserved units (repeats and unknown orders answer 200; a cancel before its try blocks that try)',
+        description: 'Errors: 409 RESERVATION_ALREADY_CONFIRMED (restock instead).',
+        security: serviceTokenSecurity,
+        params: orderIdParamsSchema,
+        response: { 200: cancelStockResponseSchema, ...errorResponses(400, 401, 409, 422) },
+      },
+    },
+    async (request) => (await measured('cancel', () => cancelStock(db, request.params.orderId))).response,
+  );
+
+  app.post(
+    '/stock/restock/:orderId',
+    {
+      config: { idempotent: true },
+      schema: {
+        tags: ['stock TCC'],
+        summary: "Return a cancelled paid order's confirmed units to stock, exactly once",
+        description: 'Errors: 404 RESERVATION_NOT_FOUND, 409 RESERVATION_NOT_CONFIRMED.',
+        security: serviceTokenSecurity,
+        params: orderIdParamsSchema,
+        response: { 200: restockResponseSchema, ...errorResponses(400, 401, 404, 409, 422) },
+      },
+    },
+    async (request) => (await measured('restock', () => restockOrder(db, request.params.orderId))).response,
+  );
+};
