@@ -3,12 +3,23 @@ import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { peerServiceCheck, postgresCheck, redisCheck, temporalCheck } from '../shared/health-checks';
 import { buildServiceApp } from '../shared/http/app';
+import { idempotencyPlugin } from '../shared/http/idempotency-plugin';
+import { createIdempotencyStore } from '../shared/idempotency';
 import type { ServiceContext } from '../shared/run-service';
+import { createOrderSagas, type OrderSagas } from './order-sagas';
+import { createProductCatalog } from './product-catalog';
+import { customerRoutes } from './routes/customers';
+import { orderRoutes } from './routes/orders';
 
 export type OrderAppDependencies = Omit<ServiceContext<'order'>, 'logger'> & {
   logger: Logger | false;
   temporal: Client;
 };
+
+/** The saga client the app uses; main.ts shares it with the reconciler. */
+export function orderSagasFor(temporal: Client, config: OrderAppDependencies['config']): OrderSagas {
+  return createOrderSagas({ client: temporal, config, callTimeoutMs: config.HTTP_CLIENT_TIMEOUT_MS });
+}
 
 export async function buildOrderApp({ config, db, redis, logger, metrics, temporal }: OrderAppDependencies) {
   const app = await buildServiceApp({
@@ -22,6 +33,23 @@ export async function buildOrderApp({ config, db, redis, logger, metrics, tempor
       temporalCheck(temporal),
       peerServiceCheck('product-service', config.PRODUCT_SERVICE_URL),
     ],
+  });
+
+  await app.register(idempotencyPlugin, {
+    store: createIdempotencyStore(
+      db,
+      redis,
+      { namespace: 'order', ttlHours: config.IDEMPOTENCY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS },
+      (error) => app.log.warn({ err: error }, 'redis unavailable for idempotency; using the database'),
+    ),
+    cleanupIntervalMs: config.IDEMPOTENCY_CLEANUP_INTERVAL_MS,
+  });
+  await app.register(customerRoutes, { db, serviceToken: config.SERVICE_TOKEN });
+  await app.register(orderRoutes, {
+    db,
+    catalog: createProductCatalog({ baseUrl: config.PRODUCT_SERVICE_URL, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS }),
+    sagas: orderSagasFor(temporal, config),
+    holdTtlSeconds: config.CHECKOUT_HOLD_TTL_SECONDS,
   });
   return app;
 }

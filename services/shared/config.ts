@@ -34,6 +34,8 @@ const envSchema = z.object({
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: positiveInt.default(20),
   WORKER_SHUTDOWN_GRACE_MS: positiveInt.default(10_000),
   WORKER_METRICS_PORT: port.default(9464),
+  /** The worker's own Prometheus registry (outbox relay, consumers); WORKER_METRICS_PORT is Temporal's. */
+  WORKER_APP_METRICS_PORT: port.default(9465),
   /** Path of a prebuilt workflow bundle (see workers/workflow-bundle.ts); unset: bundle workflows/ at start-up. */
   OMS_WORKFLOW_BUNDLE: z.string().min(1).optional(),
 
@@ -55,6 +57,10 @@ const envSchema = z.object({
   RESERVATION_SWEEP_INTERVAL_MS: positiveInt.default(5_000),
   /** Manual checkout: how long tccPayment holds reservations waiting for the customer's confirm. */
   CHECKOUT_HOLD_TTL_SECONDS: positiveInt.default(600),
+  /** Order service: how often the reconciler looks for PENDING orders whose createOrder saga never started. */
+  ORDER_RECONCILE_INTERVAL_MS: positiveInt.default(10_000),
+  /** A PENDING order younger than this may still be between its commit and its saga start: left alone. */
+  ORDER_RECONCILE_MIN_AGE_SECONDS: positiveInt.default(5),
 
   IDEMPOTENCY_TTL_HOURS: positiveInt.default(24),
   /** A PROCESSING idempotency record older than this belongs to a request that died: it may be retried. */
@@ -65,6 +71,8 @@ const envSchema = z.object({
   OUTBOX_MAX_RETRIES: positiveInt.default(5),
   OUTBOX_POLL_INTERVAL_MS: positiveInt.default(1_000),
   OUTBOX_RETRY_BASE_MS: positiveInt.default(500),
+  /** Ceiling of the outbox's exponential backoff (a row retried while Kafka is down waits at most this long). */
+  OUTBOX_RETRY_MAX_MS: positiveInt.default(60_000),
   OUTBOX_RETENTION_HOURS: positiveInt.default(72),
 });
 

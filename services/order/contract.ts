@@ -1,0 +1,154 @@
+/**
+ * The order service's HTTP contract: request and response schemas of customers, orders and their
+ * sagas, and the error codes callers branch on. Routes validate with these schemas; OpenAPI is
+ * generated from them.
+ */
+import { z } from 'zod';
+import { currencyCode, moneyString } from '../shared/money';
+
+/** Error codes of the order service (besides the shared VALIDATION_ERROR, UNAUTHORIZED, ...). */
+export const ORDER_ERROR_CODES = {
+  customerNotFound: 'CUSTOMER_NOT_FOUND',
+  emailAlreadyExists: 'EMAIL_ALREADY_EXISTS',
+  orderNotFound: 'ORDER_NOT_FOUND',
+  unknownCustomer: 'UNKNOWN_CUSTOMER',
+  unknownProduct: 'UNKNOWN_PRODUCT',
+  mixedCurrencies: 'MIXED_CURRENCIES',
+  orderTotalTooLarge: 'ORDER_TOTAL_TOO_LARGE',
+  dependencyUnavailable: 'DEPENDENCY_UNAVAILABLE',
+  orderNotAwaitingConfirmation: 'ORDER_NOT_AWAITING_CONFIRMATION',
+  orderNotCancellable: 'ORDER_NOT_CANCELLABLE',
+  sagaNotFound: 'SAGA_NOT_FOUND',
+} as const;
+
+const isoTime = z.iso.datetime();
+
+// ---- customers ----
+
+export const customerStatusSchema = z.enum(['ACTIVE', 'INACTIVE']);
+
+export const createCustomerBodySchema = z.strictObject({
+  name: z.string().trim().min(1).max(200),
+  // Stored lower-cased, so "A@x.io" and "a@x.io" are one customer.
+  email: z.email().max(320).transform((email) => email.toLowerCase()),
+  status: customerStatusSchema.default('ACTIVE'),
+});
+
+export const updateCustomerStatusBodySchema = z.strictObject({ status: customerStatusSchema });
+
+export const customerSchema = z
+  .object({ id: z.uuid(), name: z.string(), email: z.string(), status: customerStatusSchema, createdAt: isoTime, updatedAt: isoTime })
+  .meta({ id: 'Customer' });
+export type CustomerResponse = z.infer<typeof customerSchema>;
+
+export const idParamsSchema = z.object({ id: z.uuid() });
+
+// ---- orders ----
+
+export const orderStatusSchema = z.enum(['PENDING', 'AWAITING_CONFIRMATION', 'PAID', 'FAILED', 'CANCELLING', 'CANCELLED']);
+const MAX_ITEMS = 100;
+
+// Strict objects: a client that sends its own unitPrice (or any field we do not know) is refused,
+// not silently repriced, so it learns that prices come from the product service.
+const orderItemInputSchema = z.strictObject({
+  productId: z.uuid(),
+  quantity: z.number().int().positive().max(10_000),
+});
+
+export const createOrderBodySchema = z.strictObject({
+  customerId: z.uuid(),
+  items: z
+    .array(orderItemInputSchema)
+    .min(1)
+    .max(MAX_ITEMS)
+    .refine((items) => new Set(items.map((item) => item.productId)).size === items.length, 'each productId may appear only once'),
+  paymentMethod: z
+    .string()
+    .regex(/^[a-z][a-z0-9_-]{0,49}$/, '1-50 lower-case letters, digits, "_" or "-"')
+    .default('account')
+    .describe('How the customer pays; "account" debits their balance in the payment service'),
+  confirmation: z
+    .enum(['auto', 'manual'])
+    .default('auto')
+    .describe('"manual": the payment and stock are held until POST /orders/:id/confirm (or the hold expires)'),
+});
+export type CreateOrderBody = z.infer<typeof createOrderBodySchema>;
+
+export const orderAcceptedSchema = z
+  .object({ id: z.uuid(), status: orderStatusSchema, workflowId: z.string() })
+  .meta({ id: 'OrderAccepted' });
+
+export const orderItemSchema = z.object({
+  productId: z.uuid(),
+  sku: z.string(),
+  productName: z.string(),
+  quantity: z.number().int(),
+  unitPrice: moneyString,
+  lineTotal: moneyString,
+});
+
+export const orderSchema = z
+  .object({
+    id: z.uuid(),
+    customerId: z.uuid(),
+    status: orderStatusSchema,
+    items: z.array(orderItemSchema),
+    totalAmount: moneyString,
+    currency: currencyCode,
+    paymentMethod: z.string(),
+    confirmation: z.enum(['auto', 'manual']),
+    failureReason: z.string().nullable(),
+    cancellationReason: z.string().nullable(),
+    paymentId: z.string().nullable(),
+    paymentReservationId: z.string().nullable(),
+    workflowId: z.string(),
+    createdAt: isoTime,
+    updatedAt: isoTime,
+  })
+  .meta({ id: 'Order' });
+export type OrderResponse = z.infer<typeof orderSchema>;
+
+export const listOrdersQuerySchema = z.object({
+  customerId: z.uuid().optional(),
+  status: orderStatusSchema.optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+});
+export type ListOrdersQuery = z.infer<typeof listOrdersQuerySchema>;
+
+export const orderListSchema = z
+  .object({ items: z.array(orderSchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() })
+  .meta({ id: 'OrderList' });
+
+export const cancelOrderBodySchema = z.strictObject({
+  reason: z.string().trim().min(1).max(500).default('cancelled by customer'),
+});
+
+export const orderCommandAcceptedSchema = z
+  .object({ id: z.uuid(), status: orderStatusSchema, workflowId: z.string() })
+  .meta({ id: 'OrderCommandAccepted' });
+
+// ---- saga ----
+
+export const sagaStateSchema = z.enum(['RUNNING', 'COMPENSATING', 'COMPLETED', 'COMPENSATED', 'FAILED']);
+
+export const sagaSchema = z
+  .object({
+    workflowId: z.string(),
+    runId: z.string(),
+    workflowType: z.string(),
+    /** Temporal's execution status: RUNNING, COMPLETED, FAILED, CANCELLED, TERMINATED, TIMED_OUT, CONTINUED_AS_NEW. */
+    status: z.string(),
+    sagaState: sagaStateSchema.nullable(),
+    currentStep: z.string().nullable(),
+    completedSteps: z.array(z.string()),
+    compensations: z.array(z.object({ step: z.string(), outcome: z.enum(['COMPLETED', 'FAILED']), error: z.string().optional() })),
+    failureReason: z.string().nullable(),
+    /** false when the workflow could not be queried (no worker answering): steps are then unknown. */
+    progressAvailable: z.boolean(),
+    startTime: isoTime,
+    closeTime: isoTime.nullable(),
+    webUiUrl: z.url(),
+  })
+  .meta({ id: 'Saga' });
+export type SagaResponse = z.infer<typeof sagaSchema>;

@@ -1,0 +1,176 @@
+/**
+ * The order service's side of the order sagas on Temporal: start createOrder and cancelOrder under
+ * ids derived from the order id, send the manual-checkout confirm, and read a saga's live state.
+ * Workflows are started by name with their contract's input type; no workflow body is imported.
+ */
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowIdReusePolicy,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type Client,
+  type WorkflowExecutionDescription,
+} from '@temporalio/client';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import {
+  cancelOrderWorkflowId,
+  confirmCheckoutUpdate,
+  createOrderWorkflowId,
+  getSagaProgressQuery,
+  type CancelOrderInput,
+  type CreateOrderInput,
+  type SagaProgress,
+  type SagaState,
+} from '../../workflows/order-contract';
+import type { Config } from '../shared/config';
+import { ApiError } from '../shared/errors';
+import { ORDER_ERROR_CODES } from './contract';
+
+/** Workflow type names, as the worker registers them (workflows/index.ts). */
+export const CREATE_ORDER_WORKFLOW = 'createOrder';
+export const CANCEL_ORDER_WORKFLOW = 'cancelOrder';
+
+type CreateOrderWorkflow = (input: CreateOrderInput) => Promise<unknown>;
+type CancelOrderWorkflow = (input: CancelOrderInput) => Promise<unknown>;
+
+/** The search attributes registered on the Temporal namespace (infra), so sagas can be listed by order, customer and state. */
+export const ORDER_ID_KEY = defineSearchAttributeKey('OrderId', SearchAttributeType.KEYWORD);
+export const CUSTOMER_ID_KEY = defineSearchAttributeKey('CustomerId', SearchAttributeType.KEYWORD);
+export const SAGA_STATE_KEY = defineSearchAttributeKey('SagaState', SearchAttributeType.KEYWORD);
+
+export interface SagaSnapshot {
+  description: WorkflowExecutionDescription;
+  sagaState: SagaState | null;
+  /** Undefined when the workflow did not answer the query (no worker polling its task queue). */
+  progress: SagaProgress | undefined;
+  webUiUrl: string;
+}
+
+export type ConfirmOutcome =
+  | { kind: 'accepted' }
+  | { kind: 'refused'; reason: string }
+  | { kind: 'saga-not-found' };
+
+export interface OrderSagas {
+  /** Starts the order's createOrder saga; true if this call started it, false if it already existed (a duplicate start is not an error). */
+  startCreateOrder(input: CreateOrderInput): Promise<boolean>;
+  /** Starts the order's cancelOrder saga; an already running one counts as started. */
+  startCancelOrder(input: CancelOrderInput & { customerId: string }): Promise<string>;
+  /** Whether the order's createOrder saga exists on the server (running or closed). */
+  createOrderExists(orderId: string): Promise<boolean>;
+  /** Manual checkout: sends the confirm update to the order's createOrder saga. */
+  confirmCheckout(orderId: string): Promise<ConfirmOutcome>;
+  /** Describe plus progress query; undefined when the workflow does not exist. */
+  snapshot(workflowId: string): Promise<SagaSnapshot | undefined>;
+}
+
+export interface OrderSagasOptions {
+  client: Client;
+  config: Pick<Config, 'TEMPORAL_TASK_QUEUE' | 'TEMPORAL_UI_URL'>;
+  /** How long a query or update may wait for the worker before the request gives up. */
+  callTimeoutMs?: number;
+}
+
+/** Temporal not answering (down, overloaded, no worker for an update) is ours to report, as 503. */
+function temporalUnavailable(error: unknown): ApiError {
+  return new ApiError(503, ORDER_ERROR_CODES.dependencyUnavailable, 'Temporal is unavailable; retry later', {
+    dependency: 'temporal',
+    reason: error instanceof Error ? error.message.slice(0, 200) : 'unknown',
+  });
+}
+
+function isSagaState(value: unknown): value is SagaState {
+  return typeof value === 'string' && ['RUNNING', 'COMPENSATING', 'COMPLETED', 'COMPENSATED', 'FAILED'].includes(value);
+}
+
+export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: OrderSagasOptions): OrderSagas {
+  const namespace = client.options.namespace;
+  const withTimeout = <R>(fn: () => Promise<R>) => client.withDeadline(Date.now() + callTimeoutMs, fn);
+
+  return {
+    async startCreateOrder(input) {
+      try {
+        await client.workflow.start<CreateOrderWorkflow>(CREATE_ORDER_WORKFLOW, {
+          workflowId: createOrderWorkflowId(input.orderId),
+          taskQueue: config.TEMPORAL_TASK_QUEUE,
+          args: [input],
+          // One saga per order, ever: a second start (retry, reconciler, duplicate request) is refused by the server.
+          workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+          typedSearchAttributes: [
+            { key: ORDER_ID_KEY, value: input.orderId },
+            { key: CUSTOMER_ID_KEY, value: input.customerId },
+            { key: SAGA_STATE_KEY, value: 'RUNNING' },
+          ],
+        });
+        return true;
+      } catch (error) {
+        if (error instanceof WorkflowExecutionAlreadyStartedError) return false;
+        throw error;
+      }
+    },
+
+    async startCancelOrder(input) {
+      const workflowId = cancelOrderWorkflowId(input.orderId);
+      try {
+        await client.workflow.start<CancelOrderWorkflow>(CANCEL_ORDER_WORKFLOW, {
+          workflowId,
+          taskQueue: config.TEMPORAL_TASK_QUEUE,
+          args: [{ orderId: input.orderId, reason: input.reason }],
+          // A cancel that failed (e.g. a participant down past its retries) may be asked for again; a running or completed one may not.
+          workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+          typedSearchAttributes: [
+            { key: ORDER_ID_KEY, value: input.orderId },
+            { key: CUSTOMER_ID_KEY, value: input.customerId },
+            { key: SAGA_STATE_KEY, value: 'RUNNING' },
+          ],
+        });
+      } catch (error) {
+        if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw temporalUnavailable(error);
+      }
+      return workflowId;
+    },
+
+    async createOrderExists(orderId) {
+      try {
+        await client.workflow.getHandle(createOrderWorkflowId(orderId)).describe();
+        return true;
+      } catch (error) {
+        if (error instanceof WorkflowNotFoundError) return false;
+        throw error;
+      }
+    },
+
+    async confirmCheckout(orderId) {
+      const handle = client.workflow.getHandle(createOrderWorkflowId(orderId));
+      try {
+        const result = await withTimeout(() => handle.executeUpdate(confirmCheckoutUpdate));
+        return result.accepted ? { kind: 'accepted' } : { kind: 'refused', reason: 'the saga is no longer waiting for a confirmation' };
+      } catch (error) {
+        if (error instanceof WorkflowNotFoundError) return { kind: 'saga-not-found' };
+        // The update's validator or handler refused it: a decision of the saga, not a fault.
+        if (error instanceof WorkflowUpdateFailedError) return { kind: 'refused', reason: error.cause?.message ?? error.message };
+        throw temporalUnavailable(error);
+      }
+    },
+
+    async snapshot(workflowId) {
+      let description: WorkflowExecutionDescription;
+      try {
+        description = await client.workflow.getHandle(workflowId).describe();
+      } catch (error) {
+        if (error instanceof WorkflowNotFoundError) return undefined;
+        throw temporalUnavailable(error);
+      }
+      let progress: SagaProgress | undefined;
+      try {
+        // Closed workflows answer queries too, as long as a worker for their task queue runs.
+        progress = await withTimeout(() => client.workflow.getHandle(workflowId, description.runId).query(getSagaProgressQuery));
+      } catch {
+        progress = undefined;
+      }
+      const fromAttributes = description.typedSearchAttributes.get(SAGA_STATE_KEY);
+      const webUiUrl = `${config.TEMPORAL_UI_URL.replace(/\/$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}/${description.runId}/history`;
+      return { description, sagaState: progress?.state ?? (isSagaState(fromAttributes) ? fromAttributes : null), progress, webUiUrl };
+    },
+  };
+}

@@ -1,0 +1,101 @@
+/** Customers: created and (de)activated by internal callers holding the service token; read by anyone. */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { CustomerRow, OrderDb } from '../repository';
+import { findCustomer, insertCustomer, updateCustomerStatus } from '../repository';
+import { ConflictError, NotFoundError } from '../../shared/errors';
+import { errorBodySchema } from '../../shared/http/error-body';
+import { requireServiceToken, serviceTokenSecurity } from '../../shared/http/service-auth';
+import { appendOutboxEvent } from '../../shared/outbox';
+import { createCustomerBodySchema, customerSchema, idParamsSchema, ORDER_ERROR_CODES, updateCustomerStatusBodySchema, type CustomerResponse } from '../contract';
+
+export interface CustomerRoutesOptions {
+  db: OrderDb;
+  serviceToken: string;
+}
+
+function toCustomerResponse(row: CustomerRow): CustomerResponse {
+  return { id: row.id, name: row.name, email: row.email, status: row.status, createdAt: row.created_at.toISOString(), updatedAt: row.updated_at.toISOString() };
+}
+
+function isEmailTaken(error: unknown): boolean {
+  const pgError = error as { code?: string; constraint?: string };
+  return pgError.code === '23505' && pgError.constraint === 'uq_customers_email';
+}
+
+export const customerRoutes: FastifyPluginAsyncZod<CustomerRoutesOptions> = async (app, { db, serviceToken }) => {
+  const tags = ['customers'];
+
+  app.post(
+    '/customers',
+    {
+      onRequest: requireServiceToken(serviceToken),
+      config: { idempotent: true },
+      schema: {
+        tags,
+        summary: 'Create a customer (internal: service token)',
+        security: serviceTokenSecurity,
+        body: createCustomerBodySchema,
+        response: { 201: customerSchema, 400: errorBodySchema, 401: errorBodySchema, 409: errorBodySchema, 422: errorBodySchema },
+      },
+    },
+    async (request, reply) => {
+      let row: CustomerRow;
+      try {
+        row = await db.transaction().execute(async (trx) => {
+          const inserted = await insertCustomer(trx, request.body);
+          await appendOutboxEvent(trx, {
+            eventType: 'CUSTOMER_CREATED',
+            aggregateId: inserted.id,
+            correlationId: inserted.id,
+            payload: { customerId: inserted.id, email: inserted.email, status: inserted.status },
+          });
+          return inserted;
+        });
+      } catch (error) {
+        if (isEmailTaken(error)) {
+          throw new ConflictError(ORDER_ERROR_CODES.emailAlreadyExists, `a customer with email ${request.body.email} already exists`, { email: request.body.email });
+        }
+        throw error;
+      }
+      reply.status(201).header('location', `/customers/${row.id}`);
+      return toCustomerResponse(row);
+    },
+  );
+
+  app.get(
+    '/customers/:id',
+    {
+      schema: {
+        tags,
+        summary: 'A customer and whether they may place orders (ACTIVE) or not (INACTIVE)',
+        params: idParamsSchema,
+        response: { 200: customerSchema, 400: errorBodySchema, 404: errorBodySchema },
+      },
+    },
+    async (request) => {
+      const row = await findCustomer(db, request.params.id);
+      if (!row) throw new NotFoundError('customer', request.params.id);
+      return toCustomerResponse(row);
+    },
+  );
+
+  app.patch(
+    '/customers/:id/status',
+    {
+      onRequest: requireServiceToken(serviceToken),
+      schema: {
+        tags,
+        summary: 'Activate or deactivate a customer (internal: service token); an INACTIVE customer\'s orders fail',
+        security: serviceTokenSecurity,
+        params: idParamsSchema,
+        body: updateCustomerStatusBodySchema,
+        response: { 200: customerSchema, 400: errorBodySchema, 401: errorBodySchema, 404: errorBodySchema },
+      },
+    },
+    async (request) => {
+      const row = await updateCustomerStatus(db, request.params.id, request.body.status);
+      if (!row) throw new NotFoundError('customer', request.params.id);
+      return toCustomerResponse(row);
+    },
+  );
+};

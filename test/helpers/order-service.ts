@@ -1,0 +1,80 @@
+/**
+ * A real order service for tests: its own freshly migrated order database, the real Redis and
+ * Temporal, listening on a free port, pricing orders from the product service at `productUrl`, and
+ * starting sagas on `taskQueue` (a worker for that queue runs them; without one they wait).
+ */
+import type { Redis } from 'ioredis';
+import type { Kysely } from 'kysely';
+import type { OrderDatabase } from '../../db/order/schema';
+import { buildOrderApp, orderSagasFor } from '../../services/order/app';
+import type { OrderSagas } from '../../services/order/order-sagas';
+import { reconcilePendingOrders, type ReconcileResult } from '../../services/order/reconciler';
+import type { Config } from '../../services/shared/config';
+import type { ServiceApp } from '../../services/shared/http/app';
+import { createMetricsRegistry } from '../../services/shared/metrics';
+import { connectRedis } from '../../services/shared/redis';
+import { createTestDatabase } from './database';
+import { testConfig } from './stack';
+import type { TestTemporal } from './temporal';
+
+export interface TestOrderService {
+  url: string;
+  app: ServiceApp;
+  db: Kysely<OrderDatabase>;
+  /** The service token internal endpoints (POST /customers) require. */
+  token: string;
+  config: Config;
+  sagas: OrderSagas;
+  /** One reconciler pass, with a grace period of `minAgeSeconds` (default 0: every PENDING order counts). */
+  reconcile: (minAgeSeconds?: number) => Promise<ReconcileResult>;
+  close: () => Promise<void>;
+}
+
+export interface TestOrderServiceOptions {
+  productUrl: string;
+  temporal: Pick<TestTemporal, 'client'>;
+  taskQueue: string;
+  /** Extra configuration (e.g. CHECKOUT_HOLD_TTL_SECONDS for hold-expiry tests). */
+  config?: Record<string, string>;
+}
+
+export async function startTestOrderService({ productUrl, temporal, taskQueue, config: overrides = {} }: TestOrderServiceOptions): Promise<TestOrderService> {
+  const database = await createTestDatabase('order');
+  const config = testConfig({
+    PRODUCT_SERVICE_URL: productUrl,
+    TEMPORAL_TASK_QUEUE: taskQueue,
+    ORDER_DATABASE_URL: database.url,
+    IDEMPOTENCY_CLEANUP_INTERVAL_MS: '3600000',
+    ...overrides,
+  });
+  let redis: Redis | undefined;
+  let app: ServiceApp | undefined;
+  try {
+    redis = await connectRedis(config.REDIS_URL);
+    app = await buildOrderApp({ config, db: database.db, redis, logger: false, metrics: createMetricsRegistry('order-service-test'), temporal: temporal.client });
+    const address = await app.listen({ host: '127.0.0.1', port: 0 });
+    const sagas = orderSagasFor(temporal.client, config);
+    const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
+    const started = { app, redis };
+    return {
+      url: address,
+      app,
+      db: database.db,
+      token: config.SERVICE_TOKEN,
+      config,
+      sagas,
+      reconcile: (minAgeSeconds = 0) =>
+        reconcilePendingOrders({ db: database.db, sagas, holdTtlSeconds: config.CHECKOUT_HOLD_TTL_SECONDS, minAgeSeconds, log: silent }),
+      close: async () => {
+        await started.app.close();
+        await started.redis.quit();
+        await database.destroy();
+      },
+    };
+  } catch (error) {
+    await app?.close();
+    redis?.disconnect();
+    await database.destroy();
+    throw error;
+  }
+}

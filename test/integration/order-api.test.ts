@@ -1,0 +1,393 @@
+/**
+ * The order API on real PostgreSQL, Redis and Temporal, for everything that does not need a
+ * product's price: customers, validation, state checks of confirm and cancel, the saga view, and
+ * the reconciler that starts a saga the API never started. Sagas start on a task queue no worker
+ * polls, so they stay RUNNING exactly as started and can be inspected.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { OrderStatus } from '../../db/order/schema';
+import { CUSTOMER_ID_KEY, ORDER_ID_KEY, SAGA_STATE_KEY } from '../../services/order/order-sagas';
+import { insertOrder } from '../../services/order/repository';
+import { formatMinor } from '../../services/shared/money';
+import { appendOutboxEvent } from '../../services/shared/outbox';
+import { cancelOrderWorkflowId, createOrderWorkflowId, type CreateOrderInput } from '../../workflows/order-contract';
+import { startTestOrderService, type TestOrderService } from '../helpers/order-service';
+import { connectTestTemporal, type TestTemporal } from '../helpers/temporal';
+
+/** A port nothing listens on: the product service is down, for real. */
+async function closedPortUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `http://127.0.0.1:${port}`;
+}
+
+describe('order API', () => {
+  let temporal: TestTemporal;
+  let service: TestOrderService;
+  const startedWorkflows: string[] = [];
+
+  beforeAll(async () => {
+    temporal = await connectTestTemporal('order-api');
+    service = await startTestOrderService({
+      productUrl: await closedPortUrl(),
+      temporal,
+      taskQueue: temporal.taskQueue,
+      // Queries to a workflow nobody polls for give up quickly.
+      config: { HTTP_CLIENT_TIMEOUT_MS: '1500' },
+    });
+  });
+  afterAll(async () => {
+    for (const workflowId of startedWorkflows) {
+      await temporal.client.workflow.getHandle(workflowId).terminate('test over').catch(() => undefined);
+    }
+    await service?.close();
+    await temporal?.close();
+  });
+
+  const auth = () => ({ authorization: `Bearer ${service.token}` });
+  const count = async (table: 'orders' | 'order_items' | 'outbox_events' | 'idempotency_records' | 'customers') =>
+    Number((await service.db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
+
+  async function createCustomer(overrides: { email?: string; status?: 'ACTIVE' | 'INACTIVE' } = {}): Promise<string> {
+    const response = await service.app.inject({
+      method: 'POST',
+      url: '/customers',
+      headers: auth(),
+      payload: { name: 'Ada Lovelace', email: overrides.email ?? `ada-${randomUUID()}@example.com`, ...(overrides.status ? { status: overrides.status } : {}) },
+    });
+    expect(response.statusCode).toBe(201);
+    return response.json<{ id: string }>().id;
+  }
+
+  /** Writes an order exactly as POST /orders does (order, items and ORDER_CREATED in one transaction), then sets the status the saga would have reached. */
+  async function seedOrder(customerId: string, status: OrderStatus = 'PENDING', ageSeconds = 0) {
+    const orderId = randomUUID();
+    const items = [
+      { productId: randomUUID(), sku: 'WIDGET-1', productName: 'Widget', quantity: 2, unitPriceMinor: 1250, lineTotalMinor: 2500 },
+      { productId: randomUUID(), sku: 'GADGET-1', productName: 'Gadget', quantity: 1, unitPriceMinor: 999, lineTotalMinor: 999 },
+    ];
+    await service.db.transaction().execute(async (trx) => {
+      await insertOrder(trx, { id: orderId, customerId, totalMinor: 3499, currency: 'USD', paymentMethod: 'account', confirmation: 'manual', workflowId: createOrderWorkflowId(orderId), items });
+      await appendOutboxEvent(trx, {
+        eventType: 'ORDER_CREATED',
+        aggregateId: orderId,
+        correlationId: orderId,
+        payload: { orderId, customerId, items: items.map((i) => ({ productId: i.productId, productName: i.productName, quantity: i.quantity, unitPrice: formatMinor(i.unitPriceMinor) })), totalAmount: '34.99', currency: 'USD' },
+      });
+    });
+    await service.db
+      .updateTable('orders')
+      .set({
+        status,
+        failure_reason: status === 'FAILED' ? 'insufficient stock' : null,
+        created_at: new Date(Date.now() - ageSeconds * 1000),
+      })
+      .where('id', '=', orderId)
+      .execute();
+    return { orderId, items };
+  }
+
+  describe('customers', () => {
+    it('creates a customer with the service token, with CUSTOMER_CREATED in its outbox', async () => {
+      const email = `Grace-${randomUUID()}@Example.com`;
+      const response = await service.app.inject({ method: 'POST', url: '/customers', headers: auth(), payload: { name: 'Grace Hopper', email } });
+      expect(response.statusCode).toBe(201);
+      const customer = response.json<{ id: string; email: string; status: string; createdAt: string }>();
+      expect(customer).toMatchObject({ name: 'Grace Hopper', email: email.toLowerCase(), status: 'ACTIVE' });
+      expect(response.headers.location).toBe(`/customers/${customer.id}`);
+
+      const events = await service.db.selectFrom('outbox_events').selectAll().where('aggregate_id', '=', customer.id).execute();
+      expect(events.map((event) => event.event_type)).toEqual(['CUSTOMER_CREATED']);
+      expect(events[0]!.payload).toMatchObject({ payload: { customerId: customer.id, email: email.toLowerCase(), status: 'ACTIVE' } });
+
+      const read = await service.app.inject({ method: 'GET', url: `/customers/${customer.id}` });
+      expect(read.statusCode).toBe(200);
+      expect(read.json()).toEqual(customer);
+    });
+
+    it('refuses a caller without the service token, writing nothing', async () => {
+      const before = await count('customers');
+      const response = await service.app.inject({ method: 'POST', url: '/customers', payload: { name: 'Mallory', email: 'mallory@example.com' } });
+      expect(response.statusCode).toBe(401);
+      expect(response.json()).toMatchObject({ error: { code: 'UNAUTHORIZED' } });
+      const wrongToken = await service.app.inject({ method: 'POST', url: '/customers', headers: { authorization: 'Bearer not-the-token-at-all' }, payload: { name: 'M', email: 'm@example.com' } });
+      expect(wrongToken.statusCode).toBe(401);
+      expect(await count('customers')).toBe(before);
+    });
+
+    it('answers 409 EMAIL_ALREADY_EXISTS for an email already taken, whatever its case', async () => {
+      const email = `linus-${randomUUID()}@example.com`;
+      await createCustomer({ email });
+      const before = await count('outbox_events');
+      const response = await service.app.inject({ method: 'POST', url: '/customers', headers: auth(), payload: { name: 'Linus', email: email.toUpperCase() } });
+      expect(response.statusCode).toBe(409);
+      expect(response.json()).toMatchObject({ error: { code: 'EMAIL_ALREADY_EXISTS' } });
+      expect(await count('outbox_events')).toBe(before);
+    });
+
+    it('validates the body: bad email, empty name, unknown status', async () => {
+      for (const payload of [{ name: 'X', email: 'not-an-email' }, { name: '', email: 'x@example.com' }, { name: 'X', email: 'x@example.com', status: 'BANNED' }]) {
+        const response = await service.app.inject({ method: 'POST', url: '/customers', headers: auth(), payload });
+        expect(response.statusCode).toBe(400);
+        expect(response.json()).toMatchObject({ error: { code: 'VALIDATION_ERROR' } });
+      }
+    });
+
+    it('deactivates a customer with the service token; 404 CUSTOMER_NOT_FOUND for an unknown one', async () => {
+      const id = await createCustomer();
+      const refused = await service.app.inject({ method: 'PATCH', url: `/customers/${id}/status`, payload: { status: 'INACTIVE' } });
+      expect(refused.statusCode).toBe(401);
+      const response = await service.app.inject({ method: 'PATCH', url: `/customers/${id}/status`, headers: auth(), payload: { status: 'INACTIVE' } });
+      expect(response.statusCode).toBe(200);
+      expect(response.json()).toMatchObject({ id, status: 'INACTIVE' });
+      expect((await service.app.inject({ method: 'GET', url: `/customers/${id}` })).json()).toMatchObject({ status: 'INACTIVE' });
+
+      const unknown = await service.app.inject({ method: 'GET', url: `/customers/${randomUUID()}` });
+      expect(unknown.statusCode).toBe(404);
+      expect(unknown.json()).toMatchObject({ error: { code: 'CUSTOMER_NOT_FOUND' } });
+    });
+  });
+
+  describe('POST /orders refusals write nothing', () => {
+    let customerId: string;
+    beforeAll(async () => {
+      customerId = await createCustomer();
+    });
+
+    it.each([
+      ['no items', { items: [] }],
+      ['a zero quantity', { items: [{ productId: randomUUID(), quantity: 0 }] }],
+      ['a fractional quantity', { items: [{ productId: randomUUID(), quantity: 1.5 }] }],
+      ['a product id that is not a uuid', { items: [{ productId: 'widget', quantity: 1 }] }],
+      ['the same product twice', { items: [{ productId: '6f1c3a52-5d4e-4a57-9d43-6a3f1b1f0c11', quantity: 1 }, { productId: '6f1c3a52-5d4e-4a57-9d43-6a3f1b1f0c11', quantity: 2 }] }],
+      ['a client-sent unit price', { items: [{ productId: randomUUID(), quantity: 1, unitPrice: '0.01' }] }],
+      ['a client-sent total', { items: [{ productId: randomUUID(), quantity: 1 }], totalAmount: '0.01' }],
+      ['an unknown confirmation mode', { items: [{ productId: randomUUID(), quantity: 1 }], confirmation: 'later' }],
+    ])('400 VALIDATION_ERROR for %s', async (_name, body) => {
+      const response = await service.app.inject({
+        method: 'POST',
+        url: '/orders',
+        headers: { 'idempotency-key': `validation-${randomUUID()}` },
+        payload: { customerId, ...body },
+      });
+      expect(response.statusCode).toBe(400);
+      expect(response.json()).toMatchObject({ error: { code: 'VALIDATION_ERROR' } });
+      expect(await count('orders')).toBe(0);
+      // A request refused by validation never claims its Idempotency-Key.
+      expect(await count('idempotency_records')).toBe(0);
+    });
+
+    it('422 UNKNOWN_CUSTOMER for a customer that does not exist', async () => {
+      const unknown = randomUUID();
+      const response = await service.app.inject({ method: 'POST', url: '/orders', payload: { customerId: unknown, items: [{ productId: randomUUID(), quantity: 1 }] } });
+      expect(response.statusCode).toBe(422);
+      expect(response.json()).toMatchObject({ error: { code: 'UNKNOWN_CUSTOMER', details: { customerId: unknown } } });
+      expect(await count('orders')).toBe(0);
+    });
+
+    it('503 DEPENDENCY_UNAVAILABLE when the product service is down; a retry with the same key runs again', async () => {
+      const key = `down-${randomUUID()}`;
+      const request = { method: 'POST' as const, url: '/orders', headers: { 'idempotency-key': key }, payload: { customerId, items: [{ productId: randomUUID(), quantity: 1 }] } };
+      const first = await service.app.inject(request);
+      expect(first.statusCode).toBe(503);
+      expect(first.json()).toMatchObject({ error: { code: 'DEPENDENCY_UNAVAILABLE', details: { dependency: 'product-service' } } });
+      const retry = await service.app.inject(request);
+      expect(retry.statusCode).toBe(503);
+      expect(retry.headers['idempotent-replayed']).toBeUndefined();
+      expect(await count('orders')).toBe(0);
+      expect(await count('order_items')).toBe(0);
+      expect(await service.db.selectFrom('outbox_events').select('id').where('event_type', '=', 'ORDER_CREATED').execute()).toEqual([]);
+    });
+  });
+
+  describe('reading orders', () => {
+    it('GET /orders/:id shows the stored unit prices, totals and ids; 404 ORDER_NOT_FOUND otherwise', async () => {
+      const customerId = await createCustomer();
+      const { orderId, items } = await seedOrder(customerId);
+      const response = await service.app.inject({ method: 'GET', url: `/orders/${orderId}` });
+      expect(response.statusCode).toBe(200);
+      expect(response.json()).toMatchObject({
+        id: orderId,
+        customerId,
+        status: 'PENDING',
+        items: [
+          { productId: items[0]!.productId, sku: 'WIDGET-1', productName: 'Widget', quantity: 2, unitPrice: '12.50', lineTotal: '25.00' },
+          { productId: items[1]!.productId, sku: 'GADGET-1', productName: 'Gadget', quantity: 1, unitPrice: '9.99', lineTotal: '9.99' },
+        ],
+        totalAmount: '34.99',
+        currency: 'USD',
+        paymentMethod: 'account',
+        confirmation: 'manual',
+        failureReason: null,
+        paymentId: null,
+        workflowId: createOrderWorkflowId(orderId),
+      });
+
+      const missing = await service.app.inject({ method: 'GET', url: `/orders/${randomUUID()}` });
+      expect(missing.statusCode).toBe(404);
+      expect(missing.json()).toMatchObject({ error: { code: 'ORDER_NOT_FOUND' } });
+      const malformed = await service.app.inject({ method: 'GET', url: '/orders/not-a-uuid' });
+      expect(malformed.statusCode).toBe(400);
+    });
+
+    it('GET /orders lists by customer and status, newest first, with a total', async () => {
+      const customerId = await createCustomer();
+      const older = await seedOrder(customerId, 'PAID', 60);
+      const newer = await seedOrder(customerId, 'FAILED');
+      await seedOrder(await createCustomer(), 'PAID');
+
+      const all = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}` })).json<{ items: { id: string }[]; total: number }>();
+      expect(all.total).toBe(2);
+      expect(all.items.map((order) => order.id)).toEqual([newer.orderId, older.orderId]);
+
+      const paid = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}&status=PAID` })).json<{ items: { id: string }[]; total: number }>();
+      expect(paid.items.map((order) => order.id)).toEqual([older.orderId]);
+
+      const page = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}&limit=1&offset=1` })).json<{ items: { id: string }[]; total: number; limit: number }>();
+      expect(page).toMatchObject({ total: 2, limit: 1 });
+      expect(page.items.map((order) => order.id)).toEqual([older.orderId]);
+
+      const bad = await service.app.inject({ method: 'GET', url: '/orders?status=SHIPPED' });
+      expect(bad.statusCode).toBe(400);
+    });
+  });
+
+  describe('confirm and cancel check the order state', () => {
+    it.each(['PENDING', 'PAID', 'FAILED', 'CANCELLED'] as const)('confirming a %s order answers 409 ORDER_NOT_AWAITING_CONFIRMATION', async (status) => {
+      const { orderId } = await seedOrder(await createCustomer(), status);
+      const response = await service.app.inject({ method: 'POST', url: `/orders/${orderId}/confirm` });
+      expect(response.statusCode).toBe(409);
+      expect(response.json()).toMatchObject({ error: { code: 'ORDER_NOT_AWAITING_CONFIRMATION', details: { status } } });
+    });
+
+    it('confirming an AWAITING_CONFIRMATION order whose saga is gone answers 409, not 500', async () => {
+      const { orderId } = await seedOrder(await createCustomer(), 'AWAITING_CONFIRMATION');
+      const response = await service.app.inject({ method: 'POST', url: `/orders/${orderId}/confirm` });
+      expect(response.statusCode).toBe(409);
+      expect(response.json()).toMatchObject({ error: { code: 'ORDER_NOT_AWAITING_CONFIRMATION' } });
+    });
+
+    it.each(['FAILED', 'CANCELLING', 'CANCELLED'] as const)('cancelling a %s order answers 409 ORDER_NOT_CANCELLABLE and starts nothing', async (status) => {
+      const { orderId } = await seedOrder(await createCustomer(), status);
+      const response = await service.app.inject({ method: 'POST', url: `/orders/${orderId}/cancel`, payload: { reason: 'changed my mind' } });
+      expect(response.statusCode).toBe(409);
+      expect(response.json()).toMatchObject({ error: { code: 'ORDER_NOT_CANCELLABLE', details: { status } } });
+      await expect(temporal.client.workflow.getHandle(cancelOrderWorkflowId(orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+    });
+
+    it('cancelling a PAID order starts one cancelOrder saga, however often it is asked', async () => {
+      const customerId = await createCustomer();
+      const { orderId } = await seedOrder(customerId, 'PAID');
+      const workflowId = cancelOrderWorkflowId(orderId);
+      startedWorkflows.push(workflowId);
+      const request = { method: 'POST' as const, url: `/orders/${orderId}/cancel`, headers: { 'idempotency-key': `cancel-${orderId}` }, payload: { reason: 'changed my mind' } };
+
+      const first = await service.app.inject(request);
+      expect(first.statusCode).toBe(202);
+      expect(first.json()).toEqual({ id: orderId, status: 'PAID', workflowId });
+      const replay = await service.app.inject(request);
+      expect(replay.statusCode).toBe(202);
+      expect(replay.headers['idempotent-replayed']).toBe('true');
+      const withoutKey = await service.app.inject({ ...request, headers: {} });
+      expect(withoutKey.statusCode).toBe(202);
+
+      const description = await temporal.client.workflow.getHandle(workflowId).describe();
+      expect(description).toMatchObject({ type: 'cancelOrder', taskQueue: temporal.taskQueue, status: { name: 'RUNNING' } });
+      expect(description.typedSearchAttributes.get(ORDER_ID_KEY)).toBe(orderId);
+      expect(description.typedSearchAttributes.get(CUSTOMER_ID_KEY)).toBe(customerId);
+      const runs = await temporal.client.workflow.count(`WorkflowId = '${workflowId}'`);
+      expect(runs.count).toBe(1);
+      const history = await temporal.client.workflow.getHandle(workflowId).fetchHistory();
+      const input = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
+      expect(JSON.parse(Buffer.from(input!).toString())).toEqual({ orderId, reason: 'changed my mind' });
+    });
+
+    it('cancelling an unknown order answers 404 ORDER_NOT_FOUND', async () => {
+      const response = await service.app.inject({ method: 'POST', url: `/orders/${randomUUID()}/cancel`, payload: { reason: 'x' } });
+      expect(response.statusCode).toBe(404);
+      expect(response.json()).toMatchObject({ error: { code: 'ORDER_NOT_FOUND' } });
+    });
+  });
+
+  describe('the saga view and the reconciler', () => {
+    it('GET /orders/:id/saga answers 404 SAGA_NOT_FOUND before the saga exists', async () => {
+      const { orderId } = await seedOrder(await createCustomer());
+      const response = await service.app.inject({ method: 'GET', url: `/orders/${orderId}/saga` });
+      expect(response.statusCode).toBe(404);
+      expect(response.json()).toMatchObject({ error: { code: 'SAGA_NOT_FOUND', details: { workflowId: createOrderWorkflowId(orderId) } } });
+    });
+
+    it('the reconciler starts the missing saga of an old PENDING order once, with the stored input, and leaves young ones alone', async () => {
+      const customerId = await createCustomer();
+      // The handler committed these, then the process died before starting their sagas.
+      const stranded = await seedOrder(customerId, 'PENDING', 30);
+      const young = await seedOrder(customerId, 'PENDING', 0);
+      const paid = await seedOrder(customerId, 'PAID', 30);
+      const workflowId = createOrderWorkflowId(stranded.orderId);
+      startedWorkflows.push(workflowId, createOrderWorkflowId(young.orderId));
+
+      const pass = await service.reconcile(10);
+      expect(pass.started).toEqual([stranded.orderId]);
+
+      const handle = temporal.client.workflow.getHandle(workflowId);
+      const description = await handle.describe();
+      expect(description).toMatchObject({ type: 'createOrder', taskQueue: temporal.taskQueue, status: { name: 'RUNNING' } });
+      expect(description.typedSearchAttributes.get(ORDER_ID_KEY)).toBe(stranded.orderId);
+      expect(description.typedSearchAttributes.get(CUSTOMER_ID_KEY)).toBe(customerId);
+      expect(description.typedSearchAttributes.get(SAGA_STATE_KEY)).toBe('RUNNING');
+      const history = await handle.fetchHistory();
+      const data = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
+      const input = JSON.parse(Buffer.from(data!).toString()) as CreateOrderInput;
+      expect(input).toEqual({
+        orderId: stranded.orderId,
+        customerId,
+        items: stranded.items.map((item) => ({ productId: item.productId, quantity: item.quantity, unitPriceMinor: item.unitPriceMinor })),
+        totalMinor: 3499,
+        currency: 'USD',
+        paymentMethod: 'account',
+        confirmation: 'manual',
+        holdTtlSeconds: service.config.CHECKOUT_HOLD_TTL_SECONDS,
+      });
+
+      await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(young.orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+      await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(paid.orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+
+      // A second pass finds the saga and starts nothing: still one run.
+      const again = await service.reconcile(10);
+      expect(again.started).toEqual([]);
+      expect((await temporal.client.workflow.count(`WorkflowId = '${workflowId}'`)).count).toBe(1);
+      expect((await handle.describe()).runId).toBe(description.runId);
+    });
+
+    it('GET /orders/:id/saga shows the live workflow: ids, status, saga state and the Web UI link', async () => {
+      const customerId = await createCustomer();
+      const { orderId } = await seedOrder(customerId, 'PENDING', 30);
+      await service.reconcile(10);
+      const workflowId = createOrderWorkflowId(orderId);
+      startedWorkflows.push(workflowId);
+      const { runId } = await temporal.client.workflow.getHandle(workflowId).describe();
+
+      const response = await service.app.inject({ method: 'GET', url: `/orders/${orderId}/saga` });
+      expect(response.statusCode).toBe(200);
+      expect(response.json()).toMatchObject({
+        workflowId,
+        runId,
+        workflowType: 'createOrder',
+        status: 'RUNNING',
+        // No worker polls this queue, so the query cannot be answered: the state comes from the search attribute.
+        sagaState: 'RUNNING',
+        progressAvailable: false,
+        currentStep: null,
+        completedSteps: [],
+        compensations: [],
+        closeTime: null,
+        webUiUrl: `${service.config.TEMPORAL_UI_URL}/namespaces/default/workflows/${workflowId}/${runId}/history`,
+      });
+    });
+  });
+});
