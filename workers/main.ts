@@ -7,6 +7,7 @@ import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString, ty
 import { loadConfig } from '../services/shared/config';
 import { startOrExit } from '../services/shared/run-service';
 import { createSagaWorker } from './saga-worker';
+import { startEventRelayAndConsumers } from './outbox-worker';
 
 startOrExit(async () => {
   const config = loadConfig();
@@ -21,9 +22,10 @@ startOrExit(async () => {
 
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   try {
-    const workers: Worker[] = [await createSagaWorker({ connection, config, identity })];
+    const events = await startEventRelayAndConsumers({ connection, config, identity });
+    const workers: Worker[] = [await createSagaWorker({ connection, config, identity }), events.worker];
     console.log(JSON.stringify({ msg: 'worker started', identity, taskQueues: workers.map((w) => w.options.taskQueue) }));
-    await Promise.all(workers.map((worker) => worker.run()));
+    await Promise.all(workers.map((worker) => worker.run())).finally(events.close);
   } finally {
     await connection.close();
   }

@@ -1,0 +1,59 @@
+/** Prometheus metrics of the outbox relay and of event consumers, registered on the worker's registry. */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+export function createOutboxMetrics(registry: Registry) {
+  return {
+    pendingCount: new Gauge({
+      name: 'oms_outbox_pending_count',
+      help: 'Outbox rows waiting to be published, per service database',
+      labelNames: ['db'] as const,
+      registers: [registry],
+    }),
+    published: new Counter({
+      name: 'oms_outbox_published_total',
+      help: 'Outbox events published to Kafka',
+      labelNames: ['db', 'topic'] as const,
+      registers: [registry],
+    }),
+    failed: new Counter({
+      name: 'oms_outbox_failed_total',
+      help: 'Outbox events that exhausted their retries and went to the dead letter topic',
+      labelNames: ['db'] as const,
+      registers: [registry],
+    }),
+    publishErrors: new Counter({
+      name: 'oms_outbox_publish_errors_total',
+      help: 'Failed publish attempts, by kind (rejected: the event; unavailable: the broker)',
+      labelNames: ['db', 'kind'] as const,
+      registers: [registry],
+    }),
+    publishDuration: new Histogram({
+      name: 'oms_outbox_publish_duration_seconds',
+      help: 'Time to publish one outbox event and have the broker acknowledge it (acks=all)',
+      labelNames: ['db'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+      registers: [registry],
+    }),
+  };
+}
+
+export type OutboxMetrics = ReturnType<typeof createOutboxMetrics>;
+
+export function createConsumerMetrics(registry: Registry) {
+  return {
+    lag: new Gauge({
+      name: 'oms_consumer_lag',
+      help: 'Messages between a consumer group position and the partition end (high watermark)',
+      labelNames: ['group', 'topic', 'partition'] as const,
+      registers: [registry],
+    }),
+    received: new Counter({
+      name: 'oms_consumer_events_total',
+      help: 'Messages handled by a consumer, by outcome (applied, duplicate, dead_lettered)',
+      labelNames: ['group', 'topic', 'outcome'] as const,
+      registers: [registry],
+    }),
+  };
+}
+
+export type ConsumerMetrics = ReturnType<typeof createConsumerMetrics>;

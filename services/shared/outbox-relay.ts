@@ -1,0 +1,144 @@
+/**
+ * The pure decisions of the outbox relay and of dead-lettering: which topic an event goes to, what
+ * headers it carries, how long a failed row waits, whether a Kafka error is the event's fault or
+ * the broker's, and what a dead letter looks like. No I/O here, so all of it is unit-tested.
+ */
+import type { IHeaders } from 'kafkajs';
+import { TOPICS, type TopicName } from './kafka';
+
+/** The guide's EventRouter (2.2.5): by event type prefix, anything unknown to the general topic. */
+export function topicForEventType(eventType: string): TopicName {
+  if (eventType.startsWith('ORDER_')) return TOPICS.orderEvents;
+  if (eventType.startsWith('STOCK_')) return TOPICS.productEvents;
+  if (eventType.startsWith('PAYMENT_')) return TOPICS.paymentEvents;
+  if (eventType.startsWith('SAGA_')) return TOPICS.sagaCommands;
+  return TOPICS.generalEvents;
+}
+
+/** The outbox row fields the relay publishes from. */
+export interface RelayableEvent {
+  event_id: string;
+  event_type: string;
+  aggregate_type: string;
+  aggregate_id: string;
+  correlation_id: string | null;
+  created_at: Date;
+}
+
+/** Headers of every published event, so consumers can route and deduplicate without parsing the value. */
+export function eventHeaders(event: RelayableEvent): IHeaders {
+  return {
+    'event-id': event.event_id,
+    'event-type': event.event_type,
+    'aggregate-type': event.aggregate_type,
+    'correlation-id': event.correlation_id ?? '',
+    timestamp: event.created_at.toISOString(),
+  };
+}
+
+/** Exponential backoff after the n-th failed attempt (n >= 1): base, 2*base, 4*base ... capped. */
+export function retryDelayMs(failedAttempts: number, baseMs: number, maxMs: number): number {
+  const exponent = Math.min(Math.max(failedAttempts - 1, 0), 30);
+  return Math.min(baseMs * 2 ** exponent, maxMs);
+}
+
+/**
+ * `rejected`: the broker answered and refused this event (MESSAGE_TOO_LARGE, INVALID_RECORD ...), or
+ * our own code failed on it: retrying the same bytes will not help, so it counts toward dead-lettering.
+ * `unavailable`: the broker could not be reached or asked us to retry (connection refused, timeouts,
+ * leader elections): the event is fine, and it must stay PENDING however long the outage lasts.
+ */
+export type PublishFailureKind = 'rejected' | 'unavailable';
+
+interface KafkaLikeError {
+  name?: unknown;
+  retriable?: unknown;
+  type?: unknown;
+  cause?: unknown;
+  originalError?: unknown;
+}
+
+function causes(error: unknown): KafkaLikeError[] {
+  const chain: KafkaLikeError[] = [];
+  let current: unknown = error;
+  while (current && typeof current === 'object' && chain.length < 10) {
+    const candidate = current as KafkaLikeError;
+    chain.push(candidate);
+    current = candidate.cause ?? candidate.originalError;
+  }
+  return chain;
+}
+
+export function classifyPublishFailure(error: unknown): PublishFailureKind {
+  const chain = causes(error);
+  // A protocol error the broker marks non-retriable is about this request's content.
+  if (chain.some((e) => e.name === 'KafkaJSProtocolError' && e.retriable === false)) return 'rejected';
+  if (chain.some((e) => typeof e.name === 'string' && e.name.startsWith('KafkaJS'))) return 'unavailable';
+  return 'rejected';
+}
+
+/** The Kafka error code name (MESSAGE_TOO_LARGE ...) or error class, for the dead letter's headers. */
+export function publishFailureType(error: unknown): string {
+  for (const e of causes(error)) if (typeof e.type === 'string') return e.type;
+  const [first] = causes(error);
+  return typeof first?.name === 'string' ? first.name : 'Error';
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Header values are bounded: a dead letter must itself be publishable. */
+const MAX_HEADER_CHARS = 1_000;
+/** Broker default message.max.bytes is ~1 MiB; a dead letter's value stays well under it. */
+export const MAX_DEAD_LETTER_VALUE_BYTES = 512 * 1024;
+
+export interface DeadLetterSource {
+  /** `outbox-relay` or `consumer:<group>`. */
+  source: string;
+  reason: string;
+  errorType: string;
+  originalTopic: string;
+  sourceDb?: string;
+  originalPartition?: number;
+  originalOffset?: string;
+  retryCount?: number;
+  eventId?: string;
+  eventType?: string;
+  correlationId?: string | null;
+}
+
+export function deadLetterHeaders(dead: DeadLetterSource, now: Date): IHeaders {
+  const headers: IHeaders = {
+    'dlq-reason': dead.reason.slice(0, MAX_HEADER_CHARS),
+    'dlq-error-type': dead.errorType,
+    'dlq-source': dead.source,
+    'dlq-original-topic': dead.originalTopic,
+    'dlq-failed-at': now.toISOString(),
+  };
+  if (dead.sourceDb !== undefined) headers['dlq-source-db'] = dead.sourceDb;
+  if (dead.originalPartition !== undefined) headers['dlq-original-partition'] = String(dead.originalPartition);
+  if (dead.originalOffset !== undefined) headers['dlq-original-offset'] = dead.originalOffset;
+  if (dead.retryCount !== undefined) headers['dlq-retry-count'] = String(dead.retryCount);
+  if (dead.eventId !== undefined) headers['event-id'] = dead.eventId;
+  if (dead.eventType !== undefined) headers['event-type'] = dead.eventType;
+  if (dead.correlationId) headers['correlation-id'] = dead.correlationId;
+  return headers;
+}
+
+/**
+ * The value of a dead letter: the original bytes when they fit, otherwise a summary naming the
+ * event (the full event stays in the FAILED outbox row, which cleanup never deletes).
+ */
+export function deadLetterValue(original: Buffer, summary: Record<string, unknown>): Buffer {
+  if (original.length <= MAX_DEAD_LETTER_VALUE_BYTES) return original;
+  return Buffer.from(JSON.stringify({ ...summary, payloadOmitted: true, payloadBytes: original.length }));
+}
+
+/** Header value as a string (kafkajs delivers Buffers), or undefined. */
+export function headerString(headers: IHeaders | undefined, name: string): string | undefined {
+  const value = headers?.[name];
+  if (value === undefined || value === null) return undefined;
+  const first = Array.isArray(value) ? value[0] : value;
+  return first === undefined ? undefined : Buffer.isBuffer(first) ? first.toString('utf8') : String(first);
+}

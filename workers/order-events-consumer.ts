@@ -1,0 +1,174 @@
+/**
+ * The order service's timeline consumer: reads the order, stock and payment event topics into
+ * order_db's order_events, each event applied once (services/order/timeline.ts).
+ *
+ * A message's offset is committed only after its transaction committed (auto-commit is off), so a
+ * crash re-delivers, and the inbox makes the re-delivery a no-op. A message that cannot be parsed,
+ * or whose handling keeps failing, goes to oms.dlq with headers saying why, and only then is
+ * committed past: nothing is dropped. When the database itself is unreachable nothing is
+ * dead-lettered: the batch fails, nothing is committed, and kafkajs restarts the consumer.
+ */
+import type { Consumer, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { OrderDatabase } from '../db/order/schema';
+import { parseEvent, type EventEnvelope } from '../services/shared/events';
+import { TOPICS } from '../services/shared/kafka';
+import { deadLetterHeaders, deadLetterValue, errorMessage, headerString } from '../services/shared/outbox-relay';
+import type { ConsumerMetrics } from '../services/shared/outbox-relay-metrics';
+import { recordTimelineEvent } from '../services/order/timeline';
+
+export const ORDER_TIMELINE_GROUP = 'oms-order-timeline';
+export const ORDER_TIMELINE_TOPICS = [TOPICS.orderEvents, TOPICS.productEvents, TOPICS.paymentEvents] as const;
+
+export interface OrderTimelineConsumerOptions {
+  kafka: Kafka;
+  db: Kysely<OrderDatabase>;
+  logger: Logger;
+  metrics: ConsumerMetrics;
+  /** Consumer group, also the inbox's consumer name. */
+  groupId?: string;
+  /** Attempts at applying one message before it is dead-lettered. */
+  maxAttempts?: number;
+  retryDelayMs?: number;
+  /** A new group starts at the beginning of the topics (every retained event reaches the timeline). */
+  fromBeginning?: boolean;
+}
+
+export interface RunningConsumer {
+  consumer: Consumer;
+  stop: () => Promise<void>;
+}
+
+type Outcome = 'applied' | 'duplicate' | 'dead_lettered';
+
+class DatabaseUnavailableError extends Error {
+  override name = 'DatabaseUnavailableError';
+}
+
+/** Connection-level failures (server down, restarting, out of connections): the message is fine. */
+function isDatabaseUnavailable(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown };
+  const code = typeof e.code === 'string' ? e.code : '';
+  if (/^(08|53|57P)/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND'].includes(code)) return true;
+  return typeof e.message === 'string' && /Connection terminated|connection timeout|Client has encountered a connection error/i.test(e.message);
+}
+
+const nextOffset = (offset: string) => (BigInt(offset) + 1n).toString();
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function startOrderTimelineConsumer({
+  kafka,
+  db,
+  logger,
+  metrics,
+  groupId = ORDER_TIMELINE_GROUP,
+  maxAttempts = 5,
+  retryDelayMs = 200,
+  fromBeginning = true,
+}: OrderTimelineConsumerOptions): Promise<RunningConsumer> {
+  const log = logger.child({ component: 'order-timeline-consumer', group: groupId });
+  const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false });
+  const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+
+  async function deadLetter(topic: string, partition: number, message: KafkaMessage, reason: string, errorType: string, event?: EventEnvelope): Promise<void> {
+    const value = message.value ?? Buffer.alloc(0);
+    await producer.send({
+      topic: TOPICS.deadLetters,
+      acks: -1,
+      messages: [
+        {
+          key: message.key,
+          value: deadLetterValue(value, { originalTopic: topic, partition, offset: message.offset }),
+          headers: {
+            ...message.headers,
+            ...deadLetterHeaders(
+              {
+                source: `consumer:${groupId}`,
+                reason,
+                errorType,
+                originalTopic: topic,
+                originalPartition: partition,
+                originalOffset: message.offset,
+                eventId: event?.eventId ?? headerString(message.headers, 'event-id'),
+                eventType: event?.eventType ?? headerString(message.headers, 'event-type'),
+                correlationId: event?.correlationId ?? headerString(message.headers, 'correlation-id'),
+              },
+              new Date(),
+            ),
+          },
+        },
+      ],
+    });
+    log.error({ topic, partition, offset: message.offset, reason, errorType, eventId: event?.eventId }, 'EVENT_DEAD_LETTERED');
+  }
+
+  async function handle(topic: string, partition: number, message: KafkaMessage): Promise<Outcome> {
+    let event: EventEnvelope;
+    try {
+      event = parseEvent(JSON.parse(message.value?.toString('utf8') ?? 'null'));
+    } catch (error) {
+      // Parsing is deterministic: retrying cannot help.
+      await deadLetter(topic, partition, message, errorMessage(error), error instanceof SyntaxError ? 'INVALID_JSON' : 'INVALID_EVENT');
+      return 'dead_lettered';
+    }
+    log.info(
+      {
+        eventId: event.eventId,
+        eventType: event.eventType,
+        aggregateType: event.aggregateType,
+        aggregateId: event.aggregateId,
+        correlationId: event.correlationId,
+        topic,
+        partition,
+        offset: message.offset,
+      },
+      'EVENT_RECEIVED',
+    );
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await recordTimelineEvent(db, groupId, event, topic)) ? 'applied' : 'duplicate';
+      } catch (error) {
+        if (isDatabaseUnavailable(error)) throw new DatabaseUnavailableError(`order_db unavailable: ${errorMessage(error)}`);
+        if (attempt >= maxAttempts) {
+          await deadLetter(topic, partition, message, `handler failed ${attempt} times: ${errorMessage(error)}`, 'HANDLER_FAILED', event);
+          return 'dead_lettered';
+        }
+        log.warn({ eventId: event.eventId, attempt, err: errorMessage(error) }, 'applying event failed; retrying');
+        await sleep(retryDelayMs * 2 ** (attempt - 1));
+      }
+    }
+  }
+
+  await producer.connect();
+  await consumer.connect();
+  await consumer.subscribe({ topics: [...ORDER_TIMELINE_TOPICS], fromBeginning });
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    eachBatch: async (payload) => {
+      const { batch } = payload;
+      for (const message of batch.messages) {
+        if (!payload.isRunning() || payload.isStale()) return;
+        const outcome = await handle(batch.topic, batch.partition, message);
+        // The effect (or the dead letter) is durable: only now may the group move past it.
+        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: nextOffset(message.offset) }]);
+        payload.resolveOffset(message.offset);
+        metrics.received.inc({ group: groupId, topic: batch.topic, outcome });
+        metrics.lag.set(
+          { group: groupId, topic: batch.topic, partition: String(batch.partition) },
+          Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(message.offset) - 1n)),
+        );
+        await payload.heartbeat();
+      }
+    },
+  });
+  log.info({ topics: ORDER_TIMELINE_TOPICS }, 'order timeline consumer started');
+  return {
+    consumer,
+    stop: async () => {
+      await consumer.disconnect();
+      await producer.disconnect();
+    },
+  };
+}

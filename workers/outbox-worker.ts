@@ -1,0 +1,128 @@
+/**
+ * The outbox worker: the relay workflows and their activities on their own task queue, so a
+ * backlog of saga work never delays events (and the reverse). Also builds the relay's real
+ * dependencies and starts the relay workflows, one per service database, idempotently.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { Worker, type NativeConnection } from '@temporalio/worker';
+import type { Kafka } from 'kafkajs';
+import type { Kysely } from 'kysely';
+import { pino, type Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { databaseUrl, openServiceDatabase } from '../db/databases';
+import type { SharedTables } from '../db/shared-tables';
+import { createOutboxRelayActivities, type OutboxRelayDependencies, type OutboxSource } from '../activities/outbox-relay';
+import type { Config } from '../services/shared/config';
+import { createKafka, ensureTopics } from '../services/shared/kafka';
+import { loggerOptions } from '../services/shared/logger';
+import { createMetricsRegistry } from '../services/shared/metrics';
+import { createConsumerMetrics, createOutboxMetrics } from '../services/shared/outbox-relay-metrics';
+import { outboxRelayWorkflow } from '../workflows/outbox-relay';
+import {
+  OUTBOX_DATABASES,
+  OUTBOX_TASK_QUEUE,
+  outboxRelayWorkflowId,
+  type OutboxDatabaseName,
+  type OutboxRelayInput,
+} from '../workflows/outbox-relay-contract';
+import { serveAppMetrics } from './app-metrics';
+import { startOrderTimelineConsumer } from './order-events-consumer';
+import { workflowSource } from './workflow-bundle';
+
+export interface OutboxWorkerOptions {
+  connection: NativeConnection;
+  config: Config;
+  identity: string;
+  dependencies: OutboxRelayDependencies;
+  /** Overrides the outbox task queue (tests use one per suite). */
+  taskQueue?: string;
+}
+
+export async function createOutboxWorker({ connection, config, identity, dependencies, taskQueue = OUTBOX_TASK_QUEUE }: OutboxWorkerOptions): Promise<Worker> {
+  return Worker.create({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue,
+    identity,
+    ...workflowSource(config.OMS_WORKFLOW_BUNDLE),
+    activities: createOutboxRelayActivities(dependencies),
+    maxConcurrentActivityTaskExecutions: config.WORKER_MAX_CONCURRENT_ACTIVITIES,
+    maxConcurrentWorkflowTaskExecutions: config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
+    shutdownGraceTime: config.WORKER_SHUTDOWN_GRACE_MS,
+  });
+}
+
+/** Opens the given service databases for the relay; `close` ends their pools. */
+export function openOutboxSources(
+  config: Config,
+  databases: readonly OutboxDatabaseName[] = OUTBOX_DATABASES,
+): { sources: Partial<Record<OutboxDatabaseName, OutboxSource>>; close: () => Promise<void> } {
+  const sources: Partial<Record<OutboxDatabaseName, OutboxSource>> = {};
+  for (const database of databases) {
+    sources[database] = {
+      db: openServiceDatabase(config, database, 'oms-outbox-relay') as unknown as Kysely<SharedTables>,
+      connectionString: databaseUrl(config, database),
+    };
+  }
+  return { sources, close: async () => void (await Promise.all(Object.values(sources).map((source) => source.db.destroy()))) };
+}
+
+export function buildOutboxRelayDependencies(
+  config: Config,
+  { sources, kafka, logger, registry }: { sources: OutboxRelayDependencies['databases']; kafka: Kafka; logger: Logger; registry: Registry },
+): OutboxRelayDependencies {
+  return { databases: sources, kafka, config, logger, metrics: createOutboxMetrics(registry) };
+}
+
+/**
+ * Starts the relay workflow of each database unless it already runs: the fixed workflow id with
+ * USE_EXISTING makes a second start (another worker, a restart) a no-op.
+ */
+export async function startOutboxRelays(
+  client: Client,
+  { databases = OUTBOX_DATABASES, taskQueue = OUTBOX_TASK_QUEUE, input = {} }: { databases?: readonly OutboxDatabaseName[]; taskQueue?: string; input?: Omit<OutboxRelayInput, 'database'> } = {},
+): Promise<string[]> {
+  const started: string[] = [];
+  for (const database of databases) {
+    const handle = await client.workflow.start(outboxRelayWorkflow, {
+      workflowId: outboxRelayWorkflowId(database),
+      taskQueue,
+      args: [{ ...input, database }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    });
+    started.push(handle.workflowId);
+  }
+  return started;
+}
+
+/**
+ * What workers/main.ts runs besides the saga worker: the outbox worker, the relay workflows (started
+ * if not running), the order timeline consumer and the metrics endpoint of all of them.
+ * `close` stops the consumer and releases everything once the Temporal workers have stopped.
+ */
+export async function startEventRelayAndConsumers({ connection, config, identity }: { connection: NativeConnection; config: Config; identity: string }) {
+  const logger = pino(loggerOptions(config, 'oms-worker'));
+  const registry = createMetricsRegistry('oms-worker');
+  const kafka = createKafka(config, `${config.KAFKA_CLIENT_ID}-worker`);
+  await ensureTopics(kafka);
+  const { sources, close: closeSources } = openOutboxSources(config);
+  const worker = await createOutboxWorker({ connection, config, identity, dependencies: buildOutboxRelayDependencies(config, { sources, kafka, logger, registry }) });
+
+  const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const relays = await startOutboxRelays(new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE }));
+  await clientConnection.close();
+  logger.info({ relays }, 'outbox relay workflows running');
+
+  const orderDb = openServiceDatabase(config, 'order', 'oms-order-timeline');
+  const consumer = await startOrderTimelineConsumer({ kafka, db: orderDb, logger, metrics: createConsumerMetrics(registry) });
+  const stopMetrics = await serveAppMetrics(registry, config.HOST, config.WORKER_APP_METRICS_PORT);
+  return {
+    worker,
+    close: async () => {
+      await consumer.stop();
+      await stopMetrics();
+      await orderDb.destroy();
+      await closeSources();
+    },
+  };
+}

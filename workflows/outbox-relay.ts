@@ -1,0 +1,41 @@
+/**
+ * outboxRelayWorkflow: supervises the outbox relay of one service database. Each iteration runs the
+ * long-running, heartbeating relay activity for a bounded time, then purges old PUBLISHED rows.
+ * If the relay's worker dies, its heartbeats stop and Temporal retries the activity on another
+ * worker; if Kafka is down, the activity fails and is retried with backoff. Never completes.
+ */
+import { continueAsNew, proxyActivities, setHandler } from '@temporalio/workflow';
+import type { OutboxRelayActivities } from '../activities/outbox-relay';
+import { getOutboxRelayStatusQuery, type OutboxRelayInput, type OutboxRelayTotals } from './outbox-relay-contract';
+
+const DEFAULT_RUN_FOR_MS = 4 * 60_000;
+const DEFAULT_HEARTBEAT_TIMEOUT_MS = 30_000;
+const DEFAULT_RETRY_MAX_INTERVAL_MS = 30_000;
+const DEFAULT_RUNS_BEFORE_CONTINUE_AS_NEW = 50;
+
+export async function outboxRelayWorkflow(input: OutboxRelayInput): Promise<never> {
+  const runForMs = input.runForMs ?? DEFAULT_RUN_FOR_MS;
+  const { relayOutboxEvents, purgePublishedOutboxEvents } = proxyActivities<OutboxRelayActivities>({
+    // The run returns after runForMs; the margin covers the batch in flight when time is up.
+    startToCloseTimeout: runForMs + 2 * 60_000,
+    heartbeatTimeout: input.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
+    // No attempt limit: a relay that gives up would leave events unpublished until someone noticed.
+    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: input.retryMaxIntervalMs ?? DEFAULT_RETRY_MAX_INTERVAL_MS },
+  });
+
+  const totals: OutboxRelayTotals = input.totals ?? { runs: 0, published: 0, deadLettered: 0, retried: 0, batches: 0, standbyPasses: 0, purged: 0 };
+  setHandler(getOutboxRelayStatusQuery, () => totals);
+
+  const runs = input.runsBeforeContinueAsNew ?? DEFAULT_RUNS_BEFORE_CONTINUE_AS_NEW;
+  for (let run = 0; run < runs; run++) {
+    const summary = await relayOutboxEvents({ database: input.database, runForMs });
+    totals.runs += 1;
+    totals.published += summary.published;
+    totals.deadLettered += summary.deadLettered;
+    totals.retried += summary.retried;
+    totals.batches += summary.batches;
+    totals.standbyPasses += summary.standbyPasses;
+    totals.purged += await purgePublishedOutboxEvents({ database: input.database });
+  }
+  return continueAsNew<typeof outboxRelayWorkflow>({ ...input, totals });
+}
