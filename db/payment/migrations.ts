@@ -66,3 +66,20 @@ export const paymentLedgerMigration: Migration = {
     await sql`DROP TABLE refunds, payments, payment_reservations, customer_accounts`.execute(db);
   },
 };
+
+/**
+ * Refunds say where they came from. The order saga refunds a cancelled paid order through
+ * POST /payments/refund-by-order/:orderId, which must return the money exactly once however often
+ * the saga retries: at most one ORDER refund per payment, enforced by the database.
+ */
+export const refundSourceMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`ALTER TABLE refunds ADD COLUMN source VARCHAR(10) NOT NULL DEFAULT 'API'`.execute(db);
+    await sql`ALTER TABLE refunds ADD CONSTRAINT chk_refunds_source CHECK (source IN ('API', 'ORDER'))`.execute(db);
+    await sql`CREATE UNIQUE INDEX uq_refunds_order_refund ON refunds (payment_id) WHERE source = 'ORDER'`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP INDEX uq_refunds_order_refund`.execute(db);
+    await sql`ALTER TABLE refunds DROP CONSTRAINT chk_refunds_source, DROP COLUMN source`.execute(db);
+  },
+};

@@ -51,8 +51,12 @@ export interface RefundsTable {
   payment_id: string;
   amount_minor: number;
   reason: string | null;
+  /** API: POST /payments/:paymentId/refunds; ORDER: the order saga's refund, at most one per payment. */
+  source: Generated<RefundSource>;
   created_at: Timestamp;
 }
+
+export type RefundSource = 'API' | 'ORDER';
 
 export interface PaymentDatabase extends ParticipantTables {
   customer_accounts: CustomerAccountsTable;

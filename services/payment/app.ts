@@ -1,12 +1,30 @@
 /** Payment service (8085): customer accounts, the payment TCC participant, refunds. */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { Logger } from 'pino';
 import { postgresCheck, redisCheck } from '../shared/health-checks';
 import { buildServiceApp } from '../shared/http/app';
-import type { Logger } from 'pino';
+import { idempotencyPlugin } from '../shared/http/idempotency-plugin';
+import { requireServiceToken } from '../shared/http/service-auth';
+import { createIdempotencyStore } from '../shared/idempotency';
 import type { ServiceContext } from '../shared/run-service';
+import { createPaymentMetrics } from './metrics';
+import { startReservationSweeper } from './reservation-sweeper';
+import { accountRoutes } from './routes/accounts';
+import type { PaymentRouteOptions } from './routes/options';
+import { paymentRoutes } from './routes/payments';
+import { tccRoutes } from './routes/tcc';
 
 export type PaymentAppDependencies = Omit<ServiceContext<'payment'>, 'logger'> & { logger: Logger | false };
 
-export async function buildPaymentApp({ db, redis, logger, metrics }: PaymentAppDependencies) {
+/** Every payment route is internal: one encapsulated plugin puts them all behind the service token. */
+const internalRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app, options) => {
+  app.addHook('onRequest', requireServiceToken(options.config.SERVICE_TOKEN));
+  await app.register(accountRoutes, options);
+  await app.register(tccRoutes, options);
+  await app.register(paymentRoutes, options);
+};
+
+export async function buildPaymentApp({ config, db, redis, logger, metrics }: PaymentAppDependencies) {
   const app = await buildServiceApp({
     service: 'payment',
     description: 'Customer accounts; TCC try/confirm/cancel for payment holds; refunds.',
@@ -14,5 +32,18 @@ export async function buildPaymentApp({ db, redis, logger, metrics }: PaymentApp
     metrics,
     healthChecks: [postgresCheck(db), redisCheck(redis)],
   });
+  const paymentMetrics = createPaymentMetrics(metrics);
+
+  const store = createIdempotencyStore(
+    db,
+    redis,
+    { namespace: 'payment', ttlHours: config.IDEMPOTENCY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS },
+    (error) => app.log.warn({ err: error }, 'redis unavailable for idempotency; using the database'),
+  );
+  await app.register(idempotencyPlugin, { store, cleanupIntervalMs: config.IDEMPOTENCY_CLEANUP_INTERVAL_MS });
+  await app.register(internalRoutes, { db, config, metrics: paymentMetrics });
+
+  const sweeper = startReservationSweeper({ db, intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, log: app.log, metrics: paymentMetrics });
+  app.addHook('onClose', () => sweeper.stop());
   return app;
 }

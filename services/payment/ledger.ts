@@ -1,0 +1,336 @@
+/**
+ * Every change to payment_db: opening accounts, the TCC try/confirm/cancel of payment holds, the
+ * expiry of holds nobody settled, and refunds. Each change runs in one transaction that also writes
+ * its barrier row (TCC operations) and exactly one outbox event.
+ *
+ * Lock order, everywhere: reservation row, then account row (tries take only the account row;
+ * refunds take the payment row, then the account row). Holds are taken with a conditional UPDATE,
+ * never read-modify-write.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Kysely, Transaction } from 'kysely';
+import type { PaymentDatabase } from '../../db/payment/schema';
+import { ApiError, ConflictError, NotFoundError } from '../shared/errors';
+import { formatMinor } from '../shared/money';
+import { appendOutboxEvent } from '../shared/outbox';
+import {
+  type Currency,
+  CurrencyMismatchError,
+  InsufficientFundsError,
+  refundExceedsPayment,
+  reservationAlreadyConfirmed,
+  reservationCancelled,
+  reservationExpired,
+  reservationMismatch,
+  tryAfterCancel,
+} from './domain';
+import * as repo from './repository';
+import type { AccountRow, PaymentRow, RefundRow, ReservationRow } from './repository';
+
+type Db = Kysely<PaymentDatabase>;
+type Trx = Transaction<PaymentDatabase>;
+
+// ---- accounts -------------------------------------------------------------------------------
+
+export async function openAccount(db: Db, input: { customerId: string; balanceMinor: number; currency: string }): Promise<AccountRow> {
+  return db.transaction().execute(async (trx) => {
+    const account = await repo.insertAccount(trx, input);
+    if (!account) throw new ConflictError('ACCOUNT_ALREADY_EXISTS', `customer ${input.customerId} already has an account`, { customerId: input.customerId });
+    await appendOutboxEvent(trx, {
+      eventType: 'ACCOUNT_OPENED',
+      aggregateId: account.customer_id,
+      payload: { customerId: account.customer_id, balance: formatMinor(account.balance_minor), currency: account.currency as Currency },
+      correlationId: account.customer_id,
+    });
+    return account;
+  });
+}
+
+export async function getAccount(db: Db, customerId: string): Promise<AccountRow> {
+  const account = await repo.findAccount(db, customerId);
+  if (!account) throw new NotFoundError('account', customerId);
+  return account;
+}
+
+// ---- try ------------------------------------------------------------------------------------
+
+export interface TryInput {
+  orderId: string;
+  customerId: string;
+  amountMinor: number;
+  currency: string;
+}
+
+/**
+ * TCC try: holds the amount on the customer's account for `ttlSeconds`. Idempotent per order: a
+ * repeated try returns the order's reservation as it now is (created: false). Refused with
+ * TRY_AFTER_CANCEL when the order's cancel got here first.
+ *
+ * Not enough available money: the try's transaction rolls back (nothing held, no barrier, so a
+ * later retry may succeed) and PAYMENT_FAILED is then written in a transaction of its own: the
+ * refusal is a decision the order saga and auditors care about, though no state changed.
+ */
+export async function tryReservePayment(db: Db, input: TryInput, ttlSeconds: number): Promise<{ reservation: ReservationRow; created: boolean }> {
+  try {
+    return await db.transaction().execute(async (trx) => {
+      // The barrier row is the first write: a concurrent try or cancel for this order waits on it.
+      if (!(await repo.insertBarrier(trx, input.orderId, 'TRY', 'TRY'))) return repeatedTry(trx, input);
+
+      const account = await repo.findAccount(trx, input.customerId);
+      if (!account) throw new NotFoundError('account', input.customerId);
+      if (account.currency !== input.currency) throw new CurrencyMismatchError(account.currency, input.currency);
+      if (!(await repo.holdFunds(trx, input.customerId, input.amountMinor))) {
+        const now = await repo.findAccount(trx, input.customerId);
+        throw new InsufficientFundsError(input.amountMinor, now ? now.balance_minor - now.held_minor : 0);
+      }
+      const reservation = await repo.insertReservation(trx, { ...input, ttlSeconds });
+      await appendOutboxEvent(trx, {
+        eventType: 'PAYMENT_RESERVED',
+        aggregateId: reservation.order_id,
+        payload: {
+          reservationId: reservation.id,
+          orderId: reservation.order_id,
+          customerId: reservation.customer_id,
+          amount: formatMinor(reservation.amount_minor),
+          currency: reservation.currency as Currency,
+          expiresAt: reservation.expires_at.toISOString(),
+        },
+        correlationId: reservation.order_id,
+      });
+      return { reservation, created: true };
+    });
+  } catch (error) {
+    if (error instanceof InsufficientFundsError) {
+      await db.transaction().execute((trx) =>
+        appendOutboxEvent(trx, {
+          eventType: 'PAYMENT_FAILED',
+          aggregateId: input.orderId,
+          payload: { orderId: input.orderId, reservationId: null, reason: error.message, errorCode: error.code },
+          correlationId: input.orderId,
+        }),
+      );
+    }
+    throw error;
+  }
+}
+
+async function repeatedTry(trx: Trx, input: TryInput): Promise<{ reservation: ReservationRow; created: boolean }> {
+  const barrier = await repo.findBarrier(trx, input.orderId, 'TRY');
+  if (barrier?.reason === 'CANCEL') throw tryAfterCancel(input.orderId);
+  const existing = await repo.findReservationByOrder(trx, input.orderId);
+  // A TRY barrier written by a try is committed together with its reservation.
+  if (!existing) throw new Error(`order ${input.orderId}: TRY barrier without a payment reservation`);
+  if (existing.customer_id !== input.customerId || existing.amount_minor !== input.amountMinor || existing.currency !== input.currency) {
+    throw reservationMismatch(input.orderId, existing);
+  }
+  return { reservation: existing, created: false };
+}
+
+// ---- confirm --------------------------------------------------------------------------------
+
+/**
+ * TCC confirm: captures the held amount (balance and held both drop) and records the payment.
+ * Confirm after confirm returns the same payment (created: false). A hold whose TTL has passed is
+ * expired here and now, in its own committed change, and the confirm is refused.
+ */
+export async function confirmReservation(db: Db, reservationId: string, paymentMethod: string): Promise<{ payment: PaymentRow; created: boolean }> {
+  const outcome = await db.transaction().execute(async (trx) => {
+    const reservation = await repo.lockReservation(trx, { id: reservationId });
+    if (!reservation) throw new NotFoundError('reservation', reservationId);
+    switch (reservation.status) {
+      case 'CONFIRMED': {
+        const payment = await repo.findPaymentByReservation(trx, reservation.id);
+        if (!payment) throw new Error(`reservation ${reservation.id} is CONFIRMED without a payment`);
+        return { kind: 'confirmed' as const, payment, created: false };
+      }
+      case 'CANCELLED':
+        throw reservationCancelled(reservation.id);
+      case 'EXPIRED':
+        throw reservationExpired(reservation.id);
+      case 'RESERVED':
+        break;
+    }
+    if (reservation.is_past_expiry) {
+      await expireHeldReservation(trx, reservation);
+      return { kind: 'expired' as const };
+    }
+    await repo.insertBarrier(trx, reservation.order_id, 'CONFIRM', 'CONFIRM');
+    const transactionId = `TXN-${randomUUID()}`;
+    await repo.captureHeldFunds(trx, reservation.customer_id, reservation.amount_minor);
+    const payment = await repo.insertPayment(trx, { reservation, paymentMethod, transactionId });
+    await repo.markReservation(trx, reservation.id, { status: 'CONFIRMED', transactionId });
+    await appendOutboxEvent(trx, {
+      eventType: 'PAYMENT_COMPLETED',
+      aggregateId: payment.order_id,
+      payload: {
+        paymentId: payment.id,
+        reservationId: reservation.id,
+        orderId: payment.order_id,
+        amount: formatMinor(payment.amount_minor),
+        currency: payment.currency as Currency,
+        transactionId,
+        paymentMethod,
+      },
+      correlationId: payment.order_id,
+    });
+    return { kind: 'confirmed' as const, payment, created: true };
+  });
+  // Thrown after the commit, so the expiry stands while the confirm is refused.
+  if (outcome.kind === 'expired') throw reservationExpired(reservationId);
+  return outcome;
+}
+
+// ---- cancel ---------------------------------------------------------------------------------
+
+export interface CancelOutcome {
+  orderId: string;
+  /** null when the cancel arrived before any try: only the barrier was written. */
+  reservationId: string | null;
+  /** 'expired': the hold had already expired, so there was nothing left to release. */
+  status: 'cancelled' | 'expired';
+  /** Whether this call released the hold (false for a repeat, an expired hold or a cancel before try). */
+  released: boolean;
+}
+
+/**
+ * TCC cancel by reservation id, or by order id for a caller that never saw the try's answer.
+ * Cancel after cancel returns the same answer; cancel after confirm is refused. A cancel by order
+ * that finds no try writes the TRY barrier itself (reason CANCEL) plus its CANCEL row, so the try,
+ * should it still arrive, is refused and nothing ends up held. That barrier-only cancel writes no
+ * outbox event: no reservation exists and no money moved.
+ */
+export async function cancelReservation(db: Db, by: { reservationId: string } | { orderId: string }): Promise<CancelOutcome> {
+  return db.transaction().execute(async (trx) => {
+    if ('orderId' in by) {
+      // Waits for an in-flight try of this order (it holds the TRY row), then sees its outcome.
+      if (await repo.insertBarrier(trx, by.orderId, 'TRY', 'CANCEL')) {
+        await repo.insertBarrier(trx, by.orderId, 'CANCEL', 'CANCEL');
+        return { orderId: by.orderId, reservationId: null, status: 'cancelled', released: false };
+      }
+      const tryBarrier = await repo.findBarrier(trx, by.orderId, 'TRY');
+      if (tryBarrier?.reason === 'CANCEL') return { orderId: by.orderId, reservationId: null, status: 'cancelled', released: false };
+    }
+    const reservation = await repo.lockReservation(trx, 'orderId' in by ? { orderId: by.orderId } : { id: by.reservationId });
+    if (!reservation) {
+      if ('orderId' in by) throw new Error(`order ${by.orderId}: TRY barrier without a payment reservation`);
+      throw new NotFoundError('reservation', by.reservationId);
+    }
+    const unchanged = (status: CancelOutcome['status']): CancelOutcome => ({ orderId: reservation.order_id, reservationId: reservation.id, status, released: false });
+    switch (reservation.status) {
+      case 'CANCELLED':
+        return unchanged('cancelled');
+      case 'EXPIRED':
+        return unchanged('expired');
+      case 'CONFIRMED':
+        throw reservationAlreadyConfirmed(reservation.id);
+      case 'RESERVED':
+        break;
+    }
+    await repo.insertBarrier(trx, reservation.order_id, 'CANCEL', 'CANCEL');
+    await repo.releaseHeldFunds(trx, reservation.customer_id, reservation.amount_minor);
+    await repo.markReservation(trx, reservation.id, { status: 'CANCELLED' });
+    await appendPaymentCancelled(trx, reservation, 'CANCELLED');
+    return { orderId: reservation.order_id, reservationId: reservation.id, status: 'cancelled', released: true };
+  });
+}
+
+// ---- expiry ---------------------------------------------------------------------------------
+
+async function appendPaymentCancelled(trx: Trx, reservation: ReservationRow, reason: 'CANCELLED' | 'EXPIRED'): Promise<void> {
+  await appendOutboxEvent(trx, {
+    eventType: 'PAYMENT_CANCELLED',
+    aggregateId: reservation.order_id,
+    payload: {
+      reservationId: reservation.id,
+      orderId: reservation.order_id,
+      amount: formatMinor(reservation.amount_minor),
+      currency: reservation.currency as Currency,
+      reason,
+    },
+    correlationId: reservation.order_id,
+  });
+}
+
+/** Frees a locked RESERVED hold whose TTL has passed and marks it EXPIRED. */
+async function expireHeldReservation(trx: Trx, reservation: ReservationRow): Promise<void> {
+  await repo.releaseHeldFunds(trx, reservation.customer_id, reservation.amount_minor);
+  await repo.markReservation(trx, reservation.id, { status: 'EXPIRED' });
+  await appendPaymentCancelled(trx, reservation, 'EXPIRED');
+}
+
+/**
+ * One sweep: expires up to `batchSize` overdue holds in one transaction and returns how many.
+ * SKIP LOCKED leaves holds being confirmed or cancelled right now (and other sweepers' batches)
+ * alone; accounts are updated in customer order so two sweepers never deadlock on them.
+ */
+export async function expirePaymentReservations(db: Db, batchSize = 100): Promise<number> {
+  return db.transaction().execute(async (trx) => {
+    const overdue = await repo.lockExpiredReservations(trx, batchSize);
+    overdue.sort((a, b) => (a.customer_id < b.customer_id ? -1 : a.customer_id > b.customer_id ? 1 : 0));
+    for (const reservation of overdue) await expireHeldReservation(trx, reservation);
+    return overdue.length;
+  });
+}
+
+// ---- payments and refunds -------------------------------------------------------------------
+
+export async function getPayment(db: Db, paymentId: string): Promise<{ payment: PaymentRow; refunds: RefundRow[] }> {
+  const payment = await repo.findPayment(db, paymentId);
+  if (!payment) throw new NotFoundError('payment', paymentId);
+  return { payment, refunds: await repo.listRefunds(db, [payment.id]) };
+}
+
+export async function listPayments(db: Db, filter: { orderId?: string; customerId?: string; limit: number }) {
+  const payments = await repo.listPayments(db, filter);
+  return { payments, refunds: await repo.listRefunds(db, payments.map((payment) => payment.id)) };
+}
+
+async function recordRefund(trx: Trx, payment: PaymentRow, refund: { amountMinor: number; reason: string | null; source: 'API' | 'ORDER' }) {
+  const recorded = await repo.insertRefund(trx, payment, refund);
+  await repo.creditBalance(trx, payment.customer_id, refund.amountMinor);
+  await appendOutboxEvent(trx, {
+    eventType: 'PAYMENT_REFUNDED',
+    aggregateId: payment.order_id,
+    payload: {
+      refundId: recorded.refund.id,
+      paymentId: payment.id,
+      orderId: payment.order_id,
+      amount: formatMinor(refund.amountMinor),
+      currency: payment.currency as Currency,
+      reason: refund.reason,
+    },
+    correlationId: payment.order_id,
+  });
+  return recorded;
+}
+
+/** Refunds `amountMinor` (or everything not yet refunded) to the customer's balance. */
+export async function refundPayment(db: Db, paymentId: string, input: { amountMinor?: number; reason: string | null }): Promise<{ payment: PaymentRow; refund: RefundRow }> {
+  return db.transaction().execute(async (trx) => {
+    const payment = await repo.lockPayment(trx, { id: paymentId });
+    if (!payment) throw new NotFoundError('payment', paymentId);
+    const refundable = payment.amount_minor - payment.refunded_minor;
+    const amountMinor = input.amountMinor ?? refundable;
+    if (amountMinor === 0 || amountMinor > refundable) throw refundExceedsPayment(payment.id, amountMinor, refundable);
+    return recordRefund(trx, payment, { amountMinor, reason: input.reason, source: 'API' });
+  });
+}
+
+/**
+ * The order saga's refund: returns whatever of the order's payment is not yet refunded, exactly
+ * once per payment however often it is called (the payment row lock serialises callers, and a
+ * unique index allows one ORDER refund per payment). refund is null when earlier refunds had
+ * already returned everything.
+ */
+export async function refundOrder(db: Db, orderId: string, reason: string | null): Promise<{ payment: PaymentRow; refund: RefundRow | null; created: boolean }> {
+  return db.transaction().execute(async (trx) => {
+    const payment = await repo.lockPayment(trx, { orderId });
+    if (!payment) throw new ApiError(404, 'PAYMENT_NOT_FOUND', `order ${orderId} has no captured payment`, { orderId });
+    const existing = await repo.findOrderRefund(trx, payment.id);
+    if (existing) return { payment, refund: existing, created: false };
+    const refundable = payment.amount_minor - payment.refunded_minor;
+    if (refundable === 0) return { payment, refund: null, created: false };
+    const recorded = await recordRefund(trx, payment, { amountMinor: refundable, reason, source: 'ORDER' });
+    return { ...recorded, created: true };
+  });
+}
