@@ -1,0 +1,155 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestProductService, outboxEventTypes, type TestProductService } from '../helpers/product-service';
+
+// The catalogue over a real PostgreSQL: creating (admin, service token), reading, listing,
+// PRODUCT_CREATED in the outbox with the row, and every kind of bad input refused unchanged.
+describe('product service: catalogue', () => {
+  let service: TestProductService;
+
+  beforeAll(async () => {
+    service = await createTestProductService();
+  });
+  afterAll(() => service.close());
+
+  const create = (payload: Record<string, unknown>, headers: Record<string, string> = service.auth) =>
+    service.app.inject({ method: 'POST', url: '/products', headers, payload });
+  const countRows = async () => {
+    const products = await service.db.selectFrom('products').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+    const outbox = await service.db.selectFrom('outbox_events').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+    return { products: Number(products.n), outbox: Number(outbox.n) };
+  };
+
+  it('creates a product (201), stores the price in minor units and writes one PRODUCT_CREATED', async () => {
+    const response = await create({ sku: 'WIDGET-1', name: 'Widget', description: 'A widget', price: '12.50', currency: 'EUR', stockQuantity: 40 });
+    expect(response.statusCode).toBe(201);
+    const product = response.json<{ id: string }>();
+    expect(product).toMatchObject({
+      sku: 'WIDGET-1',
+      name: 'Widget',
+      description: 'A widget',
+      price: '12.50',
+      currency: 'EUR',
+      stockQuantity: 40,
+      reservedQuantity: 0,
+      availableQuantity: 40,
+    });
+    const row = await service.db.selectFrom('products').select('price_minor').where('id', '=', product.id).executeTakeFirstOrThrow();
+    expect(row.price_minor).toBe(1250);
+
+    const fetched = await service.app.inject({ method: 'GET', url: `/products/${product.id}` });
+    expect(fetched.statusCode).toBe(200);
+    expect(fetched.json()).toEqual(product);
+
+    expect(await outboxEventTypes(service.db, product.id)).toEqual(['PRODUCT_CREATED']);
+    const event = await service.db.selectFrom('outbox_events').selectAll().where('aggregate_id', '=', product.id).executeTakeFirstOrThrow();
+    expect(event.aggregate_type).toBe('PRODUCT');
+    expect(event.payload).toMatchObject({ eventType: 'PRODUCT_CREATED', payload: { productId: product.id, sku: 'WIDGET-1', price: '12.50', currency: 'EUR', stockQuantity: 40 } });
+  });
+
+  it('accepts a whole-number price and a JSON number with two decimals', async () => {
+    const whole = await create({ sku: 'WHOLE-1', name: 'Whole', price: '7', currency: 'USD', stockQuantity: 0 });
+    expect(whole.statusCode).toBe(201);
+    expect(whole.json()).toMatchObject({ price: '7.00', description: null, availableQuantity: 0 });
+    const numeric = await create({ sku: 'NUMERIC-1', name: 'Numeric', price: 3.25, currency: 'USD', stockQuantity: 1 });
+    expect(numeric.json()).toMatchObject({ price: '3.25' });
+  });
+
+  it('refuses a second product with the same sku (409 SKU_ALREADY_EXISTS) and writes nothing', async () => {
+    await create({ sku: 'DUP-1', name: 'First', price: '1.00', currency: 'USD', stockQuantity: 1 });
+    const before = await countRows();
+    const response = await create({ sku: 'DUP-1', name: 'Second', price: '2.00', currency: 'USD', stockQuantity: 2 });
+    expect(response.statusCode).toBe(409);
+    expect(response.json()).toMatchObject({ error: { code: 'SKU_ALREADY_EXISTS', details: { sku: 'DUP-1' } } });
+    expect(await countRows()).toEqual(before);
+  });
+
+  it('requires the service token to create a product (401) and creates nothing without it', async () => {
+    const before = await countRows();
+    const anonymous = await create({ sku: 'ANON-1', name: 'Anon', price: '1.00', currency: 'USD', stockQuantity: 1 }, {});
+    expect(anonymous.statusCode).toBe(401);
+    expect(anonymous.json()).toMatchObject({ error: { code: 'UNAUTHORIZED' } });
+    const wrong = await create({ sku: 'ANON-1', name: 'Anon', price: '1.00', currency: 'USD', stockQuantity: 1 }, { authorization: 'Bearer wrong-token-wrong-token' });
+    expect(wrong.statusCode).toBe(401);
+    expect(await countRows()).toEqual(before);
+  });
+
+  it.each([
+    ['a price with three decimals', { price: '12.345' }],
+    ['a negative price', { price: '-1.00' }],
+    ['a zero price', { price: '0.00' }],
+    ['a price that is not a number', { price: 'twelve' }],
+    ['a float price with more than two decimals', { price: 0.125 }],
+    ['a negative stock quantity', { stockQuantity: -1 }],
+    ['a fractional stock quantity', { stockQuantity: 1.5 }],
+    ['a stock quantity as a string', { stockQuantity: '10' }],
+    ['an unsupported currency', { currency: 'XYZ' }],
+    ['an empty name', { name: '   ' }],
+    ['a sku with spaces', { sku: 'has space' }],
+    ['a missing sku', { sku: undefined }],
+  ])('refuses %s with 400 VALIDATION_ERROR and creates nothing', async (_name, change) => {
+    const before = await countRows();
+    const response = await create({ sku: `BAD-${randomUUID().slice(0, 8)}`, name: 'Bad', price: '1.00', currency: 'USD', stockQuantity: 1, ...change });
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toMatchObject({ error: { code: 'VALIDATION_ERROR' } });
+    expect(await countRows()).toEqual(before);
+  });
+
+  it('refuses malformed JSON (400) and an oversized body (413) and creates nothing', async () => {
+    const before = await countRows();
+    const malformed = await service.app.inject({ method: 'POST', url: '/products', headers: { ...service.auth, 'content-type': 'application/json' }, payload: '{"sku": ' });
+    expect(malformed.statusCode).toBe(400);
+    expect(malformed.json()).toMatchObject({ error: { code: 'MALFORMED_JSON' } });
+    const oversized = await create({ sku: 'BIG-1', name: 'Big', price: '1.00', currency: 'USD', stockQuantity: 1, description: 'x'.repeat(70_000) });
+    expect(oversized.statusCode).toBe(413);
+    expect(await countRows()).toEqual(before);
+  });
+
+  it('answers 404 PRODUCT_NOT_FOUND for an unknown id, UUID or not', async () => {
+    for (const id of [randomUUID(), 'not-a-uuid']) {
+      const response = await service.app.inject({ method: 'GET', url: `/products/${id}` });
+      expect(response.statusCode).toBe(404);
+      expect(response.json()).toMatchObject({ error: { code: 'PRODUCT_NOT_FOUND' } });
+    }
+  });
+
+  it('lists products page by page with the total', async () => {
+    const all = await service.app.inject({ method: 'GET', url: '/products?limit=200' });
+    const { items, total } = all.json<{ items: { id: string }[]; total: number }>();
+    expect(total).toBe(items.length);
+    expect(total).toBeGreaterThanOrEqual(3); // the products created above
+
+    const page = await service.app.inject({ method: 'GET', url: '/products?limit=2&offset=1' });
+    expect(page.statusCode).toBe(200);
+    const body = page.json<{ items: { id: string }[]; total: number; limit: number; offset: number }>();
+    expect(body).toMatchObject({ total, limit: 2, offset: 1 });
+    expect(body.items.map((item) => item.id)).toEqual(items.slice(1, 3).map((item) => item.id));
+
+    for (const query of ['limit=0', 'limit=201', 'offset=-1', 'limit=abc']) {
+      const bad = await service.app.inject({ method: 'GET', url: `/products?${query}` });
+      expect(bad.statusCode, query).toBe(400);
+    }
+  });
+
+  it('documents every route with its schemas and error responses in OpenAPI (/docs)', async () => {
+    const docs = await service.app.inject({ method: 'GET', url: '/docs' });
+    expect(docs.statusCode).toBeLessThan(400);
+    const spec = (await service.app.inject({ method: 'GET', url: '/openapi.json' })).json<{ paths: Record<string, Record<string, { tags?: string[]; responses: Record<string, unknown>; security?: unknown }>> }>();
+    for (const [path, method] of [
+      ['/products', 'post'],
+      ['/products', 'get'],
+      ['/products/{id}', 'get'],
+      ['/stock/try', 'post'],
+      ['/stock/confirm/{orderId}', 'post'],
+      ['/stock/cancel/{orderId}', 'post'],
+      ['/stock/restock/{orderId}', 'post'],
+    ] as const) {
+      const operation = spec.paths[path]?.[method];
+      expect(operation, `${method} ${path}`).toBeDefined();
+      expect(operation!.tags?.length).toBeGreaterThan(0);
+      expect(Object.keys(operation!.responses)).toContain('500');
+    }
+    expect(spec.paths['/stock/try']!.post!.security).toEqual([{ serviceToken: [] }]);
+    expect(Object.keys(spec.paths['/stock/try']!.post!.responses)).toEqual(expect.arrayContaining(['201', '400', '401', '404', '409']));
+  });
+});
