@@ -64,9 +64,9 @@ export const createOrderBodySchema = z.strictObject({
     .refine((items) => new Set(items.map((item) => item.productId)).size === items.length, 'each productId may appear only once'),
   paymentMethod: z
     .string()
-    .regex(/^[a-z][a-z0-9_-]{0,49}$/, '1-50 lower-case letters, digits, "_" or "-"')
-    .default('account')
-    .describe('How the customer pays; "account" debits their balance in the payment service'),
+    .regex(/^[A-Za-z][A-Za-z0-9_-]{0,49}$/, '1-50 letters, digits, "_" or "-"')
+    .default('ACCOUNT_BALANCE')
+    .describe('How the customer pays, as the payment service records it; ACCOUNT_BALANCE debits their account'),
   confirmation: z
     .enum(['auto', 'manual'])
     .default('auto')
@@ -132,7 +132,7 @@ export const orderCommandAcceptedSchema = z
 
 export const sagaStateSchema = z.enum(['RUNNING', 'COMPENSATING', 'COMPLETED', 'COMPENSATED', 'FAILED']);
 
-export const sagaSchema = z
+const sagaRunSchema = z
   .object({
     workflowId: z.string(),
     runId: z.string(),
@@ -150,5 +150,15 @@ export const sagaSchema = z
     closeTime: isoTime.nullable(),
     webUiUrl: z.url(),
   })
+  .meta({ id: 'SagaRun' });
+
+export const sagaSchema = sagaRunSchema
+  .extend({
+    /** The tccPayment child (stock and money): its own steps and compensations; null until createOrder starts it. */
+    payment: sagaRunSchema.nullable(),
+    /** The cancelOrder saga, when the order was asked to be cancelled. */
+    cancellation: sagaRunSchema.nullable(),
+  })
   .meta({ id: 'Saga' });
+export type SagaRunResponse = z.infer<typeof sagaRunSchema>;
 export type SagaResponse = z.infer<typeof sagaSchema>;

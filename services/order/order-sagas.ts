@@ -11,12 +11,16 @@ import {
   type Client,
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import type { cancelOrder } from '../../workflows/cancel-order';
+import type { createOrder } from '../../workflows/create-order';
 import {
   cancelOrderWorkflowId,
   confirmCheckoutUpdate,
   createOrderWorkflowId,
   getSagaProgressQuery,
+  SAGA_STATES,
+  SEARCH_ATTRIBUTES,
+  tccPaymentWorkflowId,
   type CancelOrderInput,
   type CreateOrderInput,
   type SagaProgress,
@@ -30,13 +34,7 @@ import { ORDER_ERROR_CODES } from './contract';
 export const CREATE_ORDER_WORKFLOW = 'createOrder';
 export const CANCEL_ORDER_WORKFLOW = 'cancelOrder';
 
-type CreateOrderWorkflow = (input: CreateOrderInput) => Promise<unknown>;
-type CancelOrderWorkflow = (input: CancelOrderInput) => Promise<unknown>;
-
-/** The search attributes registered on the Temporal namespace (infra), so sagas can be listed by order, customer and state. */
-export const ORDER_ID_KEY = defineSearchAttributeKey('OrderId', SearchAttributeType.KEYWORD);
-export const CUSTOMER_ID_KEY = defineSearchAttributeKey('CustomerId', SearchAttributeType.KEYWORD);
-export const SAGA_STATE_KEY = defineSearchAttributeKey('SagaState', SearchAttributeType.KEYWORD);
+const { orderId: ORDER_ID_KEY, customerId: CUSTOMER_ID_KEY, sagaState: SAGA_STATE_KEY } = SEARCH_ATTRIBUTES;
 
 export interface SagaSnapshot {
   description: WorkflowExecutionDescription;
@@ -58,7 +56,7 @@ export interface OrderSagas {
   startCancelOrder(input: CancelOrderInput & { customerId: string }): Promise<string>;
   /** Whether the order's createOrder saga exists on the server (running or closed). */
   createOrderExists(orderId: string): Promise<boolean>;
-  /** Manual checkout: sends the confirm update to the order's createOrder saga. */
+  /** Manual checkout: sends the confirm update to the order's tccPayment saga (the child holding the reservations). */
   confirmCheckout(orderId: string): Promise<ConfirmOutcome>;
   /** Describe plus progress query; undefined when the workflow does not exist. */
   snapshot(workflowId: string): Promise<SagaSnapshot | undefined>;
@@ -80,7 +78,7 @@ function temporalUnavailable(error: unknown): ApiError {
 }
 
 function isSagaState(value: unknown): value is SagaState {
-  return typeof value === 'string' && ['RUNNING', 'COMPENSATING', 'COMPLETED', 'COMPENSATED', 'FAILED'].includes(value);
+  return typeof value === 'string' && (SAGA_STATES as readonly string[]).includes(value);
 }
 
 export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: OrderSagasOptions): OrderSagas {
@@ -90,7 +88,7 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: Orde
   return {
     async startCreateOrder(input) {
       try {
-        await client.workflow.start<CreateOrderWorkflow>(CREATE_ORDER_WORKFLOW, {
+        await client.workflow.start<typeof createOrder>(CREATE_ORDER_WORKFLOW, {
           workflowId: createOrderWorkflowId(input.orderId),
           taskQueue: config.TEMPORAL_TASK_QUEUE,
           args: [input],
@@ -112,7 +110,7 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: Orde
     async startCancelOrder(input) {
       const workflowId = cancelOrderWorkflowId(input.orderId);
       try {
-        await client.workflow.start<CancelOrderWorkflow>(CANCEL_ORDER_WORKFLOW, {
+        await client.workflow.start<typeof cancelOrder>(CANCEL_ORDER_WORKFLOW, {
           workflowId,
           taskQueue: config.TEMPORAL_TASK_QUEUE,
           args: [{ orderId: input.orderId, reason: input.reason }],
@@ -141,7 +139,7 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: Orde
     },
 
     async confirmCheckout(orderId) {
-      const handle = client.workflow.getHandle(createOrderWorkflowId(orderId));
+      const handle = client.workflow.getHandle(tccPaymentWorkflowId(orderId));
       try {
         const result = await withTimeout(() => handle.executeUpdate(confirmCheckoutUpdate));
         return result.accepted ? { kind: 'accepted' } : { kind: 'refused', reason: 'the saga is no longer waiting for a confirmation' };

@@ -4,12 +4,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { createOrderWorkflowId, type CreateOrderInput } from '../../workflows/order-contract';
+import { cancelOrderWorkflowId, createOrderWorkflowId, tccPaymentWorkflowId, type CreateOrderInput } from '../../workflows/order-contract';
 import { ApiError, ConflictError, NotFoundError } from '../shared/errors';
 import { formatMinor, moneyInput } from '../shared/money';
 import { appendOutboxEvent } from '../shared/outbox';
-import { ORDER_ERROR_CODES, type CreateOrderBody, type OrderResponse, type SagaResponse } from './contract';
-import type { OrderSagas } from './order-sagas';
+import { ORDER_ERROR_CODES, type CreateOrderBody, type OrderResponse, type SagaResponse, type SagaRunResponse } from './contract';
+import type { OrderSagas, SagaSnapshot } from './order-sagas';
 import type { ProductCatalog } from './product-catalog';
 import { findCustomer, findOrder, insertOrder, type OrderDb, type OrderWithItems } from './repository';
 
@@ -169,13 +169,7 @@ export async function cancelOrder(
   return { id, status: order.status, workflowId };
 }
 
-/** The createOrder saga's live state, from Temporal. */
-export async function getOrderSaga(deps: Pick<OrderDomainDependencies, 'db' | 'sagas'>, id: string): Promise<SagaResponse> {
-  const { order } = await requireOrder(deps.db, id);
-  const snapshot = await deps.sagas.snapshot(order.workflow_id);
-  if (!snapshot) {
-    throw new ApiError(404, ORDER_ERROR_CODES.sagaNotFound, `the saga of order ${id} has not started yet`, { workflowId: order.workflow_id });
-  }
+function toSagaRun(snapshot: SagaSnapshot): SagaRunResponse {
   const { description, progress } = snapshot;
   return {
     workflowId: description.workflowId,
@@ -186,10 +180,30 @@ export async function getOrderSaga(deps: Pick<OrderDomainDependencies, 'db' | 's
     currentStep: progress?.currentStep ?? null,
     completedSteps: progress?.completedSteps ?? [],
     compensations: progress?.compensations ?? [],
-    failureReason: progress?.failureReason ?? order.failure_reason,
+    failureReason: progress?.failureReason ?? null,
     progressAvailable: progress !== undefined,
     startTime: description.startTime.toISOString(),
     closeTime: description.closeTime?.toISOString() ?? null,
     webUiUrl: snapshot.webUiUrl,
+  };
+}
+
+/** The order's sagas' live state, from Temporal: createOrder, its tccPayment child, and cancelOrder if asked for. */
+export async function getOrderSaga(deps: Pick<OrderDomainDependencies, 'db' | 'sagas'>, id: string): Promise<SagaResponse> {
+  const { order } = await requireOrder(deps.db, id);
+  const [main, payment, cancellation] = await Promise.all([
+    deps.sagas.snapshot(order.workflow_id),
+    deps.sagas.snapshot(tccPaymentWorkflowId(id)),
+    deps.sagas.snapshot(cancelOrderWorkflowId(id)),
+  ]);
+  if (!main) {
+    throw new ApiError(404, ORDER_ERROR_CODES.sagaNotFound, `the saga of order ${id} has not started yet`, { workflowId: order.workflow_id });
+  }
+  const run = toSagaRun(main);
+  return {
+    ...run,
+    failureReason: run.failureReason ?? order.failure_reason,
+    payment: payment ? toSagaRun(payment) : null,
+    cancellation: cancellation ? toSagaRun(cancellation) : null,
   };
 }

@@ -9,11 +9,10 @@ import { createServer } from 'node:net';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OrderStatus } from '../../db/order/schema';
-import { CUSTOMER_ID_KEY, ORDER_ID_KEY, SAGA_STATE_KEY } from '../../services/order/order-sagas';
 import { insertOrder } from '../../services/order/repository';
 import { formatMinor } from '../../services/shared/money';
 import { appendOutboxEvent } from '../../services/shared/outbox';
-import { cancelOrderWorkflowId, createOrderWorkflowId, type CreateOrderInput } from '../../workflows/order-contract';
+import { cancelOrderWorkflowId, createOrderWorkflowId, SEARCH_ATTRIBUTES, type CreateOrderInput } from '../../workflows/order-contract';
 import { startTestOrderService, type TestOrderService } from '../helpers/order-service';
 import { connectTestTemporal, type TestTemporal } from '../helpers/temporal';
 
@@ -25,6 +24,8 @@ async function closedPortUrl(): Promise<string> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return `http://127.0.0.1:${port}`;
 }
+
+const { orderId: ORDER_ID_KEY, customerId: CUSTOMER_ID_KEY, sagaState: SAGA_STATE_KEY } = SEARCH_ATTRIBUTES;
 
 describe('order API', () => {
   let temporal: TestTemporal;
@@ -72,7 +73,7 @@ describe('order API', () => {
       { productId: randomUUID(), sku: 'GADGET-1', productName: 'Gadget', quantity: 1, unitPriceMinor: 999, lineTotalMinor: 999 },
     ];
     await service.db.transaction().execute(async (trx) => {
-      await insertOrder(trx, { id: orderId, customerId, totalMinor: 3499, currency: 'USD', paymentMethod: 'account', confirmation: 'manual', workflowId: createOrderWorkflowId(orderId), items });
+      await insertOrder(trx, { id: orderId, customerId, totalMinor: 3499, currency: 'USD', paymentMethod: 'ACCOUNT_BALANCE', confirmation: 'manual', workflowId: createOrderWorkflowId(orderId), items });
       await appendOutboxEvent(trx, {
         eventType: 'ORDER_CREATED',
         aggregateId: orderId,
@@ -221,7 +222,7 @@ describe('order API', () => {
         ],
         totalAmount: '34.99',
         currency: 'USD',
-        paymentMethod: 'account',
+        paymentMethod: 'ACCOUNT_BALANCE',
         confirmation: 'manual',
         failureReason: null,
         paymentId: null,
@@ -349,7 +350,7 @@ describe('order API', () => {
         items: stranded.items.map((item) => ({ productId: item.productId, quantity: item.quantity, unitPriceMinor: item.unitPriceMinor })),
         totalMinor: 3499,
         currency: 'USD',
-        paymentMethod: 'account',
+        paymentMethod: 'ACCOUNT_BALANCE',
         confirmation: 'manual',
         holdTtlSeconds: service.config.CHECKOUT_HOLD_TTL_SECONDS,
       });
@@ -387,6 +388,9 @@ describe('order API', () => {
         compensations: [],
         closeTime: null,
         webUiUrl: `${service.config.TEMPORAL_UI_URL}/namespaces/default/workflows/${workflowId}/${runId}/history`,
+        // createOrder never ran a step, so neither its payment child nor a cancellation exists.
+        payment: null,
+        cancellation: null,
       });
     });
   });

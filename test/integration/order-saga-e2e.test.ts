@@ -1,0 +1,249 @@
+/**
+ * The order API end to end, all real: the order service over HTTP, the product and payment services
+ * on free ports over their own databases, Temporal, and a saga worker on a private task queue. Shows
+ * that prices come from the product service, that one Idempotency-Key gives one order and one saga,
+ * and that confirm, cancel and the saga view act on the workflows the API started.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createJsonHttpClient } from '../../activities/http';
+import { createSagaWorker } from '../../workers/saga-worker';
+import { createOrderWorkflowId, tccPaymentWorkflowId } from '../../workflows/order-contract';
+import { startTestOrderService, type TestOrderService } from '../helpers/order-service';
+import { startTestPaymentService, type TestPaymentService } from '../helpers/payment-service';
+import { createTestProduct, startTestProductService, stockOf, type TestProductService } from '../helpers/product-service';
+import { testConfig } from '../helpers/stack';
+import { connectTestTemporal, type TestTemporal } from '../helpers/temporal';
+
+interface OrderBody {
+  id: string;
+  status: string;
+  items: { productId: string; unitPrice: string; lineTotal: string; quantity: number }[];
+  totalAmount: string;
+  failureReason: string | null;
+  paymentId: string | null;
+  paymentReservationId: string | null;
+}
+
+describe('order API end to end, with the saga worker', () => {
+  let temporal: TestTemporal;
+  let product: TestProductService;
+  let payment: TestPaymentService;
+  let order: TestOrderService;
+  let worker: Worker;
+  let workerRun: Promise<void>;
+
+  beforeAll(async () => {
+    temporal = await connectTestTemporal('order-e2e');
+    [product, payment] = await Promise.all([startTestProductService(), startTestPaymentService()]);
+    order = await startTestOrderService({ productUrl: product.url, temporal, taskQueue: temporal.taskQueue });
+    const config = testConfig();
+    const http = { serviceToken: config.SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
+    worker = await createSagaWorker({
+      connection: temporal.workerConnection,
+      config,
+      identity: `order-e2e-${randomUUID()}`,
+      taskQueue: temporal.taskQueue,
+      dependencies: {
+        orderDb: order.db,
+        products: createJsonHttpClient({ ...http, baseUrl: product.url }),
+        payments: createJsonHttpClient({ ...http, baseUrl: payment.url }),
+      },
+    });
+    workerRun = worker.run();
+  });
+  afterAll(async () => {
+    if (worker?.getState() === 'RUNNING') worker.shutdown();
+    await workerRun;
+    await order?.close();
+    await Promise.all([product?.close(), payment?.close()]);
+    await temporal?.close();
+  });
+
+  async function post<T = unknown>(url: string, payload: unknown, headers: Record<string, string> = {}) {
+    const response = await fetch(new URL(url, order.url), { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(payload) });
+    return { status: response.status, headers: response.headers, body: (await response.json()) as T };
+  }
+  async function get<T = unknown>(url: string) {
+    const response = await fetch(new URL(url, order.url));
+    return { status: response.status, body: (await response.json()) as T };
+  }
+
+  async function customerWithAccount({ balance = '1000.00', status = 'ACTIVE' }: { balance?: string; status?: 'ACTIVE' | 'INACTIVE' } = {}): Promise<string> {
+    const created = await post<{ id: string }>('/customers', { name: 'E2E Customer', email: `e2e-${randomUUID()}@example.com`, status }, { authorization: `Bearer ${order.token}` });
+    expect(created.status).toBe(201);
+    const account = await fetch(new URL('/accounts', payment.url), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${payment.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ customerId: created.body.id, balance, currency: 'USD' }),
+    });
+    expect(account.status).toBe(201);
+    return created.body.id;
+  }
+
+  async function waitForStatus(orderId: string, status: string, timeoutMs = 30_000): Promise<OrderBody> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { body } = await get<OrderBody>(`/orders/${orderId}`);
+      if (body.status === status) return body;
+      if (Date.now() > deadline) throw new Error(`order ${orderId} stayed ${body.status}, expected ${status}`);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+    }
+  }
+
+  /** Visibility is eventually consistent: count until the server has indexed the start. */
+  async function workflowsOfOrder(orderId: string, type: string): Promise<number> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const { count } = await temporal.client.workflow.count(`OrderId = '${orderId}' AND WorkflowType = '${type}'`);
+      if (count > 0 || Date.now() > deadline) return count;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  it('the same POST /orders with one Idempotency-Key makes one order, one ORDER_CREATED and one saga, priced by the product service', async () => {
+    const customerId = await customerWithAccount();
+    const productId = await createTestProduct(product, { stockQuantity: 10, price: '12.50' });
+    const key = `order-${randomUUID()}`;
+    const body = { customerId, items: [{ productId, quantity: 3 }] };
+
+    const first = await post<{ id: string; status: string; workflowId: string }>('/orders', body, { 'idempotency-key': key });
+    expect(first.status).toBe(202);
+    expect(first.body.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(first.body).toEqual({ id: first.body.id, status: 'PENDING', workflowId: createOrderWorkflowId(first.body.id) });
+    expect(first.headers.get('location')).toBe(`/orders/${first.body.id}`);
+    const again = await post('/orders', body, { 'idempotency-key': key });
+    expect(again.status).toBe(202);
+    expect(again.body).toEqual(first.body);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+
+    const reused = await post<{ error: { code: string } }>('/orders', { ...body, items: [{ productId, quantity: 4 }] }, { 'idempotency-key': key });
+    expect(reused.status).toBe(422);
+    expect(reused.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+
+    const orders = await order.db.selectFrom('orders').select('id').where('customer_id', '=', customerId).execute();
+    expect(orders).toEqual([{ id: first.body.id }]);
+    const created = await order.db.selectFrom('outbox_events').select('payload').where('aggregate_id', '=', first.body.id).where('event_type', '=', 'ORDER_CREATED').execute();
+    expect(created).toHaveLength(1);
+    expect(created[0]!.payload).toMatchObject({ payload: { totalAmount: '37.50', items: [{ productId, quantity: 3, unitPrice: '12.50' }] } });
+    expect(await workflowsOfOrder(first.body.id, 'createOrder')).toBe(1);
+
+    const paid = await waitForStatus(first.body.id, 'PAID');
+    expect(paid.items).toEqual([expect.objectContaining({ productId, quantity: 3, unitPrice: '12.50', lineTotal: '37.50' })]);
+    expect(paid.totalAmount).toBe('37.50');
+    expect(paid.paymentId).toEqual(expect.any(String));
+    expect(paid.paymentReservationId).toEqual(expect.any(String));
+    expect(await stockOf(product.db, productId)).toEqual({ stock: 7, reserved: 0, available: 7 });
+    // The saga ran once: still one createOrder for this order.
+    expect((await temporal.client.workflow.count(`OrderId = '${first.body.id}' AND WorkflowType = 'createOrder'`)).count).toBe(1);
+  });
+
+  it('GET /orders/:id/saga shows the completed saga, its payment child and the Web UI link', async () => {
+    const customerId = await customerWithAccount();
+    const productId = await createTestProduct(product, { stockQuantity: 5, price: '4.00' });
+    const placed = await post<{ id: string }>('/orders', { customerId, items: [{ productId, quantity: 1 }] });
+    await waitForStatus(placed.body.id, 'PAID');
+    const workflowId = createOrderWorkflowId(placed.body.id);
+    await temporal.client.workflow.getHandle(workflowId).result();
+    const { runId } = await temporal.client.workflow.getHandle(workflowId).describe();
+
+    const saga = await get<Record<string, unknown> & { payment: Record<string, unknown> }>(`/orders/${placed.body.id}/saga`);
+    expect(saga.status).toBe(200);
+    expect(saga.body).toMatchObject({
+      workflowId,
+      runId,
+      workflowType: 'createOrder',
+      status: 'COMPLETED',
+      sagaState: 'COMPLETED',
+      progressAvailable: true,
+      currentStep: null,
+      completedSteps: ['validateCustomer', 'tccPayment', 'markOrderPaid'],
+      compensations: [],
+      failureReason: null,
+      webUiUrl: `${order.config.TEMPORAL_UI_URL}/namespaces/default/workflows/${workflowId}/${runId}/history`,
+      cancellation: null,
+    });
+    expect(saga.body.closeTime).toEqual(expect.any(String));
+    expect(saga.body.payment).toMatchObject({
+      workflowId: tccPaymentWorkflowId(placed.body.id),
+      workflowType: 'tccPayment',
+      status: 'COMPLETED',
+      sagaState: 'COMPLETED',
+      completedSteps: ['tryStockAndPayment', 'confirmStock', 'capturePayment'],
+    });
+  });
+
+  it('an inactive customer is accepted by the API and FAILED by the saga, with the reason shown', async () => {
+    const customerId = await customerWithAccount({ status: 'INACTIVE' });
+    const productId = await createTestProduct(product, { stockQuantity: 5 });
+    const placed = await post<{ id: string }>('/orders', { customerId, items: [{ productId, quantity: 1 }] });
+    expect(placed.status).toBe(202);
+    const failed = await waitForStatus(placed.body.id, 'FAILED');
+    expect(failed.failureReason).toMatch(/inactive/i);
+    expect(await stockOf(product.db, productId)).toEqual({ stock: 5, reserved: 0, available: 5 });
+
+    const saga = await get<{ sagaState: string; status: string; failureReason: string }>(`/orders/${placed.body.id}/saga`);
+    expect(saga.body).toMatchObject({ status: 'FAILED', sagaState: 'COMPENSATED' });
+    expect(saga.body.failureReason).toMatch(/inactive/i);
+  });
+
+  it('unknown products and mixed currencies are refused before anything is written', async () => {
+    const customerId = await customerWithAccount();
+    const usd = await createTestProduct(product, { stockQuantity: 5, currency: 'USD' });
+    const eur = await createTestProduct(product, { stockQuantity: 5, currency: 'EUR' });
+    const missing = randomUUID();
+    const before = await order.db.selectFrom('orders').select('id').execute();
+
+    const unknown = await post<{ error: { code: string; message: string; details: { productIds: string[] } } }>('/orders', { customerId, items: [{ productId: usd, quantity: 1 }, { productId: missing, quantity: 1 }] });
+    expect(unknown.status).toBe(422);
+    expect(unknown.body.error.code).toBe('UNKNOWN_PRODUCT');
+    expect(unknown.body.error.details.productIds).toEqual([missing]);
+    expect(unknown.body.error.message).toContain(missing);
+
+    const mixed = await post<{ error: { code: string } }>('/orders', { customerId, items: [{ productId: usd, quantity: 1 }, { productId: eur, quantity: 1 }] });
+    expect(mixed.status).toBe(422);
+    expect(mixed.body.error.code).toBe('MIXED_CURRENCIES');
+
+    expect(await order.db.selectFrom('orders').select('id').execute()).toEqual(before);
+  });
+
+  it('a manual checkout waits for POST /confirm, then is PAID; a second confirm answers 409', async () => {
+    const customerId = await customerWithAccount();
+    const productId = await createTestProduct(product, { stockQuantity: 5, price: '20.00' });
+    const placed = await post<{ id: string }>('/orders', { customerId, items: [{ productId, quantity: 2 }], confirmation: 'manual' });
+    await waitForStatus(placed.body.id, 'AWAITING_CONFIRMATION');
+    expect(await stockOf(product.db, productId)).toEqual({ stock: 5, reserved: 2, available: 3 });
+
+    const confirmed = await post<{ id: string; workflowId: string }>(`/orders/${placed.body.id}/confirm`, {}, { 'idempotency-key': `confirm-${placed.body.id}` });
+    expect(confirmed.status).toBe(202);
+    expect(confirmed.body).toMatchObject({ id: placed.body.id, workflowId: createOrderWorkflowId(placed.body.id) });
+    await waitForStatus(placed.body.id, 'PAID');
+    expect(await stockOf(product.db, productId)).toEqual({ stock: 3, reserved: 0, available: 3 });
+
+    const twice = await post<{ error: { code: string } }>(`/orders/${placed.body.id}/confirm`, {});
+    expect(twice.status).toBe(409);
+    expect(twice.body.error.code).toBe('ORDER_NOT_AWAITING_CONFIRMATION');
+  });
+
+  it('cancelling a PAID order runs cancelOrder to CANCELLED with the stock back; cancelling again answers 409', async () => {
+    const customerId = await customerWithAccount({ balance: '100.00' });
+    const productId = await createTestProduct(product, { stockQuantity: 4, price: '10.00' });
+    const placed = await post<{ id: string }>('/orders', { customerId, items: [{ productId, quantity: 2 }] });
+    await waitForStatus(placed.body.id, 'PAID');
+
+    const cancel = await post<{ status: string }>(`/orders/${placed.body.id}/cancel`, { reason: 'changed my mind' });
+    expect(cancel.status).toBe(202);
+    await waitForStatus(placed.body.id, 'CANCELLED');
+    const cancelled = await get<{ cancellationReason: string }>(`/orders/${placed.body.id}`);
+    expect(cancelled.body.cancellationReason).toBe('changed my mind');
+    expect(await stockOf(product.db, productId)).toEqual({ stock: 4, reserved: 0, available: 4 });
+
+    const saga = await get<{ cancellation: { sagaState: string; status: string } }>(`/orders/${placed.body.id}/saga`);
+    expect(saga.body.cancellation).toMatchObject({ workflowType: 'cancelOrder', status: 'COMPLETED', sagaState: 'COMPLETED' });
+
+    const again = await post<{ error: { code: string } }>(`/orders/${placed.body.id}/cancel`, { reason: 'again' });
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe('ORDER_NOT_CANCELLABLE');
+  });
+});
