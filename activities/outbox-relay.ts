@@ -206,6 +206,9 @@ export function createOutboxRelayActivities({ databases, kafka, config, logger, 
       const heartbeatEveryMs = Math.max(100, Math.floor((context.info.heartbeatTimeoutMs ?? 30_000) / 3));
       const heartbeats = setInterval(() => context.heartbeat(summary), heartbeatEveryMs);
       const doorbell = new Doorbell();
+      // kafkajs warns that bounded retries weaken an idempotent producer's exactly-once: we want them
+      // bounded, so a dead broker fails the run (rows stay PENDING) instead of blocking it forever;
+      // a resend after that is the at-least-once duplicate consumers already deduplicate.
       const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
       let stopListening: (() => Promise<void>) | undefined;
       try {

@@ -1,0 +1,70 @@
+/**
+ * Reads what reached Kafka during a test. The topics are shared by every suite and by `./oms up`,
+ * so a probe joins its own new consumer group positioned at the current end of each topic (no
+ * history, no race with the first fetch) and keeps only the messages the test asks about.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Kafka } from 'kafkajs';
+
+export interface ProbedMessage {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: string | null;
+  value: string;
+  headers: Record<string, string>;
+}
+
+export interface KafkaProbe {
+  messages: ProbedMessage[];
+  waitFor: (predicate: (messages: ProbedMessage[]) => boolean, timeoutMs?: number) => Promise<ProbedMessage[]>;
+  stop: () => Promise<void>;
+}
+
+export async function positionGroupAtEnd(kafka: Kafka, groupId: string, topics: readonly string[]): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    for (const topic of topics) {
+      const offsets = await admin.fetchTopicOffsets(topic);
+      await admin.setOffsets({ groupId, topic, partitions: offsets.map(({ partition, high }) => ({ partition, offset: high })) });
+    }
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export async function startKafkaProbe(kafka: Kafka, topics: readonly string[], keep: (message: ProbedMessage) => boolean): Promise<KafkaProbe> {
+  const groupId = `test-probe-${randomUUID()}`;
+  await positionGroupAtEnd(kafka, groupId, topics);
+  const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false });
+  const messages: ProbedMessage[] = [];
+  await consumer.connect();
+  await consumer.subscribe({ topics: [...topics] });
+  await consumer.run({
+    eachMessage: async ({ topic, partition, message }) => {
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(message.headers ?? {})) {
+        if (value !== undefined) headers[name] = (Array.isArray(value) ? value[0] : value)?.toString() ?? '';
+      }
+      const probed = { topic, partition, offset: message.offset, key: message.key?.toString() ?? null, value: message.value?.toString() ?? '', headers };
+      if (keep(probed)) messages.push(probed);
+    },
+  });
+  return {
+    messages,
+    waitFor: (predicate, timeoutMs = 30_000) => eventually(() => (predicate(messages) ? messages : undefined), timeoutMs, 'Kafka messages'),
+    stop: () => consumer.disconnect(),
+  };
+}
+
+/** Polls `check` until it returns a value (not undefined), or fails after `timeoutMs` naming `what`. */
+export async function eventually<T>(check: () => T | undefined | Promise<T | undefined>, timeoutMs: number, what: string, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
