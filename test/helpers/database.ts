@@ -3,10 +3,10 @@
  * afterwards: suites never see each other's rows and never touch the databases `./oms up` uses.
  */
 import { randomBytes } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { createDatabase } from '../../db/connection';
+import { createPool } from '../../db/connection';
 import type { DatabaseByService } from '../../db/databases';
 import { migrateToLatest, type ServiceName } from '../../db/migrator';
 
@@ -36,16 +36,32 @@ export async function createEmptyDatabase(prefix: string): Promise<{ name: strin
   return { name, url: url.toString(), drop: () => admin((client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined) };
 }
 
+function allClientsClosed(pool: pg.Pool): Promise<void> {
+  let open = pool.totalCount;
+  return new Promise((resolve) => {
+    if (open === 0) return resolve();
+    pool.on('remove', () => {
+      open -= 1;
+      if (open === 0) resolve();
+    });
+  });
+}
+
 export async function createTestDatabase<S extends ServiceName>(service: S): Promise<TestDatabase<S>> {
   const { name, url, drop } = await createEmptyDatabase(service);
-  const db = createDatabase<DatabaseByService[S]>({ connectionString: url, poolMax: 20, applicationName: `oms-test-${service}` });
+  const pool = createPool({ connectionString: url, poolMax: 20, applicationName: `oms-test-${service}` });
+  const db = new Kysely<DatabaseByService[S]>({ dialect: new PostgresDialect({ pool }) });
   await migrateToLatest(db, service);
   return {
     name,
     url,
     db,
     destroy: async () => {
+      // pool.end() resolves before its sockets have closed; dropping the database (WITH FORCE)
+      // before then kills those backends and their clients throw 57P01 into the test run.
+      const closed = allClientsClosed(pool);
       await db.destroy();
+      await closed;
       await drop();
     },
   };
