@@ -149,7 +149,7 @@ describe('product service: stock under concurrency', () => {
         if (plan === 'confirm' || plan === 'restock') {
           const confirms = await Promise.all([post(`/stock/confirm/${orderId}`), random() < 0.3 ? post(`/stock/confirm/${orderId}`) : undefined]);
           for (const confirmed of confirms) if (confirmed) expectStatus('confirm', confirmed, [200, 409]);
-          if (plan === 'restock' && confirms[0]!.statusCode === 200) {
+          if (plan === 'restock' && confirms[0].statusCode === 200) {
             const restocks = await Promise.all([post(`/stock/restock/${orderId}`), post(`/stock/restock/${orderId}`)]);
             for (const restocked of restocks) expectStatus('restock', restocked, [200]);
           }
