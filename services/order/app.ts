@@ -10,6 +10,7 @@ import { createOrderSagas, type OrderSagas } from './order-sagas';
 import { createProductCatalog } from './product-catalog';
 import { customerRoutes } from './routes/customers';
 import { orderRoutes } from './routes/orders';
+import { orderTimelineRoutes } from './timeline';
 
 export type OrderAppDependencies = Omit<ServiceContext<'order'>, 'logger'> & {
   logger: Logger | false;
@@ -51,5 +52,6 @@ export async function buildOrderApp({ config, db, redis, logger, metrics, tempor
     sagas: orderSagasFor(temporal, config),
     holdTtlSeconds: config.CHECKOUT_HOLD_TTL_SECONDS,
   });
+  await app.register(orderTimelineRoutes, { db });
   return app;
 }

@@ -88,7 +88,8 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: Orde
   return {
     async startCreateOrder(input) {
       try {
-        await client.workflow.start<typeof createOrder>(CREATE_ORDER_WORKFLOW, {
+        // Bounded: with Temporal down the order is already committed and the reconciler starts its saga later.
+        await withTimeout(() => client.workflow.start<typeof createOrder>(CREATE_ORDER_WORKFLOW, {
           workflowId: createOrderWorkflowId(input.orderId),
           taskQueue: config.TEMPORAL_TASK_QUEUE,
           args: [input],
@@ -99,7 +100,7 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: Orde
             { key: CUSTOMER_ID_KEY, value: input.customerId },
             { key: SAGA_STATE_KEY, value: 'RUNNING' },
           ],
-        });
+        }));
         return true;
       } catch (error) {
         if (error instanceof WorkflowExecutionAlreadyStartedError) return false;
@@ -110,7 +111,7 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: Orde
     async startCancelOrder(input) {
       const workflowId = cancelOrderWorkflowId(input.orderId);
       try {
-        await client.workflow.start<typeof cancelOrder>(CANCEL_ORDER_WORKFLOW, {
+        await withTimeout(() => client.workflow.start<typeof cancelOrder>(CANCEL_ORDER_WORKFLOW, {
           workflowId,
           taskQueue: config.TEMPORAL_TASK_QUEUE,
           args: [{ orderId: input.orderId, reason: input.reason }],
@@ -121,7 +122,7 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: Orde
             { key: CUSTOMER_ID_KEY, value: input.customerId },
             { key: SAGA_STATE_KEY, value: 'RUNNING' },
           ],
-        });
+        }));
       } catch (error) {
         if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw temporalUnavailable(error);
       }
@@ -130,7 +131,7 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: Orde
 
     async createOrderExists(orderId) {
       try {
-        await client.workflow.getHandle(createOrderWorkflowId(orderId)).describe();
+        await withTimeout(() => client.workflow.getHandle(createOrderWorkflowId(orderId)).describe());
         return true;
       } catch (error) {
         if (error instanceof WorkflowNotFoundError) return false;
@@ -154,7 +155,7 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: Orde
     async snapshot(workflowId) {
       let description: WorkflowExecutionDescription;
       try {
-        description = await client.workflow.getHandle(workflowId).describe();
+        description = await withTimeout(() => client.workflow.getHandle(workflowId).describe());
       } catch (error) {
         if (error instanceof WorkflowNotFoundError) return undefined;
         throw temporalUnavailable(error);

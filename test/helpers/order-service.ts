@@ -21,6 +21,7 @@ export interface TestOrderService {
   url: string;
   app: ServiceApp;
   db: Kysely<OrderDatabase>;
+  databaseUrl: string;
   /** The service token internal endpoints (POST /customers) require. */
   token: string;
   config: Config;
@@ -36,10 +37,14 @@ export interface TestOrderServiceOptions {
   taskQueue: string;
   /** Extra configuration (e.g. CHECKOUT_HOLD_TTL_SECONDS for hold-expiry tests). */
   config?: Record<string, string>;
+  /** A second instance of a running service: same database (left to that service to drop). */
+  sharedDatabaseOf?: Pick<TestOrderService, 'db' | 'databaseUrl'>;
 }
 
-export async function startTestOrderService({ productUrl, temporal, taskQueue, config: overrides = {} }: TestOrderServiceOptions): Promise<TestOrderService> {
-  const database = await createTestDatabase('order');
+export async function startTestOrderService({ productUrl, temporal, taskQueue, config: overrides = {}, sharedDatabaseOf }: TestOrderServiceOptions): Promise<TestOrderService> {
+  const database = sharedDatabaseOf
+    ? { db: sharedDatabaseOf.db, url: sharedDatabaseOf.databaseUrl, destroy: () => Promise.resolve() }
+    : await createTestDatabase('order');
   const config = testConfig({
     PRODUCT_SERVICE_URL: productUrl,
     TEMPORAL_TASK_QUEUE: taskQueue,
@@ -60,6 +65,7 @@ export async function startTestOrderService({ productUrl, temporal, taskQueue, c
       url: address,
       app,
       db: database.db,
+      databaseUrl: database.url,
       token: config.SERVICE_TOKEN,
       config,
       sagas,

@@ -93,6 +93,20 @@ describe('order API', () => {
     return { orderId, items };
   }
 
+  it('documents every order route in OpenAPI, with its error answers and the service-token requirement', async () => {
+    const spec = (await service.app.inject({ method: 'GET', url: '/openapi.json' })).json<{
+      paths: Record<string, Record<string, { responses: Record<string, unknown>; security?: unknown[] }>>;
+    }>();
+    const { paths } = spec;
+    expect(Object.keys(paths)).toEqual(
+      expect.arrayContaining(['/customers', '/customers/{id}', '/customers/{id}/status', '/orders', '/orders/{id}', '/orders/{id}/confirm', '/orders/{id}/cancel', '/orders/{id}/saga', '/orders/{id}/events']),
+    );
+    expect(Object.keys(paths['/orders']!.post!.responses)).toEqual(expect.arrayContaining(['202', '400', '409', '422', '503']));
+    expect(Object.keys(paths['/orders/{id}/cancel']!.post!.responses)).toEqual(expect.arrayContaining(['202', '404', '409']));
+    expect(paths['/customers']!.post!.security).toEqual([{ serviceToken: [] }]);
+    expect(paths['/orders']!.get!.responses['200']).toBeDefined();
+  });
+
   describe('customers', () => {
     it('creates a customer with the service token, with CUSTOMER_CREATED in its outbox', async () => {
       const email = `Grace-${randomUUID()}@Example.com`;

@@ -5,10 +5,14 @@
  * and that confirm, cancel and the saga view act on the workflows the API started.
  */
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJsonHttpClient } from '../../activities/http';
 import { createSagaWorker } from '../../workers/saga-worker';
+import { orderSagasFor } from '../../services/order/app';
+import { reconcilePendingOrders } from '../../services/order/reconciler';
 import { createOrderWorkflowId, tccPaymentWorkflowId } from '../../workflows/order-contract';
 import { startTestOrderService, type TestOrderService } from '../helpers/order-service';
 import { startTestPaymentService, type TestPaymentService } from '../helpers/payment-service';
@@ -245,5 +249,61 @@ describe('order API end to end, with the saga worker', () => {
     const again = await post<{ error: { code: string } }>(`/orders/${placed.body.id}/cancel`, { reason: 'again' });
     expect(again.status).toBe(409);
     expect(again.body.error.code).toBe('ORDER_NOT_CANCELLABLE');
+  });
+
+  it('an order accepted while Temporal is unreachable is committed PENDING, and the reconciler starts its saga, which completes', async () => {
+    // A second instance of the order service, on the same database, whose Temporal is a port nothing listens on.
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const { port } = probe.address() as { port: number };
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const deadConnection = Connection.lazy({ address: `127.0.0.1:${port}` });
+    const isolated = await startTestOrderService({
+      productUrl: product.url,
+      temporal: { client: new Client({ connection: deadConnection, namespace: 'default' }) },
+      taskQueue: temporal.taskQueue,
+      config: { HTTP_CLIENT_TIMEOUT_MS: '1000' },
+      sharedDatabaseOf: order,
+    });
+    try {
+      const created = await isolated.app.inject({
+        method: 'POST',
+        url: '/customers',
+        headers: { authorization: `Bearer ${isolated.token}` },
+        payload: { name: 'Stranded', email: `stranded-${randomUUID()}@example.com` },
+      });
+      const customerId = created.json<{ id: string }>().id;
+      await fetch(new URL('/accounts', payment.url), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${payment.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ customerId, balance: '50.00', currency: 'USD' }),
+      });
+      const productId = await createTestProduct(product, { stockQuantity: 3, price: '5.00' });
+
+      const placed = await isolated.app.inject({ method: 'POST', url: '/orders', payload: { customerId, items: [{ productId, quantity: 1 }] } });
+      expect(placed.statusCode).toBe(202);
+      const orderId = placed.json<{ id: string }>().id;
+      const row = await isolated.db.selectFrom('orders').select(['status']).where('id', '=', orderId).executeTakeFirstOrThrow();
+      expect(row.status).toBe('PENDING');
+      await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+
+      // Temporal is back (the real server): the reconciler of this service's database starts the saga.
+      const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
+      const pass = await reconcilePendingOrders({
+        db: isolated.db,
+        sagas: orderSagasFor(temporal.client, isolated.config),
+        holdTtlSeconds: isolated.config.CHECKOUT_HOLD_TTL_SECONDS,
+        minAgeSeconds: 0,
+        log: silent,
+      });
+      expect(pass.started).toEqual([orderId]);
+      expect((await reconcilePendingOrders({ db: isolated.db, sagas: orderSagasFor(temporal.client, isolated.config), holdTtlSeconds: 60, minAgeSeconds: 0, log: silent })).started).toEqual([]);
+      const paid = await waitForStatus(orderId, 'PAID');
+      expect(paid.totalAmount).toBe('5.00');
+      expect(await stockOf(product.db, productId)).toEqual({ stock: 2, reserved: 0, available: 2 });
+    } finally {
+      await isolated.close();
+      await deadConnection.close();
+    }
   });
 });
