@@ -15,7 +15,7 @@
  */
 import { ApplicationFailure, proxyActivities, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
 import { DEFAULT_SAGA_TIMEOUTS, getSagaProgressQuery, SEARCH_ATTRIBUTES, type CancelOrderInput, type CancelOrderResult } from './order-contract';
-import { describeFailure, failureType, newSagaProgress, publishSagaState, runStep, sagaActivities, type SagaActivities } from './saga';
+import { describeFailure, failureMessage, failureType, newSagaProgress, publishSagaState, runStep, sagaActivities, type SagaActivities } from './saga';
 
 export async function cancelOrder(input: CancelOrderInput): Promise<CancelOrderResult> {
   const timeouts = input.timeouts ?? DEFAULT_SAGA_TIMEOUTS;
@@ -52,7 +52,7 @@ export async function cancelOrder(input: CancelOrderInput): Promise<CancelOrderR
     // stays CANCELLING and the saga FAILED, for an operator (infra/ops/saga.ts) to retry.
     publishSagaState(progress, requested ? 'FAILED' : 'COMPENSATED');
     throw ApplicationFailure.create({
-      message: progress.failureReason,
+      message: failureMessage(error),
       type: failureType(error) ?? 'CancelOrderFailed',
       nonRetryable: true,
       cause: error as Error,

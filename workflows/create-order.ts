@@ -17,7 +17,7 @@ import {
   type CreateOrderInput,
   type CreateOrderResult,
 } from './order-contract';
-import { Compensations, describeFailure, failureType, newSagaProgress, publishSagaState, runStep, sagaActivities } from './saga';
+import { Compensations, describeFailure, failureMessage, failureType, newSagaProgress, publishSagaState, runStep, sagaActivities } from './saga';
 import { tccPayment } from './tcc-payment';
 
 export async function createOrder(input: CreateOrderInput): Promise<CreateOrderResult> {
@@ -87,6 +87,6 @@ export async function createOrder(input: CreateOrderInput): Promise<CreateOrderR
     }
     publishSagaState(progress, compensated ? 'COMPENSATED' : 'FAILED');
     if (isCancellation(error)) throw error;
-    throw ApplicationFailure.create({ message: reason, type: failureType(error) ?? 'CreateOrderFailed', nonRetryable: true, cause: error as Error });
+    throw ApplicationFailure.create({ message: failureMessage(error), type: failureType(error) ?? 'CreateOrderFailed', nonRetryable: true, cause: error as Error });
   }
 }

@@ -64,6 +64,13 @@ export function describeFailure(error: unknown): string {
   return String(error);
 }
 
+/** The message of the innermost cause, without its type (for re-raising it under the same type). */
+export function failureMessage(error: unknown): string {
+  let current: unknown = error;
+  while (current instanceof Error && current.cause instanceof Error && isWrapper(current)) current = current.cause;
+  return current instanceof Error ? current.message || current.name : String(error);
+}
+
 /** The failure type of the innermost cause (an ApplicationFailure's type), or null. */
 export function failureType(error: unknown): string | null {
   let current: unknown = error;

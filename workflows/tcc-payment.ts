@@ -26,7 +26,7 @@ import {
   type TccPaymentInput,
   type TccPaymentResult,
 } from './order-contract';
-import { Compensations, describeFailure, failureType, newSagaProgress, publishSagaState, runStep, sagaActivities } from './saga';
+import { Compensations, describeFailure, failureMessage, failureType, newSagaProgress, publishSagaState, runStep, sagaActivities } from './saga';
 
 type CheckoutDecision = { kind: 'confirm' } | { kind: 'cancel'; reason: string };
 
@@ -92,6 +92,6 @@ export async function tccPayment(input: TccPaymentInput): Promise<TccPaymentResu
     publishSagaState(progress, compensated ? 'COMPENSATED' : 'FAILED');
     if (isCancellation(error)) throw error;
     // The parent sees the decline's type (InsufficientStock, ReservationExpired...) at the top.
-    throw ApplicationFailure.create({ message: progress.failureReason, type: failureType(error) ?? 'TccPaymentFailed', nonRetryable: true, cause: error as Error });
+    throw ApplicationFailure.create({ message: failureMessage(error), type: failureType(error) ?? 'TccPaymentFailed', nonRetryable: true, cause: error as Error });
   }
 }

@@ -1,0 +1,278 @@
+/**
+ * The order sagas on the real Temporal server, against the real product and payment services and a
+ * real order_db: what each outcome leaves behind in all three databases.
+ */
+import { WorkflowFailedError } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cancelCheckoutUpdate, confirmCheckoutUpdate, FAILURE_TYPES, getSagaProgressQuery, SEARCH_ATTRIBUTES, tccPaymentWorkflowId } from '../../workflows/order-contract';
+import {
+  accountOf,
+  createCustomer,
+  createProduct,
+  orderEvents,
+  orderRow,
+  paymentsOf,
+  placeOrder,
+  startCancelOrder,
+  startCreateOrder,
+  startSagaHarness,
+  stockOf,
+  stockReservationStatuses,
+  waitForOrderStatus,
+  type SagaHarness,
+} from './saga-harness';
+import { recordHistory } from './history-recorder';
+
+/** The failure type the client sees when createOrder fails (the decline's, lifted to the top). */
+async function failureTypeOf(promise: Promise<unknown>): Promise<string | undefined> {
+  const error = await promise.then(
+    () => null,
+    (failure: unknown) => failure,
+  );
+  expect(error).toBeInstanceOf(WorkflowFailedError);
+  return ((error as WorkflowFailedError).cause as { type?: string } | undefined)?.type;
+}
+
+describe('createOrder and tccPayment', () => {
+  let harness: SagaHarness;
+  beforeAll(async () => {
+    harness = await startSagaHarness('order-saga');
+  });
+  afterAll(() => harness?.close());
+
+  it('happy path: the order is PAID, its stock deducted and its money captured, once', async () => {
+    const customerId = await createCustomer(harness, { balance: '100.00' });
+    const productId = await createProduct(harness, 5, '12.50');
+    const input = await placeOrder(harness, { customerId, lines: [{ productId, quantity: 2, unitPriceMinor: 1250 }] });
+
+    const handle = await startCreateOrder(harness, input);
+    const result = await handle.result();
+
+    expect(result).toMatchObject({ orderId: input.orderId, status: 'PAID' });
+    const order = await orderRow(harness, input.orderId);
+    expect(order).toMatchObject({ status: 'PAID', payment_id: result.paymentId, payment_reservation_id: result.paymentReservationId });
+    expect(await orderEvents(harness.order.db, input.orderId)).toEqual(['ORDER_CONFIRMED', 'ORDER_PAID']);
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 3, reserved: 0, available: 3 });
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '75.00', held: '0.00' }));
+    expect(await paymentsOf(harness, input.orderId)).toHaveLength(1);
+
+    const progress = await handle.query(getSagaProgressQuery);
+    expect(progress).toMatchObject({ state: 'COMPLETED', completedSteps: ['validateCustomer', 'tccPayment', 'markOrderPaid'], compensations: [] });
+    const described = await handle.describe();
+    expect(described.typedSearchAttributes.get(SEARCH_ATTRIBUTES.sagaState)).toBe('COMPLETED');
+    await recordHistory(harness, handle.workflowId, 'create-order-paid');
+    await recordHistory(harness, tccPaymentWorkflowId(input.orderId), 'tcc-payment-auto');
+  });
+
+  it('insufficient stock: FAILED with the reason, stock and account unchanged, no hold left', async () => {
+    const customerId = await createCustomer(harness, { balance: '100.00' });
+    const productId = await createProduct(harness, 1, '10.00');
+    const input = await placeOrder(harness, { customerId, lines: [{ productId, quantity: 2, unitPriceMinor: 1000 }] });
+
+    const handle = await startCreateOrder(harness, input);
+    expect(await failureTypeOf(handle.result())).toBe(FAILURE_TYPES.insufficientStock);
+
+    const order = await orderRow(harness, input.orderId);
+    expect(order.status).toBe('FAILED');
+    expect(order.failure_reason).toMatch(/^InsufficientStock/);
+    expect(await orderEvents(harness.order.db, input.orderId)).toEqual(['ORDER_FAILED']);
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 1, reserved: 0, available: 1 });
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '100.00', held: '0.00', available: '100.00' }));
+    expect(await paymentsOf(harness, input.orderId)).toHaveLength(0);
+
+    const progress = await handle.query(getSagaProgressQuery);
+    expect(progress.state).toBe('COMPENSATED');
+    expect(progress.failureReason).toMatch(/^InsufficientStock/);
+    expect(progress.compensations.map((c) => [c.step, c.outcome])).toEqual([
+      ['voidOrRefundPayment', 'COMPLETED'],
+      ['releaseOrRestockStock', 'COMPLETED'],
+    ]);
+    const child = await harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId)).query(getSagaProgressQuery);
+    expect(child.state).toBe('COMPENSATED');
+    expect(child.compensations.map((c) => c.step)).toEqual(['voidOrRefundPayment', 'releaseOrRestockStock']);
+    await recordHistory(harness, handle.workflowId, 'create-order-insufficient-stock');
+  });
+
+  it('insufficient funds: FAILED with the stock hold released', async () => {
+    const customerId = await createCustomer(harness, { balance: '5.00' });
+    const productId = await createProduct(harness, 4, '10.00');
+    const input = await placeOrder(harness, { customerId, lines: [{ productId, quantity: 1, unitPriceMinor: 1000 }] });
+
+    const handle = await startCreateOrder(harness, input);
+    expect(await failureTypeOf(handle.result())).toBe(FAILURE_TYPES.insufficientFunds);
+
+    expect(await orderRow(harness, input.orderId)).toMatchObject({ status: 'FAILED' });
+    expect((await orderRow(harness, input.orderId)).failure_reason).toMatch(/^InsufficientFunds/);
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 4, reserved: 0, available: 4 });
+    expect(await stockReservationStatuses(harness, input.orderId)).toEqual(['CANCELLED']);
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '5.00', held: '0.00' }));
+  });
+
+  it('inactive customer: FAILED before anything is reserved', async () => {
+    const customerId = await createCustomer(harness, { status: 'INACTIVE' });
+    const productId = await createProduct(harness, 4);
+    const input = await placeOrder(harness, { customerId, lines: [{ productId, quantity: 1, unitPriceMinor: 1000 }] });
+
+    const handle = await startCreateOrder(harness, input);
+    expect(await failureTypeOf(handle.result())).toBe(FAILURE_TYPES.customerInactive);
+
+    expect(await orderRow(harness, input.orderId)).toMatchObject({ status: 'FAILED' });
+    expect(await stockReservationStatuses(harness, input.orderId)).toEqual([]);
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 4, reserved: 0, available: 4 });
+    const progress = await handle.query(getSagaProgressQuery);
+    // Nothing was registered to undo: the customer check comes before any reservation.
+    expect(progress).toMatchObject({ state: 'COMPENSATED', completedSteps: ['markOrderFailed'], compensations: [] });
+  });
+
+  it('manual checkout confirmed by the update: AWAITING_CONFIRMATION, then PAID', async () => {
+    const customerId = await createCustomer(harness, { balance: '50.00' });
+    const productId = await createProduct(harness, 3);
+    const input = await placeOrder(harness, { customerId, confirmation: 'manual', holdTtlSeconds: 60, lines: [{ productId, quantity: 1, unitPriceMinor: 1000 }] });
+
+    const handle = await startCreateOrder(harness, input);
+    await waitForOrderStatus(harness, input.orderId, 'AWAITING_CONFIRMATION');
+    // Holding: stock reserved and money held, nothing taken yet.
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 3, reserved: 1, available: 2 });
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '50.00', held: '10.00' }));
+    const tcc = harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId));
+    expect((await tcc.query(getSagaProgressQuery)).currentStep).toBe('awaitCheckoutConfirmation');
+
+    expect(await tcc.executeUpdate(confirmCheckoutUpdate)).toEqual({ accepted: true });
+    await handle.result();
+    // A second decision changes nothing (the workflow is closed, or would answer accepted: false).
+    expect(await orderRow(harness, input.orderId)).toMatchObject({ status: 'PAID' });
+    expect(await orderEvents(harness.order.db, input.orderId)).toEqual(['ORDER_AWAITING_CONFIRMATION', 'ORDER_CONFIRMED', 'ORDER_PAID']);
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 2, reserved: 0, available: 2 });
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '40.00', held: '0.00' }));
+    await recordHistory(harness, tcc.workflowId, 'tcc-payment-manual-confirmed');
+  });
+
+  it('manual checkout left alone: everything is cancelled when the hold expires, on a durable timer', async () => {
+    const customerId = await createCustomer(harness, { balance: '50.00' });
+    const productId = await createProduct(harness, 3);
+    const input = await placeOrder(harness, { customerId, confirmation: 'manual', holdTtlSeconds: 2, lines: [{ productId, quantity: 2, unitPriceMinor: 1000 }] });
+
+    const handle = await startCreateOrder(harness, input);
+    expect(await failureTypeOf(handle.result())).toBe(FAILURE_TYPES.checkoutExpired);
+
+    expect(await orderRow(harness, input.orderId)).toMatchObject({ status: 'FAILED' });
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 3, reserved: 0, available: 3 });
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '50.00', held: '0.00' }));
+    const history = await harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId)).fetchHistory();
+    expect(history.events?.some((event) => event.timerFiredEventAttributes)).toBe(true);
+    await recordHistory(harness, tccPaymentWorkflowId(input.orderId), 'tcc-payment-manual-expired');
+  });
+
+  it('cancelling a PAID order: CANCELLED, stock restocked, money refunded', async () => {
+    const customerId = await createCustomer(harness, { balance: '100.00' });
+    const productId = await createProduct(harness, 5, '20.00');
+    const input = await placeOrder(harness, { customerId, lines: [{ productId, quantity: 2, unitPriceMinor: 2000 }] });
+    await (await startCreateOrder(harness, input)).result();
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '60.00' }));
+
+    const cancel = await startCancelOrder(harness, { orderId: input.orderId, reason: 'changed my mind' });
+    const result = await cancel.result();
+
+    expect(result).toMatchObject({ status: 'CANCELLED', cancelledFrom: 'PAID', stock: 'RESTOCKED' });
+    expect(result.refundId).toEqual(expect.any(String));
+    expect(await orderRow(harness, input.orderId)).toMatchObject({ status: 'CANCELLED', cancellation_reason: 'changed my mind' });
+    expect(await orderEvents(harness.order.db, input.orderId)).toEqual(['ORDER_CONFIRMED', 'ORDER_PAID', 'ORDER_CANCELLATION_REQUESTED', 'ORDER_CANCELLED']);
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 5, reserved: 0, available: 5 });
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '100.00', held: '0.00' }));
+    expect((await cancel.describe()).typedSearchAttributes.get(SEARCH_ATTRIBUTES.sagaState)).toBe('COMPLETED');
+    await recordHistory(harness, cancel.workflowId, 'cancel-order-paid');
+
+    // A second cancel is refused as a decision: the order is CANCELLED.
+    const again = harness.temporal.client.workflow.start('cancelOrder', {
+      taskQueue: harness.temporal.taskQueue,
+      workflowId: `${cancel.workflowId}-again`,
+      args: [{ orderId: input.orderId, reason: 'twice' }],
+    });
+    expect(await failureTypeOf((await again).result())).toBe(FAILURE_TYPES.orderNotCancellable);
+  });
+
+  it('cancelling while a manual checkout holds: createOrder is cancelled, holds released, order CANCELLED', async () => {
+    const customerId = await createCustomer(harness, { balance: '50.00' });
+    const productId = await createProduct(harness, 3);
+    const input = await placeOrder(harness, { customerId, confirmation: 'manual', holdTtlSeconds: 120, lines: [{ productId, quantity: 1, unitPriceMinor: 1000 }] });
+    const create = await startCreateOrder(harness, input);
+    await waitForOrderStatus(harness, input.orderId, 'AWAITING_CONFIRMATION');
+
+    const cancel = await startCancelOrder(harness, { orderId: input.orderId, reason: 'out of time' });
+    expect(await cancel.result()).toMatchObject({ status: 'CANCELLED', cancelledFrom: 'AWAITING_CONFIRMATION', refundId: null });
+
+    expect((await create.describe()).status.name).toBe('CANCELLED');
+    expect(await orderRow(harness, input.orderId)).toMatchObject({ status: 'CANCELLED' });
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 3, reserved: 0, available: 3 });
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '50.00', held: '0.00' }));
+    expect(await paymentsOf(harness, input.orderId)).toHaveLength(0);
+    // The late decision is refused: the checkout is over.
+    const tcc = harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId));
+    await expect(tcc.executeUpdate(confirmCheckoutUpdate)).rejects.toThrow();
+    expect((await tcc.query(getSagaProgressQuery)).state).toBe('COMPENSATED');
+  });
+
+  it('a checkout cancelled by the update compensates and fails with CheckoutCancelled', async () => {
+    const customerId = await createCustomer(harness, { balance: '50.00' });
+    const productId = await createProduct(harness, 3);
+    const input = await placeOrder(harness, { customerId, confirmation: 'manual', holdTtlSeconds: 120, lines: [{ productId, quantity: 1, unitPriceMinor: 1000 }] });
+    const create = await startCreateOrder(harness, input);
+    await waitForOrderStatus(harness, input.orderId, 'AWAITING_CONFIRMATION');
+
+    const tcc = harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId));
+    expect(await tcc.executeUpdate(cancelCheckoutUpdate, { args: [{ reason: 'customer declined' }] })).toEqual({ accepted: true });
+    expect(await failureTypeOf(create.result())).toBe(FAILURE_TYPES.checkoutCancelled);
+    expect(await orderRow(harness, input.orderId)).toMatchObject({ status: 'FAILED' });
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 3, reserved: 0, available: 3 });
+  });
+
+  it('50 concurrent orders for 10 units: exactly 10 PAID and 40 FAILED, stock never below zero', async () => {
+    const customerId = await createCustomer(harness, { balance: '10000.00' });
+    const productId = await createProduct(harness, 10, '1.00');
+    const inputs = await Promise.all(Array.from({ length: 50 }, () => placeOrder(harness, { customerId, lines: [{ productId, quantity: 1, unitPriceMinor: 100 }] })));
+
+    const handles = await Promise.all(inputs.map((input) => startCreateOrder(harness, input)));
+    const outcomes = await Promise.allSettled(handles.map((handle) => handle.result()));
+
+    expect(outcomes.filter((outcome) => outcome.status === 'fulfilled')).toHaveLength(10);
+    const statuses = await harness.order.db.selectFrom('orders').select(['status']).where('id', 'in', inputs.map((input) => input.orderId)).execute();
+    expect(statuses.filter((row) => row.status === 'PAID')).toHaveLength(10);
+    expect(statuses.filter((row) => row.status === 'FAILED')).toHaveLength(40);
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 0, reserved: 0, available: 0 });
+    // 10 captures of 1.00, nothing held for the 40 that failed.
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '9990.00', held: '0.00' }));
+  }, 240_000);
+});
+
+describe('a confirm that can never succeed', () => {
+  let harness: SagaHarness;
+  // Payment holds expire after 1s; the manual hold lasts longer, so the capture finds its hold expired.
+  beforeAll(async () => {
+    harness = await startSagaHarness('order-saga-expiry', { paymentOverrides: { RESERVATION_TTL_SECONDS: '1', RESERVATION_SWEEP_INTERVAL_MS: '200' } });
+  });
+  afterAll(() => harness?.close());
+
+  it('the confirmed stock is restocked, the expired hold stays released, nothing is captured', async () => {
+    const customerId = await createCustomer(harness, { balance: '50.00' });
+    const productId = await createProduct(harness, 3);
+    const input = await placeOrder(harness, { customerId, confirmation: 'manual', holdTtlSeconds: 60, lines: [{ productId, quantity: 2, unitPriceMinor: 1000 }] });
+    const create = await startCreateOrder(harness, input);
+    await waitForOrderStatus(harness, input.orderId, 'AWAITING_CONFIRMATION');
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+
+    const tcc = harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId));
+    expect(await tcc.executeUpdate(confirmCheckoutUpdate)).toEqual({ accepted: true });
+    expect(await failureTypeOf(create.result())).toBe(FAILURE_TYPES.reservationExpired);
+
+    const progress = await tcc.query(getSagaProgressQuery);
+    expect(progress.completedSteps).toContain('confirmStock');
+    expect(progress.compensations).toEqual([
+      { step: 'voidOrRefundPayment', outcome: 'COMPLETED' },
+      { step: 'releaseOrRestockStock', outcome: 'COMPLETED' },
+    ]);
+    expect(await orderRow(harness, input.orderId)).toMatchObject({ status: 'FAILED' });
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 3, reserved: 0, available: 3 });
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '50.00', held: '0.00' }));
+    expect(await paymentsOf(harness, input.orderId)).toHaveLength(0);
+  });
+});
