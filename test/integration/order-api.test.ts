@@ -5,7 +5,7 @@
  * polls, so they stay RUNNING exactly as started and can be inspected.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OrderStatus } from '../../db/order/schema';
@@ -218,6 +218,33 @@ describe('order API', () => {
       expect(await count('order_items')).toBe(0);
       expect(await service.db.selectFrom('outbox_events').select('id').where('event_type', '=', 'ORDER_CREATED').execute()).toEqual([]);
     });
+  });
+
+  it('503 DEPENDENCY_UNAVAILABLE when the product service accepts the connection but never answers', async () => {
+    // A product service that hangs (a stuck process): the price lookup must give up at HTTP_CLIENT_TIMEOUT_MS.
+    const sockets = new Set<Socket>();
+    const hung = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    const { port } = hung.address() as { port: number };
+    const slow = await startTestOrderService({
+      productUrl: `http://127.0.0.1:${port}`,
+      temporal,
+      taskQueue: temporal.taskQueue,
+      config: { HTTP_CLIENT_TIMEOUT_MS: '300' },
+      sharedDatabaseOf: service,
+    });
+    try {
+      const customerId = await createCustomer();
+      const before = await count('orders');
+      const response = await slow.app.inject({ method: 'POST', url: '/orders', payload: { customerId, items: [{ productId: randomUUID(), quantity: 1 }] } });
+      expect(response.statusCode).toBe(503);
+      expect(response.json()).toMatchObject({ error: { code: 'DEPENDENCY_UNAVAILABLE', details: { dependency: 'product-service', reason: 'no answer within 300 ms' } } });
+      expect(await count('orders')).toBe(before);
+    } finally {
+      await slow.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => hung.close(() => resolve()));
+    }
   });
 
   describe('reading orders', () => {

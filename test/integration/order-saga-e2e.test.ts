@@ -251,6 +251,27 @@ describe('order API end to end, with the saga worker', () => {
     expect(again.body.error.code).toBe('ORDER_NOT_CANCELLABLE');
   });
 
+  it('cancelling a manual checkout that is holding its reservations releases the stock and voids the hold', async () => {
+    const customerId = await customerWithAccount({ balance: '100.00' });
+    const productId = await createTestProduct(product, { stockQuantity: 4, price: '10.00' });
+    const placed = await post<{ id: string }>('/orders', { customerId, items: [{ productId, quantity: 3 }], confirmation: 'manual' });
+    await waitForStatus(placed.body.id, 'AWAITING_CONFIRMATION');
+    expect(await stockOf(product.db, productId)).toMatchObject({ reserved: 3 });
+
+    const cancel = await post<{ status: string; workflowId: string }>(`/orders/${placed.body.id}/cancel`, { reason: 'too slow to decide' });
+    expect(cancel.status).toBe(202);
+    expect(cancel.body.status).toBe('AWAITING_CONFIRMATION');
+    await waitForStatus(placed.body.id, 'CANCELLED');
+    expect(await stockOf(product.db, productId)).toEqual({ stock: 4, reserved: 0, available: 4 });
+    const account = await fetch(new URL(`/accounts/${customerId}`, payment.url), { headers: { authorization: `Bearer ${payment.token}` } });
+    expect(await account.json()).toMatchObject({ balance: '100.00', available: '100.00' });
+
+    // The order is no longer waiting: a late confirm is refused.
+    const late = await post<{ error: { code: string } }>(`/orders/${placed.body.id}/confirm`, {});
+    expect(late.status).toBe(409);
+    expect(late.body.error.code).toBe('ORDER_NOT_AWAITING_CONFIRMATION');
+  });
+
   it('an order accepted while Temporal is unreachable is committed PENDING, and the reconciler starts its saga, which completes', async () => {
     // A second instance of the order service, on the same database, whose Temporal is a port nothing listens on.
     const probe = createServer();
