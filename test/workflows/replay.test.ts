@@ -1,0 +1,42 @@
+/**
+ * Determinism: the histories under test/workflows/histories/ (recorded from real runs, see
+ * history-recorder.ts) must replay against today's workflows/ without a DeterminismViolationError.
+ * A change that breaks a running saga fails here before it reaches a worker. The second test proves
+ * this check can fail: an incompatible variant of tccPayment is caught.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { Worker } from '@temporalio/worker';
+import { DeterminismViolationError } from '@temporalio/workflow';
+import { describe, expect, it } from 'vitest';
+import { workflowsPath } from '../../workers/workflow-bundle';
+import { historiesDir, parseHistory } from './history-recorder';
+
+async function recordedHistories(): Promise<{ workflowId: string; history: ReturnType<typeof parseHistory> }[]> {
+  const files = (await readdir(historiesDir)).filter((file) => file.endsWith('.json')).sort();
+  return Promise.all(files.map(async (file) => ({ workflowId: file.replace(/\.json$/, ''), history: parseHistory(await readFile(`${historiesDir}${file}`, 'utf8')) })));
+}
+
+describe('workflow replay', () => {
+  it('every committed history replays against the current workflows', async () => {
+    const histories = await recordedHistories();
+    // The saga's main shapes: paid, declined, manual confirmed and expired, cancelled after payment.
+    expect(histories.map((h) => h.workflowId)).toEqual(
+      expect.arrayContaining(['create-order-paid', 'create-order-insufficient-stock', 'tcc-payment-auto', 'tcc-payment-manual-confirmed', 'tcc-payment-manual-expired', 'cancel-order-paid']),
+    );
+    const results: { workflowId: string; error?: unknown }[] = [];
+    for await (const result of Worker.runReplayHistories({ workflowsPath }, histories)) results.push(result);
+
+    expect(results).toHaveLength(histories.length);
+    for (const result of results) expect({ workflowId: result.workflowId, error: result.error }).toEqual({ workflowId: result.workflowId, error: undefined });
+  });
+
+  it('a workflow that schedules its activities in another order is caught as non-deterministic', async () => {
+    const [tcc] = (await recordedHistories()).filter((h) => h.workflowId === 'tcc-payment-auto');
+    const variant = fileURLToPath(new URL('../fixtures/nondeterministic-workflows.ts', import.meta.url));
+
+    const replay = Worker.runReplayHistory({ workflowsPath: variant }, tcc!.history, tcc!.workflowId);
+
+    await expect(replay).rejects.toBeInstanceOf(DeterminismViolationError);
+  });
+});
