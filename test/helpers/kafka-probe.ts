@@ -34,9 +34,20 @@ export async function positionGroupAtEnd(kafka: Kafka, groupId: string, topics: 
   }
 }
 
-export async function startKafkaProbe(kafka: Kafka, topics: readonly string[], keep: (message: ProbedMessage) => boolean): Promise<KafkaProbe> {
-  const groupId = `test-probe-${randomUUID()}`;
-  await positionGroupAtEnd(kafka, groupId, topics);
+/**
+ * `groupId`: a group already positioned with positionGroupAtEnd (a probe that must see what was
+ * sent while it could not yet connect); by default a new group positioned now.
+ */
+export async function startKafkaProbe(
+  kafka: Kafka,
+  topics: readonly string[],
+  keep: (message: ProbedMessage) => boolean,
+  { groupId }: { groupId?: string } = {},
+): Promise<KafkaProbe> {
+  if (!groupId) {
+    groupId = `test-probe-${randomUUID()}`;
+    await positionGroupAtEnd(kafka, groupId, topics);
+  }
   const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false });
   const messages: ProbedMessage[] = [];
   await consumer.connect();

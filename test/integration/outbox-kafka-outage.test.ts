@@ -1,0 +1,75 @@
+/**
+ * Kafka stops while services keep committing: the events wait as PENDING (none is dead-lettered
+ * for the broker's absence), the relay's failures show on its workflow, and once Kafka is back
+ * every event is delivered, each aggregate in commit order. Stops the shared broker for a few
+ * seconds and always starts it again.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TOPICS } from '../../services/shared/kafka';
+import { eventually, positionGroupAtEnd, startKafkaProbe, type KafkaProbe } from '../helpers/kafka-probe';
+import { commitOrderEvent, startRelayHarness, type RelayHarness } from '../helpers/outbox-relay';
+
+const stackScript = fileURLToPath(new URL('../../infra/stack.sh', import.meta.url));
+const kafkaCtl = (action: 'start' | 'stop') => execFileSync('bash', [stackScript, action, 'kafka'], { stdio: 'inherit', timeout: 120_000 });
+
+describe('outbox relay while Kafka is down', () => {
+  let relay: RelayHarness;
+  let probe: KafkaProbe | undefined;
+
+  beforeAll(async () => {
+    relay = await startRelayHarness('outbox-outage', { OUTBOX_MAX_RETRIES: '2' });
+  });
+  afterAll(async () => {
+    await probe?.stop();
+    await relay?.close();
+  });
+
+  it('keeps events PENDING through the outage and delivers all of them, in order, after Kafka restarts', { timeout: 300_000 }, async () => {
+    const workflowId = await relay.startRelay();
+    const aggregates: string[] = [randomUUID(), randomUUID(), randomUUID()];
+    const probeGroup = `test-probe-${randomUUID()}`;
+    await positionGroupAtEnd(relay.kafka, probeGroup, [TOPICS.orderEvents]);
+    // The relay is up and publishing before the outage.
+    const before = await commitOrderEvent(relay.db, aggregates[0]!);
+    await eventually(async () => {
+      const row = await relay.db.selectFrom('outbox_events').select('status').where('event_id', '=', before.eventId).executeTakeFirstOrThrow();
+      return row.status === 'PUBLISHED' ? true : undefined;
+    }, 15_000, 'the first event to be published');
+
+    const written = new Map<string, string[]>(aggregates.map((id) => [id, id === aggregates[0] ? [before.eventId] : []]));
+    kafkaCtl('stop');
+    try {
+      for (let i = 0; i < 4; i++) {
+        for (const orderId of aggregates) written.get(orderId)!.push((await commitOrderEvent(relay.db, orderId)).eventId);
+      }
+      // Several relay attempts fail meanwhile; Temporal retries the activity and shows why.
+      const handle = relay.temporal.client.workflow.getHandle(workflowId);
+      const pending = await eventually(async () => {
+        const activity = (await handle.describe()).raw.pendingActivities?.[0];
+        return activity && (activity.attempt ?? 0) >= 3 ? activity : undefined;
+      }, 60_000, 'the relay activity to be retrying');
+      expect(pending.lastFailure?.message).toMatch(/Kafka/);
+      const rows = await relay.db.selectFrom('outbox_events').select(['status']).where('event_id', '<>', before.eventId).execute();
+      expect(rows).toHaveLength(12);
+      expect(rows.every((row) => row.status === 'PENDING')).toBe(true);
+    } finally {
+      kafkaCtl('start');
+    }
+
+    await eventually(async () => {
+      const rows = await relay.db.selectFrom('outbox_events').select('status').execute();
+      return rows.every((row) => row.status === 'PUBLISHED') ? true : undefined;
+    }, 120_000, 'every event PUBLISHED after the restart', 500);
+    probe = await startKafkaProbe(relay.kafka, [TOPICS.orderEvents], (m) => m.key !== null && aggregates.includes(m.key), { groupId: probeGroup });
+    const messages = await probe.waitFor((all) => new Set(all.map((m) => m.headers['event-id'])).size >= 13, 60_000);
+    for (const orderId of aggregates) {
+      const ids = messages.filter((m) => m.key === orderId).map((m) => m.headers['event-id']);
+      expect(ids).toEqual(written.get(orderId));
+    }
+    const failed = await relay.db.selectFrom('outbox_events').select('id').where('status', '=', 'FAILED').execute();
+    expect(failed).toEqual([]);
+  });
+});
