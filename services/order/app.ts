@@ -1,6 +1,7 @@
 /** Order service (8084): customers and the order API; starts and queries the order sagas on Temporal. */
 import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
+import { sagaTimeoutsFor } from '../../workflows/order-contract';
 import { peerServiceCheck, postgresCheck, redisCheck, temporalCheck } from '../shared/health-checks';
 import { buildServiceApp } from '../shared/http/app';
 import { idempotencyPlugin } from '../shared/http/idempotency-plugin';
@@ -19,7 +20,12 @@ export type OrderAppDependencies = Omit<ServiceContext<'order'>, 'logger'> & {
 
 /** The saga client the app uses; main.ts shares it with the reconciler. */
 export function orderSagasFor(temporal: Client, config: OrderAppDependencies['config']): OrderSagas {
-  return createOrderSagas({ client: temporal, config, callTimeoutMs: config.HTTP_CLIENT_TIMEOUT_MS });
+  return createOrderSagas({
+    client: temporal,
+    config,
+    callTimeoutMs: config.HTTP_CLIENT_TIMEOUT_MS,
+    sagaTimeouts: sagaTimeoutsFor(config.HTTP_CLIENT_TIMEOUT_MS),
+  });
 }
 
 export async function buildOrderApp({ config, db, redis, logger, metrics, temporal }: OrderAppDependencies) {

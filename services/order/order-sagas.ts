@@ -25,6 +25,7 @@ import {
   type CreateOrderInput,
   type SagaProgress,
   type SagaState,
+  type SagaTimeouts,
 } from '../../workflows/order-contract';
 import type { Config } from '../shared/config';
 import { ApiError } from '../shared/errors';
@@ -65,8 +66,10 @@ export interface OrderSagas {
 export interface OrderSagasOptions {
   client: Client;
   config: Pick<Config, 'TEMPORAL_TASK_QUEUE' | 'TEMPORAL_UI_URL'>;
-  /** How long a query or update may wait for the worker before the request gives up. */
+  /** How long a Temporal call (start, describe, query, update) may take before the request gives up. */
   callTimeoutMs?: number;
+  /** Activity timeouts and retry bounds the sagas run with (from configuration); the workflow's defaults when absent. */
+  sagaTimeouts?: SagaTimeouts;
 }
 
 /** Temporal not answering (down, overloaded, no worker for an update) is ours to report, as 503. */
@@ -81,7 +84,7 @@ function isSagaState(value: unknown): value is SagaState {
   return typeof value === 'string' && (SAGA_STATES as readonly string[]).includes(value);
 }
 
-export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: OrderSagasOptions): OrderSagas {
+export function createOrderSagas({ client, config, callTimeoutMs = 5_000, sagaTimeouts }: OrderSagasOptions): OrderSagas {
   const namespace = client.options.namespace;
   const withTimeout = <R>(fn: () => Promise<R>) => client.withDeadline(Date.now() + callTimeoutMs, fn);
 
@@ -92,7 +95,7 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: Orde
         await withTimeout(() => client.workflow.start<typeof createOrder>(CREATE_ORDER_WORKFLOW, {
           workflowId: createOrderWorkflowId(input.orderId),
           taskQueue: config.TEMPORAL_TASK_QUEUE,
-          args: [input],
+          args: [{ ...input, timeouts: input.timeouts ?? sagaTimeouts }],
           // One saga per order, ever: a second start (retry, reconciler, duplicate request) is refused by the server.
           workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
           typedSearchAttributes: [
@@ -114,7 +117,7 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: Orde
         await withTimeout(() => client.workflow.start<typeof cancelOrder>(CANCEL_ORDER_WORKFLOW, {
           workflowId,
           taskQueue: config.TEMPORAL_TASK_QUEUE,
-          args: [{ orderId: input.orderId, reason: input.reason }],
+          args: [{ orderId: input.orderId, reason: input.reason, timeouts: input.timeouts ?? sagaTimeouts }],
           // A cancel that failed (e.g. a participant down past its retries) may be asked for again; a running or completed one may not.
           workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
           typedSearchAttributes: [
