@@ -36,8 +36,6 @@ const envSchema = z.object({
   WORKER_METRICS_PORT: port.default(9464),
   /** The worker's own Prometheus registry (outbox relay, consumers); WORKER_METRICS_PORT is Temporal's. */
   WORKER_APP_METRICS_PORT: port.default(9465),
-  /** The worker's own Prometheus registry (outbox relay, consumers); WORKER_METRICS_PORT is Temporal's. */
-  WORKER_APP_METRICS_PORT: port.default(9465),
   /** Path of a prebuilt workflow bundle (see workers/workflow-bundle.ts); unset: bundle workflows/ at start-up. */
   OMS_WORKFLOW_BUNDLE: z.string().min(1).optional(),
 
@@ -73,8 +71,6 @@ const envSchema = z.object({
   OUTBOX_MAX_RETRIES: positiveInt.default(5),
   OUTBOX_POLL_INTERVAL_MS: positiveInt.default(1_000),
   OUTBOX_RETRY_BASE_MS: positiveInt.default(500),
-  /** Ceiling of the outbox's exponential backoff (a row retried while Kafka is down waits at most this long). */
-  OUTBOX_RETRY_MAX_MS: positiveInt.default(60_000),
   /** Ceiling of the outbox's exponential backoff (a row retried while Kafka is down waits at most this long). */
   OUTBOX_RETRY_MAX_MS: positiveInt.default(60_000),
   OUTBOX_RETENTION_HOURS: positiveInt.default(72),
