@@ -42,6 +42,9 @@ export async function createTestProductService({ overrides = {}, listen = false,
   const redis = createRedis(redisUrl ?? config.REDIS_URL);
   // A test that points at a closed port expects errors; they must not crash the process.
   redis.on('error', () => undefined);
+  // The stack's Redis is up: wait for the connection, so the first request does not meet a Redis
+  // that is still connecting (commands fail fast instead of queueing).
+  if (!redisUrl && redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
   const app = await buildProductApp({ config, db: database.db, redis, logger: false, metrics: createMetricsRegistry('product-service') });
   let url = '';
   if (listen) {

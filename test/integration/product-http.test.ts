@@ -22,8 +22,7 @@ describe('product service over HTTP', () => {
   it('listens on a free local port and reports its dependencies healthy', async () => {
     expect(service.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const health = await call('GET', '/health');
-    expect(health.status).toBe(200);
-    expect(await health.json()).toMatchObject({ service: 'product', status: 'UP' });
+    expect({ status: health.status, body: await health.json() }).toMatchObject({ status: 200, body: { service: 'product', status: 'UP' } });
     const docs = await call('GET', '/docs/');
     expect(docs.status).toBe(200);
     expect(docs.headers.get('content-type')).toContain('text/html');
