@@ -1,0 +1,235 @@
+/**
+ * The order timeline consumer on the real broker and a fresh order database: each event applied
+ * once however often it arrives, bad messages dead-lettered (never dropped, never blocking the
+ * partition), and GET /orders/:id/events showing the result in the order things happened.
+ */
+import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import type { Kafka, Producer } from 'kafkajs';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EventEnvelope, EventType } from '../../services/shared/events';
+import { buildServiceApp, type ServiceApp } from '../../services/shared/http/app';
+import { createKafka, TOPICS } from '../../services/shared/kafka';
+import { createMetricsRegistry } from '../../services/shared/metrics';
+import { createConsumerMetrics } from '../../services/shared/outbox-relay-metrics';
+import { eventHeaders, topicForEventType } from '../../services/shared/outbox-relay';
+import { orderTimelineRoutes } from '../../services/order/timeline';
+import { ORDER_TIMELINE_TOPICS, startOrderTimelineConsumer, type RunningConsumer } from '../../workers/order-events-consumer';
+import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { eventually, positionGroupAtEnd, startKafkaProbe, type KafkaProbe } from '../helpers/kafka-probe';
+import { testConfig } from '../helpers/stack';
+
+const AGGREGATE_TYPES: Record<string, string> = { ORDER: 'ORDER', STOCK: 'STOCK_RESERVATION', PAYMENT: 'PAYMENT' };
+
+function envelope(eventType: EventType, orderId: string, payload: Record<string, unknown>, timestamp = new Date().toISOString()): EventEnvelope {
+  return {
+    eventId: randomUUID(),
+    eventType,
+    aggregateType: AGGREGATE_TYPES[eventType.split('_')[0]!]!,
+    aggregateId: orderId,
+    timestamp,
+    version: 1,
+    correlationId: orderId,
+    payload: { orderId, ...payload },
+  };
+}
+
+describe('order timeline consumer', () => {
+  let database: TestDatabase<'order'>;
+  let kafka: Kafka;
+  let producer: Producer;
+  let consumer: RunningConsumer;
+  let dlq: KafkaProbe;
+  let registry: Registry;
+  let app: ServiceApp;
+  const logs: Record<string, unknown>[] = [];
+  const ours = new Set<string>();
+  const groupId = `test-timeline-${randomUUID()}`;
+
+  /** Sends as the relay does: to the routed topic, keyed by aggregate, with the event headers. */
+  async function deliver(event: EventEnvelope, value: string = JSON.stringify(event)): Promise<void> {
+    ours.add(event.aggregateId);
+    await producer.send({
+      topic: topicForEventType(event.eventType),
+      acks: -1,
+      messages: [
+        {
+          key: event.aggregateId,
+          value,
+          headers: eventHeaders({
+            event_id: event.eventId,
+            event_type: event.eventType,
+            aggregate_type: event.aggregateType,
+            aggregate_id: event.aggregateId,
+            correlation_id: event.correlationId,
+            created_at: new Date(event.timestamp),
+          }),
+        },
+      ],
+    });
+  }
+
+  const outcomeCount = async (outcome: string) => {
+    const metric = await registry.getSingleMetric('oms_consumer_events_total')!.get();
+    return metric.values.filter((v) => v.labels.outcome === outcome).reduce((sum, v) => sum + v.value, 0);
+  };
+  const timelineRows = (orderId: string) => database.db.selectFrom('order_events').selectAll().where('order_id', '=', orderId).execute();
+
+  beforeAll(async () => {
+    const config = testConfig();
+    database = await createTestDatabase('order');
+    kafka = createKafka(config, 'test-timeline');
+    producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    registry = new Registry();
+    dlq = await startKafkaProbe(kafka, [TOPICS.deadLetters], (m) => m.key !== null && ours.has(m.key));
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
+        done();
+      },
+    });
+    // A new group starts at the current end of the shared topics, not at their history.
+    await positionGroupAtEnd(kafka, groupId, ORDER_TIMELINE_TOPICS);
+    consumer = await startOrderTimelineConsumer({
+      kafka,
+      db: database.db,
+      logger: pino({ level: 'info' }, sink),
+      metrics: createConsumerMetrics(registry),
+      groupId,
+      maxAttempts: 3,
+      retryDelayMs: 20,
+      fromBeginning: false,
+    });
+    app = await buildServiceApp({ service: 'order', description: 'timeline test', logger: false, metrics: createMetricsRegistry('test'), healthChecks: [] });
+    await app.register(orderTimelineRoutes, { db: database.db });
+  });
+  afterAll(async () => {
+    await consumer?.stop();
+    await dlq?.stop();
+    await producer?.disconnect();
+    await app?.close();
+    await database?.destroy();
+  });
+
+  it('applies an event delivered twice only once', async () => {
+    const orderId = randomUUID();
+    const event = envelope('ORDER_CONFIRMED', orderId, {});
+    const duplicatesBefore = await outcomeCount('duplicate');
+    await deliver(event);
+    await deliver(event);
+    await eventually(async () => ((await outcomeCount('duplicate')) > duplicatesBefore ? true : undefined), 30_000, 'the second delivery to be handled');
+
+    expect(await timelineRows(orderId)).toHaveLength(1);
+    const inbox = await database.db.selectFrom('processed_events').selectAll().where('event_id', '=', event.eventId).execute();
+    expect(inbox).toEqual([expect.objectContaining({ consumer: groupId, event_type: 'ORDER_CONFIRMED' })]);
+    const received = logs.filter((line) => line.msg === 'EVENT_RECEIVED' && line.eventId === event.eventId);
+    expect(received).toHaveLength(2);
+    expect(received[0]).toMatchObject({ eventType: 'ORDER_CONFIRMED', aggregateId: orderId, correlationId: orderId, topic: TOPICS.orderEvents });
+    const lag = await registry.getSingleMetricAsString('oms_consumer_lag');
+    expect(lag).toMatch(new RegExp(`oms_consumer_lag\\{group="${groupId}",topic="oms.orders.events",partition="\\d+"\\} \\d+`));
+  });
+
+  it('dead-letters messages it cannot parse, with why and where from, and moves on past them', async () => {
+    const orderId = randomUUID();
+    const notJson = envelope('ORDER_CONFIRMED', orderId, {});
+    const wrongShape = envelope('ORDER_FAILED', orderId, {}); // ORDER_FAILED needs a reason
+    const good = envelope('ORDER_CONFIRMED', orderId, {});
+    await deliver(notJson, '{"eventId": not json');
+    await deliver(wrongShape);
+    await deliver(good); // same key, same partition: it is behind the two bad ones
+
+    await eventually(async () => ((await timelineRows(orderId)).length === 1 ? true : undefined), 30_000, 'the good event after the bad ones');
+    const letters = await dlq.waitFor((all) => all.filter((m) => m.key === orderId).length >= 2);
+    const [first, second] = letters.filter((m) => m.key === orderId);
+    expect(first!.headers).toMatchObject({
+      'dlq-error-type': 'INVALID_JSON',
+      'dlq-source': `consumer:${groupId}`,
+      'dlq-original-topic': TOPICS.orderEvents,
+      'event-id': notJson.eventId,
+    });
+    expect(first!.value).toBe('{"eventId": not json');
+    expect(first!.headers['dlq-original-offset']).toMatch(/^\d+$/);
+    expect(second!.headers).toMatchObject({ 'dlq-error-type': 'INVALID_EVENT', 'event-id': wrongShape.eventId });
+    expect(second!.headers['dlq-reason']).toMatch(/reason/);
+
+    // The group's committed position is past all three: a restart would not see them again.
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const partition = Number(first!.headers['dlq-original-partition']);
+      const [committed] = await admin.fetchOffsets({ groupId, topics: [TOPICS.orderEvents] });
+      const offset = committed!.partitions.find((p) => p.partition === partition)!.offset;
+      expect(BigInt(offset)).toBeGreaterThan(BigInt(first!.headers['dlq-original-offset']!) + 2n);
+    } finally {
+      await admin.disconnect();
+    }
+  });
+
+  it('dead-letters an event whose handling keeps failing, and applies nothing of it', async () => {
+    // order_events.order_id is VARCHAR(100): this valid event can never be stored.
+    const orderId = `order-${'9'.repeat(120)}`;
+    const event = envelope('PAYMENT_FAILED', orderId, { reservationId: null, reason: 'declined', errorCode: 'DECLINED' });
+    await deliver(event);
+    const letters = await dlq.waitFor((all) => all.some((m) => m.headers['event-id'] === event.eventId));
+    expect(letters.find((m) => m.headers['event-id'] === event.eventId)!.headers).toMatchObject({
+      'dlq-error-type': 'HANDLER_FAILED',
+      'dlq-original-topic': TOPICS.paymentEvents,
+      'event-type': 'PAYMENT_FAILED',
+    });
+    expect(await database.db.selectFrom('processed_events').select('event_id').where('event_id', '=', event.eventId).execute()).toEqual([]);
+  });
+
+  it('GET /orders/:id/events returns the timeline from every topic, ordered by when events occurred', async () => {
+    const customerId = randomUUID();
+    const orderId = randomUUID();
+    await database.db.insertInto('customers').values({ id: customerId, name: 'Grace', email: `${customerId}@example.com` }).execute();
+    await database.db
+      .insertInto('orders')
+      .values({
+        id: orderId,
+        customer_id: customerId,
+        total_minor: 1250,
+        currency: 'EUR',
+        payment_method: 'card',
+        confirmation_mode: 'auto',
+        workflow_id: `order-${orderId}`,
+        failure_reason: null,
+        payment_reservation_id: null,
+        payment_id: null,
+        cancellation_reason: null,
+      })
+      .execute();
+    const at = (second: number) => new Date(Date.UTC(2026, 0, 1, 12, 0, second)).toISOString();
+    const reserved = envelope('STOCK_CONFIRMED', orderId, { items: [{ productId: randomUUID(), quantity: 1 }] }, at(2));
+    const paid = envelope('PAYMENT_COMPLETED', orderId, {
+      paymentId: randomUUID(), reservationId: randomUUID(), amount: '12.50', currency: 'EUR', transactionId: 'tx-1', paymentMethod: 'card',
+    }, at(3));
+    const confirmed = envelope('ORDER_CONFIRMED', orderId, {}, at(1));
+    // Arrival order differs from occurrence order (three topics, no ordering between them).
+    for (const event of [paid, reserved, confirmed]) await deliver(event);
+    await eventually(async () => ((await timelineRows(orderId)).length === 3 ? true : undefined), 30_000, 'three timeline rows');
+
+    const response = await app.inject({ method: 'GET', url: `/orders/${orderId}/events` });
+    expect(response.statusCode).toBe(200);
+    const body = response.json<{ orderId: string; events: { eventId: string; eventType: string; topic: string; occurredAt: string; payload: Record<string, unknown> }[] }>();
+    expect(body.orderId).toBe(orderId);
+    expect(body.events.map((e) => [e.eventType, e.topic, e.occurredAt])).toEqual([
+      ['ORDER_CONFIRMED', TOPICS.orderEvents, at(1)],
+      ['STOCK_CONFIRMED', TOPICS.productEvents, at(2)],
+      ['PAYMENT_COMPLETED', TOPICS.paymentEvents, at(3)],
+    ]);
+    expect(body.events[2]!.payload).toMatchObject({ orderId, amount: '12.50' });
+  });
+
+  it('answers 404 for an unknown order and 400 for a malformed id', async () => {
+    const missing = await app.inject({ method: 'GET', url: `/orders/${randomUUID()}/events` });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json()).toMatchObject({ error: { code: 'ORDER_NOT_FOUND' } });
+    const malformed = await app.inject({ method: 'GET', url: '/orders/not-a-uuid/events' });
+    expect(malformed.statusCode).toBe(400);
+    expect(malformed.json()).toHaveProperty('error.code');
+  });
+});
