@@ -65,6 +65,8 @@ start_app() {
   fi
   mkdir -p "$OMS_RUN_DIR" "$OMS_LOG_DIR"
   if [[ -z $pid ]]; then
+    # A fresh log per start: readiness greps it, and must not find the previous run's lines.
+    [[ -f $(logfile "$app") ]] && mv -f "$(logfile "$app")" "$(logfile "$app").1"
     (cd "$REPO" && spawn "$(pidfile "$app")" "$(logfile "$app")" node --import tsx "$(entry_point "$app")")
     pid="$(read_pid "$(pidfile "$app")")"
   fi
