@@ -1,0 +1,174 @@
+/**
+ * Operator commands for the order sagas (`./oms saga ...`):
+ *
+ *   list [--state STATE] [--customer ID] [--limit N]   sagas by SagaState / customer (visibility query)
+ *   describe ORDER_ID                                  createOrder, tccPayment and cancelOrder of an
+ *                                                      order: status, progress query, Web UI links
+ *   reset WORKFLOW_ID [--to first|last] [--reason R]   `temporal workflow reset` of one saga, after
+ *                                                      printing what it will do (--yes to run it)
+ *
+ * When to reset: a saga that gave up on a transient fault (SagaState FAILED: a compensation or a
+ * cancellation step ran out of retries while a participant was down). Every saga step is
+ * idempotent by order id (conditional order transitions, TCC barriers, one refund per order),
+ * so re-running from the first workflow task repeats nothing that already took effect: `--to
+ * first` is the safe default. `--to last` only retries the last workflow task (a bug fixed by a
+ * deploy). A declined order (COMPENSATED, FAILED order with a business reason) needs no reset.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import { loadConfig } from '../../services/shared/config';
+import {
+  cancelOrderWorkflowId,
+  createOrderWorkflowId,
+  getSagaProgressQuery,
+  SAGA_STATES,
+  SEARCH_ATTRIBUTES,
+  tccPaymentWorkflowId,
+  type SagaState,
+} from '../../workflows/order-contract';
+
+const USAGE = `usage:
+  ./oms saga list [--state ${SAGA_STATES.join('|')}] [--customer ID] [--limit N]
+  ./oms saga describe ORDER_ID
+  ./oms saga reset WORKFLOW_ID [--to first|last] [--reason TEXT] [--yes]`;
+
+class UsageError extends Error {}
+
+/** Visibility query for `list`; values are quoted as Temporal's SQL-like syntax expects. */
+function sagaListQuery({ state, customerId }: { state?: string; customerId?: string }): string {
+  const clauses = [`WorkflowType IN ('createOrder', 'cancelOrder', 'tccPayment')`];
+  if (state !== undefined) {
+    if (!SAGA_STATES.includes(state as SagaState)) throw new UsageError(`--state must be one of ${SAGA_STATES.join(', ')}`);
+    clauses.push(`${SEARCH_ATTRIBUTES.sagaState.name}='${state}'`);
+  }
+  if (customerId !== undefined) clauses.push(`${SEARCH_ATTRIBUTES.customerId.name}='${customerId.replace(/'/g, "''")}'`);
+  return clauses.join(' AND ');
+}
+
+function temporalCli(): string {
+  const tools = process.env.OMS_TOOLS_DIR ?? join(homedir(), '.cache', 'oms');
+  const bundled = join(tools, 'bin', 'temporal');
+  return existsSync(bundled) ? bundled : 'temporal';
+}
+
+async function list(client: Client, args: string[], uiUrl: string, namespace: string): Promise<void> {
+  const { values } = parseArgs({ args, options: { state: { type: 'string' }, customer: { type: 'string' }, limit: { type: 'string', default: '50' } } });
+  const limit = Number(values.limit);
+  if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a positive integer');
+  const query = sagaListQuery({ state: values.state, customerId: values.customer });
+  console.log(`query: ${query}`);
+  let count = 0;
+  for await (const workflow of client.workflow.list({ query, pageSize: limit })) {
+    const attributes = workflow.typedSearchAttributes;
+    console.log(
+      [
+        workflow.workflowId.padEnd(60),
+        workflow.type.padEnd(12),
+        workflow.status.name.padEnd(11),
+        String(attributes.get(SEARCH_ATTRIBUTES.sagaState) ?? '-').padEnd(13),
+        workflow.startTime.toISOString(),
+        `${uiUrl}/namespaces/${namespace}/workflows/${encodeURIComponent(workflow.workflowId)}`,
+      ].join(' '),
+    );
+    if (++count >= limit) break;
+  }
+  if (count === 0) console.log('no sagas match');
+}
+
+async function describe(client: Client, args: string[], uiUrl: string, namespace: string): Promise<void> {
+  const [orderId] = args;
+  if (!orderId) throw new UsageError('describe needs an ORDER_ID');
+  for (const workflowId of [createOrderWorkflowId(orderId), tccPaymentWorkflowId(orderId), cancelOrderWorkflowId(orderId)]) {
+    const handle = client.workflow.getHandle(workflowId);
+    try {
+      const description = await handle.describe();
+      // A closed saga's query is answered by a worker replaying it, so it needs the worker running.
+      const progress = await handle
+        .query(getSagaProgressQuery)
+        .catch((error: unknown) => ({ unavailable: `${String(error)} (is a worker polling ${description.taskQueue}?)` }));
+      console.log(
+        JSON.stringify(
+          {
+            workflowId,
+            runId: description.runId,
+            type: description.type,
+            status: description.status.name,
+            sagaState: description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.sagaState) ?? null,
+            startTime: description.startTime,
+            closeTime: description.closeTime ?? null,
+            progress,
+            webUi: `${uiUrl}/namespaces/${namespace}/workflows/${encodeURIComponent(workflowId)}/${description.runId}/history`,
+          },
+          null,
+          2,
+        ),
+      );
+    } catch (error) {
+      if (!(error instanceof WorkflowNotFoundError)) throw error;
+      console.log(JSON.stringify({ workflowId, status: 'NOT_STARTED' }));
+    }
+  }
+}
+
+function reset(args: string[], config: ReturnType<typeof loadConfig>): void {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { to: { type: 'string', default: 'first' }, reason: { type: 'string', default: 'operator retry of a failed saga' }, yes: { type: 'boolean', default: false } },
+  });
+  const [workflowId] = positionals;
+  if (!workflowId) throw new UsageError('reset needs a WORKFLOW_ID (see ./oms saga list)');
+  const type = { first: 'FirstWorkflowTask', last: 'LastWorkflowTask' }[values.to ?? 'first'];
+  if (!type) throw new UsageError('--to must be first or last');
+  const command = [
+    temporalCli(),
+    'workflow',
+    'reset',
+    '--address',
+    config.TEMPORAL_ADDRESS,
+    '--namespace',
+    config.TEMPORAL_NAMESPACE,
+    '--workflow-id',
+    workflowId,
+    '--type',
+    type,
+    '--reason',
+    values.reason ?? '',
+  ];
+  console.log(`${values.yes ? 'running' : 'would run'}: ${command.map((part) => (/\s/.test(part) ? `'${part}'` : part)).join(' ')}`);
+  console.log(
+    type === 'FirstWorkflowTask'
+      ? 'The saga re-runs from its start; its steps are idempotent by order id, so effects that already happened are not repeated.'
+      : 'The last workflow task is retried; use after deploying a fix for a workflow task failure.',
+  );
+  if (!values.yes) {
+    console.log('add --yes to run it');
+    return;
+  }
+  const result = spawnSync(command[0]!, command.slice(1), { stdio: 'inherit' });
+  process.exitCode = result.status ?? 1;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...args] = argv;
+  const config = loadConfig();
+  if (command === 'reset') return reset(args, config);
+  if (command !== 'list' && command !== 'describe') throw new UsageError(command ? `unknown saga command '${command}'` : 'missing command');
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  try {
+    const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+    if (command === 'list') await list(client, args, config.TEMPORAL_UI_URL, config.TEMPORAL_NAMESPACE);
+    else await describe(client, args, config.TEMPORAL_UI_URL, config.TEMPORAL_NAMESPACE);
+  } finally {
+    await connection.close();
+  }
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  console.error(error instanceof UsageError ? `${error.message}\n${USAGE}` : error);
+  process.exitCode = error instanceof UsageError ? 2 : 1;
+});
