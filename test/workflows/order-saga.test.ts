@@ -239,6 +239,8 @@ describe('createOrder and tccPayment', () => {
     expect(statuses.filter((row) => row.status === 'PAID')).toHaveLength(10);
     expect(statuses.filter((row) => row.status === 'FAILED')).toHaveLength(40);
     expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 0, reserved: 0, available: 0 });
+    const confirmed = await harness.product.db.selectFrom('stock_reservations').select('order_id').where('product_id', '=', productId).where('status', '=', 'CONFIRMED').execute();
+    expect(confirmed).toHaveLength(10);
     // 10 captures of 1.00, nothing held for the 40 that failed.
     expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '9990.00', held: '0.00' }));
   }, 240_000);
@@ -274,5 +276,41 @@ describe('a confirm that can never succeed', () => {
     expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 3, reserved: 0, available: 3 });
     expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '50.00', held: '0.00' }));
     expect(await paymentsOf(harness, input.orderId)).toHaveLength(0);
+  });
+});
+
+describe('a participant that stays down', () => {
+  let harness: SagaHarness;
+  // The worker calls a closed port for payments: every payment call is refused (a transient fault).
+  beforeAll(async () => {
+    harness = await startSagaHarness('order-saga-down', { workerPaymentUrl: 'http://127.0.0.1:1' });
+  });
+  afterAll(() => harness?.close());
+
+  it('is retried up to the bound, then the saga compensates; the failed compensation is recorded and the rest still run', async () => {
+    const customerId = await createCustomer(harness, { balance: '50.00' });
+    const productId = await createProduct(harness, 3);
+    const input = await placeOrder(harness, { customerId, lines: [{ productId, quantity: 1, unitPriceMinor: 1000 }] });
+    input.timeouts = { ...input.timeouts!, maximumAttempts: 3, compensationMaximumAttempts: 2 };
+
+    const handle = await startCreateOrder(harness, input);
+    await expect(handle.result()).rejects.toBeInstanceOf(WorkflowFailedError);
+
+    const tcc = harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId));
+    const history = await tcc.fetchHistory();
+    const progress = await tcc.query(getSagaProgressQuery);
+    expect(progress.state).toBe('FAILED');
+    expect(progress.failureReason).toMatch(/fetch failed|ECONNREFUSED/);
+    expect(progress.compensations.map((c) => [c.step, c.outcome])).toEqual([
+      ['voidOrRefundPayment', 'FAILED'],
+      ['releaseOrRestockStock', 'COMPLETED'],
+    ]);
+    // The stock hold was released despite the payment compensation failing; the order says why it failed.
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 3, reserved: 0, available: 3 });
+    expect((await orderRow(harness, input.orderId)).failure_reason).toMatch(/fetch failed|ECONNREFUSED/);
+    expect((await handle.describe()).typedSearchAttributes.get(SEARCH_ATTRIBUTES.sagaState)).toBe('FAILED');
+    // The payment try failed on its third and last attempt: the bound held, then the saga moved on.
+    const attempts = (history.events ?? []).flatMap((event) => (event.activityTaskStartedEventAttributes ? [Number(event.activityTaskStartedEventAttributes.attempt)] : []));
+    expect(Math.max(...attempts)).toBe(3);
   });
 });

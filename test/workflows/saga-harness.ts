@@ -53,9 +53,11 @@ export interface HarnessOptions {
   paymentOverrides?: Record<string, string>;
   /** false: no in-process worker (a test runs its own, e.g. as a child process). */
   runWorker?: boolean;
+  /** Where the worker thinks the payment service is (a closed port simulates it being down). */
+  workerPaymentUrl?: string;
 }
 
-export async function startSagaHarness(suite: string, { productOverrides = {}, paymentOverrides = {}, runWorker = true }: HarnessOptions = {}): Promise<SagaHarness> {
+export async function startSagaHarness(suite: string, { productOverrides = {}, paymentOverrides = {}, runWorker = true, workerPaymentUrl }: HarnessOptions = {}): Promise<SagaHarness> {
   const temporal = await connectTestTemporal(suite);
   const [product, payment, order] = await Promise.all([
     startTestProductService(productOverrides),
@@ -73,7 +75,7 @@ export async function startSagaHarness(suite: string, { productOverrides = {}, p
       dependencies: {
         orderDb: order.db,
         products: createJsonHttpClient({ ...http, baseUrl: product.url }),
-        payments: createJsonHttpClient({ ...http, baseUrl: payment.url }),
+        payments: createJsonHttpClient({ ...http, baseUrl: workerPaymentUrl ?? payment.url }),
       },
     });
     const running = worker.run();
