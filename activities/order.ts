@@ -78,8 +78,10 @@ export function createOrderActivities({ db }: OrderActivitiesDependencies) {
           .returning(['total_minor', 'currency'])
           .executeTakeFirst();
         if (!updated) {
-          const status = await currentStatus(input.orderId);
-          return { applied: false, status };
+          const order = await trx.selectFrom('orders').select(['status', 'payment_id']).where('id', '=', input.orderId).executeTakeFirst();
+          if (!order) throw ApplicationFailure.nonRetryable(`order ${input.orderId} does not exist`, FAILURE_TYPES.orderNotFound);
+          // A retry of an attempt that committed: already PAID with this very payment.
+          return { applied: order.status === 'PAID' && order.payment_id === input.paymentId, status: order.status };
         }
         const event = { aggregateId: input.orderId, correlationId: input.orderId };
         await appendOutboxEvent(trx, { ...event, eventType: 'ORDER_CONFIRMED', payload: { orderId: input.orderId } });
