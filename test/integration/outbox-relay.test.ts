@@ -175,4 +175,17 @@ describe('outbox relay to Kafka', () => {
     expect(status.batches).toBeGreaterThan(0);
     expect((await handle.describe()).status.name).toBe('RUNNING');
   });
+
+  it('continues as new after its configured number of runs, carrying its totals', async () => {
+    const workflowId = await relay.startRelay({ runForMs: 300, runsBeforeContinueAsNew: 1 });
+    const handle = relay.temporal.client.workflow.getHandle(workflowId);
+    const firstRunId = (await handle.describe()).runId;
+    const totals = await eventually(async () => {
+      const description = await handle.describe();
+      if (description.runId === firstRunId) return undefined;
+      const status = await handle.query(getOutboxRelayStatusQuery);
+      return status.runs >= 2 ? status : undefined;
+    }, 30_000, 'a continued-as-new run with the earlier totals');
+    expect(totals.runs).toBeGreaterThanOrEqual(2);
+  });
 });
