@@ -6,6 +6,12 @@
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 
+/**
+ * Workflow type names, for starting the sagas by name (client.workflow.start(WORKFLOW_TYPES.createOrder,
+ * ...)) without importing a workflow body. Inputs and results are the types below.
+ */
+export const WORKFLOW_TYPES = { createOrder: 'createOrder', cancelOrder: 'cancelOrder', tccPayment: 'tccPayment' } as const;
+
 /** The createOrder saga of an order: one per order, a duplicate start is rejected. */
 export const createOrderWorkflowId = (orderId: string) => `order-${orderId}`;
 /** The cancelOrder saga of an order. */

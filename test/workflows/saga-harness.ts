@@ -15,6 +15,7 @@ import {
   cancelOrderWorkflowId,
   createOrderWorkflowId,
   SEARCH_ATTRIBUTES,
+  WORKFLOW_TYPES,
   type CancelOrderInput,
   type ConfirmationMode,
   type CreateOrderInput,
@@ -172,7 +173,7 @@ export async function placeOrder(
 
 /** Starts createOrder the way the order service does: id from the order id, duplicates rejected, searchable. */
 export function startCreateOrder(harness: SagaHarness, input: CreateOrderInput): Promise<WorkflowHandle<typeof createOrderWorkflow>> {
-  return harness.temporal.client.workflow.start<typeof createOrderWorkflow>('createOrder', {
+  return harness.temporal.client.workflow.start<typeof createOrderWorkflow>(WORKFLOW_TYPES.createOrder, {
     taskQueue: harness.temporal.taskQueue,
     workflowId: createOrderWorkflowId(input.orderId),
     workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
@@ -186,7 +187,7 @@ export function startCreateOrder(harness: SagaHarness, input: CreateOrderInput):
 }
 
 export function startCancelOrder(harness: SagaHarness, input: CancelOrderInput): Promise<WorkflowHandle<typeof cancelOrderWorkflow>> {
-  return harness.temporal.client.workflow.start<typeof cancelOrderWorkflow>('cancelOrder', {
+  return harness.temporal.client.workflow.start<typeof cancelOrderWorkflow>(WORKFLOW_TYPES.cancelOrder, {
     taskQueue: harness.temporal.taskQueue,
     workflowId: cancelOrderWorkflowId(input.orderId),
     workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
