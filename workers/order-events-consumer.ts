@@ -51,7 +51,10 @@ function isDatabaseUnavailable(error: unknown): boolean {
   const e = error as { code?: unknown; message?: unknown };
   const code = typeof e.code === 'string' ? e.code : '';
   if (/^(08|53|57P)/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND'].includes(code)) return true;
-  return typeof e.message === 'string' && /Connection terminated|connection timeout|Client has encountered a connection error/i.test(e.message);
+  return (
+    typeof e.message === 'string' &&
+    /Connection terminated|connection timeout|Client has encountered a connection error|not currently accepting connections/i.test(e.message)
+  );
 }
 
 const nextOffset = (offset: string) => (BigInt(offset) + 1n).toString();

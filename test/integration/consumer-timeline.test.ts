@@ -6,9 +6,12 @@
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type { Kafka, Producer } from 'kafkajs';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { OrderDatabase } from '../../db/order/schema';
 import type { EventEnvelope, EventType } from '../../services/shared/events';
 import { buildServiceApp, type ServiceApp } from '../../services/shared/http/app';
 import { createKafka, TOPICS } from '../../services/shared/kafka';
@@ -231,5 +234,58 @@ describe('order timeline consumer', () => {
     const malformed = await app.inject({ method: 'GET', url: '/orders/not-a-uuid/events' });
     expect(malformed.statusCode).toBe(400);
     expect(malformed.json()).toHaveProperty('error.code');
+  });
+});
+
+describe('order timeline consumer while order_db refuses connections', () => {
+  it('commits nothing and dead-letters nothing, then applies the event once the database is back', { timeout: 180_000 }, async () => {
+    const config = testConfig();
+    const database = await createTestDatabase('order');
+    // Our own pool, with an error listener: terminating its idle connections must not crash the test process.
+    const pool = new pg.Pool({ connectionString: database.url, max: 4 });
+    pool.on('error', () => undefined);
+    const db = new Kysely<OrderDatabase>({ dialect: new PostgresDialect({ pool }) });
+    const admin = new pg.Client({ connectionString: inject('stack').PG_ADMIN_URL });
+    await admin.connect();
+    const kafka = createKafka(config, 'test-timeline-outage');
+    const producer = kafka.producer();
+    const groupId = `test-timeline-outage-${randomUUID()}`;
+    const orderId = randomUUID();
+    const dlq = await startKafkaProbe(kafka, [TOPICS.deadLetters], (m) => m.key === orderId);
+    let consumer: RunningConsumer | undefined;
+    try {
+      await producer.connect();
+      await positionGroupAtEnd(kafka, groupId, ORDER_TIMELINE_TOPICS);
+      consumer = await startOrderTimelineConsumer({ kafka, db, logger: pino({ level: 'silent' }), metrics: createConsumerMetrics(new Registry()), groupId, fromBeginning: false, maxAttempts: 2, retryDelayMs: 20 });
+
+      await admin.query(`ALTER DATABASE ${database.name} ALLOW_CONNECTIONS false`);
+      await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [database.name]);
+      const event = envelope('ORDER_CONFIRMED', orderId, {});
+      const [sent] = await producer.send({ topic: TOPICS.orderEvents, acks: -1, messages: [{ key: orderId, value: JSON.stringify(event) }] });
+      // Long enough for several failed attempts and a consumer restart.
+      await new Promise((resolve) => setTimeout(resolve, 8_000));
+      expect(dlq.messages).toEqual([]);
+      const kafkaAdmin = kafka.admin();
+      await kafkaAdmin.connect();
+      const [committed] = await kafkaAdmin.fetchOffsets({ groupId, topics: [TOPICS.orderEvents] });
+      await kafkaAdmin.disconnect();
+      const position = committed!.partitions.find((p) => p.partition === sent!.partition)!.offset;
+      expect(BigInt(position)).toBeLessThanOrEqual(BigInt(sent!.baseOffset!));
+
+      await admin.query(`ALTER DATABASE ${database.name} ALLOW_CONNECTIONS true`);
+      await eventually(async () => {
+        const rows = await db.selectFrom('order_events').select('event_id').where('order_id', '=', orderId).execute();
+        return rows.length === 1 ? rows : undefined;
+      }, 120_000, 'the event applied after the database came back', 500);
+      expect(dlq.messages).toEqual([]);
+    } finally {
+      await admin.query(`ALTER DATABASE ${database.name} ALLOW_CONNECTIONS true`).catch(() => undefined);
+      await consumer?.stop();
+      await dlq.stop();
+      await producer.disconnect();
+      await admin.end();
+      await db.destroy();
+      await database.destroy();
+    }
   });
 });
