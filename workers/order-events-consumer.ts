@@ -143,9 +143,14 @@ export async function startOrderTimelineConsumer({
     }
   }
 
-  await producer.connect();
-  await consumer.connect();
-  await consumer.subscribe({ topics: [...ORDER_TIMELINE_TOPICS], fromBeginning });
+  try {
+    await producer.connect();
+    await consumer.connect();
+    await consumer.subscribe({ topics: [...ORDER_TIMELINE_TOPICS], fromBeginning });
+  } catch (error) {
+    await Promise.allSettled([consumer.disconnect(), producer.disconnect()]);
+    throw error;
+  }
   await consumer.run({
     autoCommit: false,
     eachBatchAutoResolve: false,

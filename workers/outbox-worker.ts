@@ -26,7 +26,7 @@ import {
   type OutboxRelayInput,
 } from '../workflows/outbox-relay-contract';
 import { serveAppMetrics } from './app-metrics';
-import { startOrderTimelineConsumer } from './order-events-consumer';
+import { startOrderTimelineConsumer, type RunningConsumer } from './order-events-consumer';
 import { workflowSource } from './workflow-bundle';
 
 export interface OutboxWorkerOptions {
@@ -104,7 +104,8 @@ export async function startEventRelayAndConsumers({ connection, config, identity
   const logger = pino(loggerOptions(config, 'oms-worker'));
   const registry = createMetricsRegistry('oms-worker');
   const kafka = createKafka(config, `${config.KAFKA_CLIENT_ID}-worker`);
-  await ensureTopics(kafka);
+  // Kafka being down must not keep the saga worker from starting: the relay waits for it on its own.
+  await ensureTopics(kafka).catch((error: unknown) => logger.warn({ err: String(error) }, 'could not ensure Kafka topics; continuing'));
   const { sources, close: closeSources } = openOutboxSources(config);
   const worker = await createOutboxWorker({ connection, config, identity, dependencies: buildOutboxRelayDependencies(config, { sources, kafka, logger, registry }) });
 
@@ -114,12 +115,27 @@ export async function startEventRelayAndConsumers({ connection, config, identity
   logger.info({ relays }, 'outbox relay workflows running');
 
   const orderDb = openServiceDatabase(config, 'order', 'oms-order-timeline');
-  const consumer = await startOrderTimelineConsumer({ kafka, db: orderDb, logger, metrics: createConsumerMetrics(registry) });
+  const consumerMetrics = createConsumerMetrics(registry);
+  let consumer: RunningConsumer | undefined;
+  let closing = false;
+  let retryTimer: NodeJS.Timeout | undefined;
+  const startConsumer = async (): Promise<void> => {
+    try {
+      consumer = await startOrderTimelineConsumer({ kafka, db: orderDb, logger, metrics: consumerMetrics });
+    } catch (error) {
+      if (closing) return;
+      logger.warn({ err: String(error) }, 'order timeline consumer could not start; retrying in 5 s');
+      retryTimer = setTimeout(() => void startConsumer(), 5_000);
+    }
+  };
+  await startConsumer();
   const stopMetrics = await serveAppMetrics(registry, config.HOST, config.WORKER_APP_METRICS_PORT);
   return {
     worker,
     close: async () => {
-      await consumer.stop();
+      closing = true;
+      clearTimeout(retryTimer);
+      await consumer?.stop();
       await stopMetrics();
       await orderDb.destroy();
       await closeSources();
