@@ -87,7 +87,8 @@ describe('order timeline consumer', () => {
     producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     await producer.connect();
     registry = new Registry();
-    dlq = await startKafkaProbe(kafka, [TOPICS.deadLetters], (m) => m.key !== null && ours.has(m.key));
+    // The dev stack's own timeline consumer reads the same topics and dead-letters our bad messages too: keep only ours.
+    dlq = await startKafkaProbe(kafka, [TOPICS.deadLetters], (m) => m.key !== null && ours.has(m.key) && m.headers['dlq-source'] === `consumer:${groupId}`);
     const sink = new Writable({
       write(chunk: Buffer, _encoding, done) {
         for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
@@ -251,7 +252,7 @@ describe('order timeline consumer while order_db refuses connections', () => {
     const producer = kafka.producer();
     const groupId = `test-timeline-outage-${randomUUID()}`;
     const orderId = randomUUID();
-    const dlq = await startKafkaProbe(kafka, [TOPICS.deadLetters], (m) => m.key === orderId);
+    const dlq = await startKafkaProbe(kafka, [TOPICS.deadLetters], (m) => m.key === orderId && m.headers['dlq-source'] === `consumer:${groupId}`);
     let consumer: RunningConsumer | undefined;
     try {
       await producer.connect();
