@@ -38,13 +38,17 @@ describe('retryDelayMs', () => {
 });
 
 describe('classifyPublishFailure', () => {
-  const tooLarge = new KafkaJSProtocolError({ type: 'MESSAGE_TOO_LARGE', code: 10, retriable: false, message: 'too large' });
-  const notLeader = new KafkaJSProtocolError({ type: 'NOT_LEADER_FOR_PARTITION', code: 6, retriable: true, message: 'not leader' });
+  // kafkajs builds protocol errors from its error-code table entries; its typings only admit an Error.
+  const protocolError = (type: string, retriable: boolean) => new KafkaJSProtocolError(Object.assign(new Error(type), { type, retriable }));
+  const tooLarge = protocolError('MESSAGE_TOO_LARGE', false);
+  const notLeader = protocolError('NOT_LEADER_FOR_PARTITION', true);
+  // What kafkajs's retrier throws when it bails on a non-retriable error: the original as the cause.
+  const bailed = Object.assign(new KafkaJSNonRetriableError(tooLarge), { cause: tooLarge });
 
   it('blames the event when the broker refused it for good, even wrapped by the retrier', () => {
     expect(classifyPublishFailure(tooLarge)).toBe('rejected');
-    expect(classifyPublishFailure(new KafkaJSNonRetriableError(tooLarge, { cause: tooLarge }))).toBe('rejected');
-    expect(publishFailureType(new KafkaJSNonRetriableError(tooLarge, { cause: tooLarge }))).toBe('MESSAGE_TOO_LARGE');
+    expect(classifyPublishFailure(bailed)).toBe('rejected');
+    expect(publishFailureType(bailed)).toBe('MESSAGE_TOO_LARGE');
   });
 
   it('blames the broker for connection failures and exhausted retries of retriable errors', () => {
