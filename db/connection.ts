@@ -19,7 +19,12 @@ export interface DatabaseOptions {
 }
 
 export function createPool({ connectionString, poolMax = 10, applicationName = 'oms' }: DatabaseOptions): pg.Pool {
-  return new pg.Pool({ connectionString, max: poolMax, application_name: applicationName });
+  const pool = new pg.Pool({ connectionString, max: poolMax, application_name: applicationName });
+  // An idle connection that dies (PostgreSQL restarted, backend terminated) is emitted here; without
+  // a listener it is an unhandled 'error' that kills the process. The pool drops the connection and
+  // the next query opens a new one, so reporting it is all there is to do.
+  pool.on('error', (error) => console.error(JSON.stringify({ level: 'warn', msg: 'idle database connection lost', error: error.message })));
+  return pool;
 }
 
 export function createDatabase<DB>(options: DatabaseOptions): Kysely<DB> {
