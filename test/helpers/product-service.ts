@@ -3,7 +3,7 @@
  * buildProductApp, real Redis. Route tests use `app.inject`; suites that need the service over
  * HTTP (workflows calling the stock TCC) use `startTestProductService`, which listens on a free port.
  */
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Redis } from 'ioredis';
 import type { ProductDatabase } from '../../db/product/schema';
 import { buildProductApp } from '../../services/product/app';
@@ -101,4 +101,25 @@ export async function stockOf(db: Kysely<ProductDatabase>, productId: string): P
 export async function outboxEventTypes(db: Kysely<ProductDatabase>, aggregateId: string): Promise<string[]> {
   const rows = await db.selectFrom('outbox_events').select('event_type').where('aggregate_id', '=', aggregateId).orderBy('id').execute();
   return rows.map((row) => row.event_type);
+}
+
+/**
+ * Makes the database refuse the reservation insert of every order whose id starts with "forced-",
+ * i.e. fail a try inside its transaction after stock was already adjusted. Returns the undo.
+ */
+export async function refuseForcedOrderReservations(db: Kysely<ProductDatabase>): Promise<() => Promise<void>> {
+  await sql
+    .raw(
+      `CREATE FUNCTION refuse_forced_order() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF NEW.order_id LIKE 'forced-%' THEN RAISE EXCEPTION 'forced failure'; END IF;
+         RETURN NEW;
+       END $$`,
+    )
+    .execute(db);
+  await sql`CREATE TRIGGER refuse_forced_order BEFORE INSERT ON stock_reservations FOR EACH ROW EXECUTE FUNCTION refuse_forced_order()`.execute(db);
+  return async () => {
+    await sql`DROP TRIGGER refuse_forced_order ON stock_reservations`.execute(db);
+    await sql`DROP FUNCTION refuse_forced_order()`.execute(db);
+  };
 }

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createIdempotencyStore } from '../../services/shared/idempotency';
-import { createTestProduct, createTestProductService, stockOf, type TestProductService } from '../helpers/product-service';
+import { createTestProduct, createTestProductService, stockOf, type TestProductService, refuseForcedOrderReservations } from '../helpers/product-service';
 
 /** A local port nothing listens on: a Redis there is a Redis that is down. */
 async function closedPort(): Promise<number> {
@@ -176,23 +176,13 @@ function idempotencySuite(name: string, options: { redisDown: boolean }) {
       const productId = await createTestProduct(service, { stockQuantity: 4 });
       const key = randomUUID();
       const body = { orderId: `forced-${randomUUID()}`, items: [{ productId, quantity: 2 }] };
-      await sql
-        .raw(
-          `CREATE FUNCTION refuse_forced_order() RETURNS trigger LANGUAGE plpgsql AS $$
-           BEGIN
-             IF NEW.order_id LIKE 'forced-%' THEN RAISE EXCEPTION 'forced failure'; END IF;
-             RETURN NEW;
-           END $$`,
-        )
-        .execute(service.db);
-      await sql`CREATE TRIGGER refuse_forced_order BEFORE INSERT ON stock_reservations FOR EACH ROW EXECUTE FUNCTION refuse_forced_order()`.execute(service.db);
+      const allowForcedOrders = await refuseForcedOrderReservations(service.db);
       try {
         const failed = await post('/stock/try', key, body);
         expect(failed.statusCode).toBe(500);
         expect(await recordOf(key)).toMatchObject({ status: 'FAILED' });
       } finally {
-        await sql`DROP TRIGGER refuse_forced_order ON stock_reservations`.execute(service.db);
-        await sql`DROP FUNCTION refuse_forced_order()`.execute(service.db);
+        await allowForcedOrders();
       }
       expect((await stockOf(service.db, productId)).reserved).toBe(0);
 

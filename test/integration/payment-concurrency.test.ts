@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expirePaymentReservations } from '../../services/payment/reservation-sweeper';
 import { formatMinor } from '../../services/shared/money';
 import { startTestPaymentService, type TestPaymentService } from '../helpers/payment-service';
+import { seededRandom } from '../helpers/random';
 
 let service: TestPaymentService;
 
@@ -45,18 +46,6 @@ async function openAccount(balance: string): Promise<string> {
 }
 
 const count = async (query: Promise<{ n: number } | undefined>) => (await query)?.n ?? 0;
-
-/** A small seeded generator, so a failing storm can be replayed with the same seed. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('payment holds under concurrency', () => {
   it('200 concurrent tries of 1.00 against 50.00 hold exactly 50.00; the account never breaks its constraints', async () => {

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestProduct, createTestProductService, outboxEventTypes, stockOf, type TestProductService } from '../helpers/product-service';
+import { createTestProduct, createTestProductService, outboxEventTypes, stockOf, type TestProductService, refuseForcedOrderReservations } from '../helpers/product-service';
 
 // The stock TCC participant against a real PostgreSQL: every rule of try/confirm/cancel/restock,
 // the barrier for a cancel that overtakes its try, and exactly one outbox row per state change.
@@ -236,24 +235,14 @@ describe('product service: stock TCC', () => {
     const a = await createTestProduct(service, { stockQuantity: 5 });
     const orderId = `forced-${randomUUID()}`;
     // The trigger fails the reservation insert of this one order, after stock was already adjusted.
-    await sql
-      .raw(
-        `CREATE FUNCTION refuse_forced_order() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           IF NEW.order_id LIKE 'forced-%' THEN RAISE EXCEPTION 'forced failure'; END IF;
-           RETURN NEW;
-         END $$`,
-      )
-      .execute(service.db);
-    await sql`CREATE TRIGGER refuse_forced_order BEFORE INSERT ON stock_reservations FOR EACH ROW EXECUTE FUNCTION refuse_forced_order()`.execute(service.db);
+    const allowForcedOrders = await refuseForcedOrderReservations(service.db);
     try {
       const response = await tryStock(orderId, [{ productId: a, quantity: 2 }]);
       expect(response.statusCode).toBe(500);
       expect(response.json()).toMatchObject({ error: { code: 'INTERNAL_ERROR' } });
       expect(response.body).not.toContain('forced failure');
     } finally {
-      await sql`DROP TRIGGER refuse_forced_order ON stock_reservations`.execute(service.db);
-      await sql`DROP FUNCTION refuse_forced_order()`.execute(service.db);
+      await allowForcedOrders();
     }
     expect(await stockOf(service.db, a)).toEqual({ stock: 5, reserved: 0, available: 5 });
     expect(await reservationsOf(orderId)).toEqual([]);
