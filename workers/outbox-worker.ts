@@ -27,7 +27,7 @@ import {
 } from '../workflows/outbox-relay-contract';
 import { serveAppMetrics } from './app-metrics';
 import { startOrderTimelineConsumer, type RunningConsumer } from './order-events-consumer';
-import { workflowSource } from './workflow-bundle';
+import { baseWorkerOptions } from './worker-options';
 
 export interface OutboxWorkerOptions {
   connection: NativeConnection;
@@ -39,17 +39,7 @@ export interface OutboxWorkerOptions {
 }
 
 export async function createOutboxWorker({ connection, config, identity, dependencies, taskQueue = OUTBOX_TASK_QUEUE }: OutboxWorkerOptions): Promise<Worker> {
-  return Worker.create({
-    connection,
-    namespace: config.TEMPORAL_NAMESPACE,
-    taskQueue,
-    identity,
-    ...workflowSource(config.OMS_WORKFLOW_BUNDLE),
-    activities: createOutboxRelayActivities(dependencies),
-    maxConcurrentActivityTaskExecutions: config.WORKER_MAX_CONCURRENT_ACTIVITIES,
-    maxConcurrentWorkflowTaskExecutions: config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
-    shutdownGraceTime: config.WORKER_SHUTDOWN_GRACE_MS,
-  });
+  return Worker.create({ ...(await baseWorkerOptions({ connection, config, identity, taskQueue })), activities: createOutboxRelayActivities(dependencies) });
 }
 
 /** Opens the given service databases for the relay; `close` ends their pools. */

@@ -13,7 +13,7 @@ import { createOrderActivities } from '../activities/order';
 import { createPaymentActivities } from '../activities/payment';
 import { createStockActivities } from '../activities/stock';
 import type { Config } from '../services/shared/config';
-import { workflowSource } from './workflow-bundle';
+import { baseWorkerOptions } from './worker-options';
 
 export interface SagaWorkerDependencies {
   orderDb: Kysely<OrderDatabase>;
@@ -37,19 +37,12 @@ export async function createSagaWorker({ connection, config, identity, taskQueue
   const products = dependencies.products ?? createJsonHttpClient({ ...http, baseUrl: config.PRODUCT_SERVICE_URL });
   const payments = dependencies.payments ?? createJsonHttpClient({ ...http, baseUrl: config.PAYMENT_SERVICE_URL });
   return Worker.create({
-    connection,
-    namespace: config.TEMPORAL_NAMESPACE,
-    taskQueue,
-    identity,
-    ...workflowSource(config.OMS_WORKFLOW_BUNDLE),
+    ...(await baseWorkerOptions({ connection, config, identity, taskQueue })),
     activities: {
       ...createDiagnosticsActivities({ workerIdentity: identity }),
       ...createOrderActivities({ db: orderDb }),
       ...createStockActivities({ products }),
       ...createPaymentActivities({ payments }),
     },
-    maxConcurrentActivityTaskExecutions: config.WORKER_MAX_CONCURRENT_ACTIVITIES,
-    maxConcurrentWorkflowTaskExecutions: config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
-    shutdownGraceTime: config.WORKER_SHUTDOWN_GRACE_MS,
   });
 }

@@ -17,9 +17,15 @@ export async function buildWorkflowBundle(): Promise<{ code: string }> {
   return bundleWorkflowCode({ workflowsPath });
 }
 
-/** The workflow code a worker runs: the prebuilt bundle named by `bundlePath`, else workflows/ bundled now. */
-export function workflowSource(bundlePath: string | undefined): { workflowBundle: WorkflowBundleOption } | { workflowsPath: string } {
-  return bundlePath ? { workflowBundle: { codePath: bundlePath } } : { workflowsPath };
+// One bundle per process: the saga and outbox workers (and every worker a test suite creates) run
+// the same workflows/, and bundling takes seconds of CPU each time.
+let bundledOnce: Promise<{ code: string }> | undefined;
+
+/** The workflow code a worker runs: the prebuilt bundle named by `bundlePath`, else workflows/ bundled once. */
+export async function workflowSource(bundlePath: string | undefined): Promise<{ workflowBundle: WorkflowBundleOption }> {
+  if (bundlePath) return { workflowBundle: { codePath: bundlePath } };
+  bundledOnce ??= buildWorkflowBundle();
+  return { workflowBundle: await bundledOnce };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
