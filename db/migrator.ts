@@ -6,7 +6,7 @@ import { Migrator, type Kysely, type Migration, type MigrationResultSet } from '
 import { idempotencyMigration, inboxMigration, outboxMigration, tccBarrierMigration } from './shared-migrations';
 import { ordersMigration, orderTimelineMigration } from './order/migrations';
 import { productCatalogueMigration, stockReservationsMigration } from './product/migrations';
-import { paymentLedgerMigration, refundSourceMigration } from './payment/migrations';
+import { paymentLedgerMigration, refundIdempotencyKeyMigration, refundSourceMigration } from './payment/migrations';
 
 export type ServiceName = 'order' | 'product' | 'payment';
 export const SERVICE_NAMES: readonly ServiceName[] = ['order', 'product', 'payment'];
@@ -34,6 +34,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0004_tcc_barriers': tccBarrierMigration,
     '0005_payment_ledger': paymentLedgerMigration,
     '0006_refund_source': refundSourceMigration,
+    '0007_refund_idempotency_key': refundIdempotencyKeyMigration,
   },
 };
 

@@ -83,3 +83,20 @@ export const refundSourceMigration: Migration = {
     await sql`ALTER TABLE refunds DROP CONSTRAINT chk_refunds_source, DROP COLUMN source`.execute(db);
   },
 };
+
+/**
+ * A refund remembers the Idempotency-Key it was made with. The key's idempotency record is written
+ * after the refund commits, so a process that dies (or fails to store the answer) in between would
+ * let a retry with the same key refund again; the key on the refund row, unique per payment and
+ * checked under the payment's row lock, makes that retry find the refund instead.
+ */
+export const refundIdempotencyKeyMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`ALTER TABLE refunds ADD COLUMN idempotency_key VARCHAR(255) NULL`.execute(db);
+    await sql`CREATE UNIQUE INDEX uq_refunds_idempotency_key ON refunds (payment_id, idempotency_key) WHERE idempotency_key IS NOT NULL`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP INDEX uq_refunds_idempotency_key`.execute(db);
+    await sql`ALTER TABLE refunds DROP COLUMN idempotency_key`.execute(db);
+  },
+};

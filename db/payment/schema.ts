@@ -1,5 +1,5 @@
 /** payment_db: customer accounts, TCC payment holds, captured payments and refunds. Money in integer minor units. */
-import type { Generated } from 'kysely';
+import type { ColumnType, Generated } from 'kysely';
 import type { NullableTimestamp, ParticipantTables, Timestamp } from '../shared-tables';
 
 export interface CustomerAccountsTable {
@@ -53,6 +53,8 @@ export interface RefundsTable {
   reason: string | null;
   /** API: POST /payments/:paymentId/refunds; ORDER: the order saga's refund, at most one per payment. */
   source: Generated<RefundSource>;
+  /** The Idempotency-Key of the API request that made it, so a retry finds it (unique per payment). */
+  idempotency_key: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: Timestamp;
 }
 

@@ -285,7 +285,7 @@ export async function listPayments(db: Db, filter: { orderId?: string; customerI
   return { payments, refunds: await repo.listRefunds(db, payments.map((payment) => payment.id)) };
 }
 
-async function recordRefund(trx: Trx, payment: PaymentRow, refund: { amountMinor: number; reason: string | null; source: 'API' | 'ORDER' }) {
+async function recordRefund(trx: Trx, payment: PaymentRow, refund: { amountMinor: number; reason: string | null; source: 'API' | 'ORDER'; idempotencyKey?: string | null }) {
   const recorded = await repo.insertRefund(trx, payment, refund);
   await repo.creditBalance(trx, payment.customer_id, refund.amountMinor);
   await appendOutboxEvent(trx, {
@@ -304,15 +304,34 @@ async function recordRefund(trx: Trx, payment: PaymentRow, refund: { amountMinor
   return recorded;
 }
 
-/** Refunds `amountMinor` (or everything not yet refunded) to the customer's balance. */
-export async function refundPayment(db: Db, paymentId: string, input: { amountMinor?: number; reason: string | null }): Promise<{ payment: PaymentRow; refund: RefundRow }> {
+/**
+ * Refunds `amountMinor` (or everything not yet refunded) to the customer's balance. With an
+ * Idempotency-Key, a refund already made under that key is returned (created: false) instead of
+ * paying again: the key's stored answer is written only after this commits, so it alone cannot
+ * stop a retry whose first attempt committed but never recorded its answer.
+ */
+export async function refundPayment(
+  db: Db,
+  paymentId: string,
+  input: { amountMinor?: number; reason: string | null; idempotencyKey?: string | null },
+): Promise<{ payment: PaymentRow; refund: RefundRow; created: boolean }> {
   return db.transaction().execute(async (trx) => {
     const payment = await repo.lockPayment(trx, { id: paymentId });
     if (!payment) throw new NotFoundError('payment', paymentId);
+    if (input.idempotencyKey) {
+      const earlier = await repo.findRefundByIdempotencyKey(trx, payment.id, input.idempotencyKey);
+      if (earlier) {
+        if (input.amountMinor !== undefined && input.amountMinor !== earlier.amount_minor) {
+          throw new ApiError(422, 'IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request');
+        }
+        return { payment, refund: earlier, created: false };
+      }
+    }
     const refundable = payment.amount_minor - payment.refunded_minor;
     const amountMinor = input.amountMinor ?? refundable;
     if (amountMinor === 0 || amountMinor > refundable) throw refundExceedsPayment(payment.id, amountMinor, refundable);
-    return recordRefund(trx, payment, { amountMinor, reason: input.reason, source: 'API' });
+    const recorded = await recordRefund(trx, payment, { amountMinor, reason: input.reason, source: 'API', idempotencyKey: input.idempotencyKey });
+    return { ...recorded, created: true };
   });
 }
 

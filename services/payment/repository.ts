@@ -198,15 +198,27 @@ export async function findOrderRefund(db: Db, paymentId: string): Promise<Refund
   return db.selectFrom('refunds').selectAll().where('payment_id', '=', paymentId).where('source', '=', 'ORDER').executeTakeFirst();
 }
 
+/** The refund of this payment made under an Idempotency-Key, if any. */
+export async function findRefundByIdempotencyKey(db: Db, paymentId: string, idempotencyKey: string): Promise<RefundRow | undefined> {
+  return db.selectFrom('refunds').selectAll().where('payment_id', '=', paymentId).where('idempotency_key', '=', idempotencyKey).executeTakeFirst();
+}
+
 /** Records a refund against a locked payment and moves its refunded total and status on. */
 export async function insertRefund(
   trx: Trx,
   payment: PaymentRow,
-  refund: { amountMinor: number; reason: string | null; source: RefundSource },
+  refund: { amountMinor: number; reason: string | null; source: RefundSource; idempotencyKey?: string | null },
 ): Promise<{ refund: RefundRow; payment: PaymentRow }> {
   const inserted = await trx
     .insertInto('refunds')
-    .values({ payment_id: payment.id, amount_minor: refund.amountMinor, reason: refund.reason, source: refund.source, created_at: sql`now()` })
+    .values({
+      payment_id: payment.id,
+      amount_minor: refund.amountMinor,
+      reason: refund.reason,
+      source: refund.source,
+      idempotency_key: refund.idempotencyKey ?? null,
+      created_at: sql`now()`,
+    })
     .returningAll()
     .executeTakeFirstOrThrow();
   const refunded = payment.refunded_minor + refund.amountMinor;

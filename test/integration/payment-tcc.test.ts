@@ -446,6 +446,37 @@ describe('refunds', () => {
     expect(otherBody.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
   });
 
+  it('a refund whose stored answer was lost is not paid twice when retried with its key', async () => {
+    const { customerId, orderId, paymentId } = await paidOrder('50.00', '50.00');
+    const key = `refund-${randomUUID()}`;
+    const first = await call('POST', `/payments/${paymentId}/refunds`, { body: { amount: '10.00' }, key });
+    expect(first.status).toBe(201);
+    // The refund committed but its answer never reached the key's record: the process died before
+    // storing it (the record's lock then passes) or storing it failed (FAILED). Either way the
+    // record lets the same request run again, and nothing in Redis says otherwise.
+    const loseAnswer = async () => {
+      await service.db.updateTable('idempotency_records').set({ status: 'FAILED', response_status: null, response_data: null }).where('idempotency_key', '=', key).execute();
+      await service.redis.del(`oms:idempotency:payment:${key}`);
+    };
+    await loseAnswer();
+
+    const retried = await call('POST', `/payments/${paymentId}/refunds`, { body: { amount: '10.00' }, key });
+    expect(retried.status).toBe(201);
+    expect(retried.headers['idempotent-replayed']).toBeUndefined();
+    expect(retried.body.refund).toEqual(first.body.refund);
+    expect((await account(customerId)).balance).toBe('10.00');
+    expect((await outboxEvents(orderId)).filter((e) => e.eventType === 'PAYMENT_REFUNDED')).toHaveLength(1);
+
+    // Once the key's record is gone altogether (expired and deleted), the refund still remembers
+    // its key: another amount under it is refused rather than refunded.
+    await service.db.deleteFrom('idempotency_records').where('idempotency_key', '=', key).execute();
+    await service.redis.del(`oms:idempotency:payment:${key}`);
+    const otherAmount = await call('POST', `/payments/${paymentId}/refunds`, { body: { amount: '5.00' }, key });
+    expect(otherAmount.status).toBe(422);
+    expect(otherAmount.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+    expect((await account(customerId)).balance).toBe('10.00');
+  });
+
   it("the order saga's refund-by-order returns what is left exactly once, however often it is called", async () => {
     const { customerId, orderId, paymentId } = await paidOrder('80.00', '30.00');
     await call('POST', `/payments/${paymentId}/refunds`, { body: { amount: '5.00' } });

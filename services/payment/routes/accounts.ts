@@ -17,7 +17,7 @@ export const accountRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
         summary: 'Open a customer account with an opening balance',
         security: serviceTokenSecurity,
         body: openAccountBodySchema,
-        response: { 201: accountSchema, 400: errorBodySchema, 401: errorBodySchema, 409: errorBodySchema },
+        response: { 201: accountSchema, 400: errorBodySchema, 401: errorBodySchema, 409: errorBodySchema, 422: errorBodySchema },
       },
     },
     async (request, reply) => {

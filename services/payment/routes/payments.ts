@@ -61,11 +61,12 @@ export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
         tags: ['payments'],
         summary: 'Refund part or all of a payment to the customer balance',
         description:
-          'Send an Idempotency-Key: a retry with the same key replays the first answer and moves no money again. 409 REFUND_EXCEEDS_PAYMENT when more than the unrefunded amount is asked for.',
+          'Send an Idempotency-Key: a retry with the same key replays the first answer and moves no money again, even when that answer was lost (the refund keeps its key). ' +
+          '409 REFUND_EXCEEDS_PAYMENT when more than the unrefunded amount is asked for; 422 IDEMPOTENCY_KEY_REUSED when the key was used for another request.',
         security: serviceTokenSecurity,
         params: paymentParamsSchema,
         body: refundBodySchema,
-        response: { 201: refundResponseSchema, 400: errorBodySchema, 401: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema },
+        response: { 201: refundResponseSchema, 400: errorBodySchema, 401: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 422: errorBodySchema },
       },
     },
     async (request, reply) => {
@@ -73,8 +74,8 @@ export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
       const { payment, refund } = await counted(
         metrics,
         'refund',
-        () => refundPayment(db, request.params.paymentId, { amountMinor: amount, reason: reason ?? null }),
-        () => true,
+        () => refundPayment(db, request.params.paymentId, { amountMinor: amount, reason: reason ?? null, idempotencyKey: request.idempotency?.key }),
+        (result) => result.created,
       );
       const { refunds } = await getPayment(db, payment.id);
       return reply.status(201).send({ refund: refundView(refund), payment: paymentView(payment, refunds) });
@@ -93,7 +94,15 @@ export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
         security: serviceTokenSecurity,
         params: orderParamsSchema,
         body: refundByOrderBodySchema,
-        response: { 200: orderRefundResponseSchema, 201: orderRefundResponseSchema, 400: errorBodySchema, 401: errorBodySchema, 404: errorBodySchema },
+        response: {
+          200: orderRefundResponseSchema,
+          201: orderRefundResponseSchema,
+          400: errorBodySchema,
+          401: errorBodySchema,
+          404: errorBodySchema,
+          409: errorBodySchema,
+          422: errorBodySchema,
+        },
       },
     },
     async (request, reply) => {
