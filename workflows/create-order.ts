@@ -24,7 +24,7 @@ export async function createOrder(input: CreateOrderInput): Promise<CreateOrderR
   const timeouts = input.timeouts ?? DEFAULT_SAGA_TIMEOUTS;
   const { forward, undo } = sagaActivities(timeouts);
   const progress = newSagaProgress();
-  const saga = new Compensations(progress.compensations);
+  const saga = new Compensations(progress);
   const { orderId } = input;
 
   setHandler(getSagaProgressQuery, () => progress);
@@ -66,11 +66,13 @@ export async function createOrder(input: CreateOrderInput): Promise<CreateOrderR
       }),
     );
 
-    const paid = await runStep(progress, 'markOrderPaid', () => forward.markOrderPaid({ orderId, ...payment }));
-    if (!paid.applied) {
-      // Only cancelOrder moves an order out of checkout behind our back (to CANCELLING).
-      throw ApplicationFailure.nonRetryable(`order ${orderId} is ${paid.status}, not in checkout`, FAILURE_TYPES.orderCancelled);
-    }
+    await runStep(progress, 'markOrderPaid', async () => {
+      const paid = await forward.markOrderPaid({ orderId, ...payment });
+      if (!paid.applied) {
+        // Only cancelOrder moves an order out of checkout behind our back (to CANCELLING).
+        throw ApplicationFailure.nonRetryable(`order ${orderId} is ${paid.status}, not in checkout`, FAILURE_TYPES.orderCancelled);
+      }
+    });
     publishSagaState(progress, 'COMPLETED');
     return { orderId, status: 'PAID', ...payment };
   } catch (error) {

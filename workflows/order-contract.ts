@@ -129,9 +129,12 @@ export interface CompensationRecord {
 /** What GET /orders/:id/saga shows, answered by the running (or closed) workflow. */
 export interface SagaProgress {
   state: SagaState;
+  /** The forward step running, or while COMPENSATING the compensation running; null between steps and once closed. */
   currentStep: string | null;
   completedSteps: string[];
   compensations: CompensationRecord[];
+  /** The step the saga gave up at (its failure is failureReason); null while nothing failed. */
+  failedStep: string | null;
   failureReason: string | null;
 }
 

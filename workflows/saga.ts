@@ -8,7 +8,7 @@ import { CancellationScope, log, proxyActivities, upsertSearchAttributes } from 
 import type { OrderActivities } from '../activities/order';
 import type { PaymentActivities } from '../activities/payment';
 import type { StockActivities } from '../activities/stock';
-import { SEARCH_ATTRIBUTES, type CompensationRecord, type SagaProgress, type SagaState, type SagaTimeouts } from './order-contract';
+import { SEARCH_ATTRIBUTES, type SagaProgress, type SagaState, type SagaTimeouts } from './order-contract';
 
 interface Compensation {
   step: string;
@@ -18,8 +18,8 @@ interface Compensation {
 export class Compensations {
   private readonly stack: Compensation[] = [];
 
-  /** @param records where outcomes are appended as they happen (the saga's progress, visible by query) */
-  constructor(private readonly records: CompensationRecord[]) {}
+  /** @param progress the saga's progress (visible by query): the running undo is its currentStep, outcomes go to compensations */
+  constructor(private readonly progress: SagaProgress) {}
 
   /** Registers the undo of `step`; call it before running the step. */
   add(step: string, undo: () => Promise<unknown>): void {
@@ -35,16 +35,19 @@ export class Compensations {
     return CancellationScope.nonCancellable(async () => {
       let allSucceeded = true;
       for (let next = this.stack.pop(); next !== undefined; next = this.stack.pop()) {
+        // A compensation retrying against a participant that is down can last minutes: show which.
+        this.progress.currentStep = next.step;
         try {
           await next.undo();
-          this.records.push({ step: next.step, outcome: 'COMPLETED' });
+          this.progress.compensations.push({ step: next.step, outcome: 'COMPLETED' });
         } catch (error) {
           allSucceeded = false;
           const message = describeFailure(error);
           log.error('compensation failed; continuing with the rest', { step: next.step, error: message });
-          this.records.push({ step: next.step, outcome: 'FAILED', error: message });
+          this.progress.compensations.push({ step: next.step, outcome: 'FAILED', error: message });
         }
       }
+      this.progress.currentStep = null;
       return allSucceeded;
     });
   }
@@ -117,14 +120,24 @@ export function publishSagaState(progress: SagaProgress, state: SagaState): void
 
 /** A fresh progress record, answered by getSagaProgressQuery from the workflow's first task. */
 export function newSagaProgress(): SagaProgress {
-  return { state: 'RUNNING', currentStep: null, completedSteps: [], compensations: [], failureReason: null };
+  return { state: 'RUNNING', currentStep: null, completedSteps: [], compensations: [], failedStep: null, failureReason: null };
 }
 
-/** Runs one forward step, keeping currentStep and completedSteps current for the progress query. */
+/**
+ * Runs one forward step, keeping currentStep and completedSteps current for the progress query.
+ * A step that throws is no longer current (the saga moves on to compensating); the first one to
+ * fail is kept as failedStep, the step the saga gave up at.
+ */
 export async function runStep<T>(progress: SagaProgress, step: string, run: () => Promise<T>): Promise<T> {
   progress.currentStep = step;
-  const result = await run();
-  progress.completedSteps.push(step);
-  progress.currentStep = null;
-  return result;
+  try {
+    const result = await run();
+    progress.completedSteps.push(step);
+    return result;
+  } catch (error) {
+    progress.failedStep ??= step;
+    throw error;
+  } finally {
+    progress.currentStep = null;
+  }
 }

@@ -33,7 +33,7 @@ type CheckoutDecision = { kind: 'confirm' } | { kind: 'cancel'; reason: string }
 export async function tccPayment(input: TccPaymentInput): Promise<TccPaymentResult> {
   const { forward, undo } = sagaActivities(input.timeouts ?? DEFAULT_SAGA_TIMEOUTS);
   const progress = newSagaProgress();
-  const saga = new Compensations(progress.compensations);
+  const saga = new Compensations(progress);
   let decision: CheckoutDecision | null = null;
   let settled = false;
 

@@ -83,12 +83,14 @@ describe('createOrder and tccPayment', () => {
     const progress = await handle.query(getSagaProgressQuery);
     expect(progress.state).toBe('COMPENSATED');
     expect(progress.failureReason).toMatch(/^InsufficientStock/);
+    // Closed: nothing is current any more; the step it gave up at is kept apart.
+    expect(progress).toMatchObject({ currentStep: null, failedStep: 'tccPayment', completedSteps: ['validateCustomer', 'markOrderFailed'] });
     expect(progress.compensations.map((c) => [c.step, c.outcome])).toEqual([
       ['voidOrRefundPayment', 'COMPLETED'],
       ['releaseOrRestockStock', 'COMPLETED'],
     ]);
     const child = await harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId)).query(getSagaProgressQuery);
-    expect(child.state).toBe('COMPENSATED');
+    expect(child).toMatchObject({ state: 'COMPENSATED', currentStep: null, failedStep: 'tryStockAndPayment', completedSteps: [] });
     expect(child.compensations.map((c) => c.step)).toEqual(['voidOrRefundPayment', 'releaseOrRestockStock']);
     await recordHistory(harness, handle.workflowId, 'create-order-insufficient-stock');
   });
@@ -121,7 +123,7 @@ describe('createOrder and tccPayment', () => {
     expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 4, reserved: 0, available: 4 });
     const progress = await handle.query(getSagaProgressQuery);
     // Nothing was registered to undo: the customer check comes before any reservation.
-    expect(progress).toMatchObject({ state: 'COMPENSATED', completedSteps: ['markOrderFailed'], compensations: [] });
+    expect(progress).toMatchObject({ state: 'COMPENSATED', completedSteps: ['markOrderFailed'], compensations: [], failedStep: 'validateCustomer', currentStep: null });
   });
 
   it('manual checkout confirmed by the update: AWAITING_CONFIRMATION, then PAID', async () => {
@@ -267,7 +269,7 @@ describe('a confirm that can never succeed', () => {
     expect(await failureTypeOf(create.result())).toBe(FAILURE_TYPES.reservationExpired);
 
     const progress = await tcc.query(getSagaProgressQuery);
-    expect(progress.completedSteps).toContain('confirmStock');
+    expect(progress).toMatchObject({ completedSteps: ['tryStockAndPayment', 'awaitCheckoutConfirmation', 'confirmStock'], failedStep: 'capturePayment', currentStep: null });
     expect(progress.compensations).toEqual([
       { step: 'voidOrRefundPayment', outcome: 'COMPLETED' },
       { step: 'releaseOrRestockStock', outcome: 'COMPLETED' },
@@ -299,7 +301,7 @@ describe('a participant that stays down', () => {
     const tcc = harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId));
     const history = await tcc.fetchHistory();
     const progress = await tcc.query(getSagaProgressQuery);
-    expect(progress.state).toBe('FAILED');
+    expect(progress).toMatchObject({ state: 'FAILED', failedStep: 'tryStockAndPayment', currentStep: null });
     expect(progress.failureReason).toMatch(/fetch failed|ECONNREFUSED/);
     expect(progress.compensations.map((c) => [c.step, c.outcome])).toEqual([
       ['voidOrRefundPayment', 'FAILED'],
