@@ -22,6 +22,7 @@ import {
   type SagaHarness,
 } from './saga-harness';
 import { recordHistory } from './history-recorder';
+import { createOrderActivities } from '../../activities/order';
 
 /** The failure type the client sees when createOrder fails (the decline's, lifted to the top). */
 async function failureTypeOf(promise: Promise<unknown>): Promise<string | undefined> {
@@ -212,6 +213,39 @@ describe('createOrder and tccPayment', () => {
     const tcc = harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId));
     await expect(tcc.executeUpdate(confirmCheckoutUpdate)).rejects.toThrow();
     expect((await tcc.query(getSagaProgressQuery)).state).toBe('COMPENSATED');
+  });
+
+  it('an order cancelled while its saga was paying: createOrder restocks and refunds itself, cancelOrder then finds nothing left to undo', async () => {
+    const customerId = await createCustomer(harness, { balance: '100.00' });
+    const productId = await createProduct(harness, 5, '10.00');
+    const input = await placeOrder(harness, { customerId, lines: [{ productId, quantity: 2, unitPriceMinor: 1000 }] });
+    // cancelOrder's first step has committed (CANCELLING) but its Temporal cancel has not reached
+    // createOrder yet: the payment goes through, then markOrderPaid finds the order taken over.
+    await createOrderActivities({ db: harness.order.db }).requestOrderCancellation({ orderId: input.orderId, reason: 'changed my mind' });
+
+    const create = await startCreateOrder(harness, input);
+    expect(await failureTypeOf(create.result())).toBe(FAILURE_TYPES.orderCancelled);
+
+    const progress = await create.query(getSagaProgressQuery);
+    expect(progress).toMatchObject({ state: 'COMPENSATED', failedStep: 'markOrderPaid', completedSteps: ['validateCustomer', 'tccPayment', 'markOrderFailed'] });
+    // createOrder's own compensations did the work this time: the child had completed.
+    expect(progress.compensations).toEqual([
+      { step: 'voidOrRefundPayment', outcome: 'COMPLETED' },
+      { step: 'releaseOrRestockStock', outcome: 'COMPLETED' },
+    ]);
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 5, reserved: 0, available: 5 });
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '100.00', held: '0.00' }));
+    // markOrderFailed left the order to cancelOrder.
+    expect(await orderRow(harness, input.orderId)).toMatchObject({ status: 'CANCELLING', failure_reason: null });
+
+    const cancel = await startCancelOrder(harness, { orderId: input.orderId, reason: 'changed my mind' });
+    expect(await cancel.result()).toMatchObject({ status: 'CANCELLED', cancelledFrom: 'CANCELLING', stock: 'RESTOCKED' });
+    // Undoing twice took nothing twice: one capture, one refund, the units back once.
+    const [payment] = await paymentsOf(harness, input.orderId);
+    expect(await harness.payment.db.selectFrom('refunds').select('amount_minor').where('payment_id', '=', payment!.id).execute()).toEqual([{ amount_minor: 2000 }]);
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 5, reserved: 0, available: 5 });
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '100.00', held: '0.00' }));
+    expect(await orderEvents(harness.order.db, input.orderId)).toEqual(['ORDER_CANCELLATION_REQUESTED', 'ORDER_CANCELLED']);
   });
 
   it('a checkout cancelled by the update compensates and fails with CheckoutCancelled', async () => {
