@@ -539,6 +539,8 @@ describe('what clients get wrong', () => {
       { body: { orderId, customerId, amount: '1.00' }, status: 400, code: 'VALIDATION_ERROR' },
       { body: { orderId: '', customerId, amount: '1.00', currency: 'USD' }, status: 400, code: 'VALIDATION_ERROR' },
       { body: { orderId: 'x'.repeat(101), customerId, amount: '1.00', currency: 'USD' }, status: 400, code: 'VALIDATION_ERROR' },
+      // PostgreSQL cannot store NUL in text: a client's NUL is its mistake (400), not a 500.
+      { body: { orderId: 'bad\u0000order', customerId, amount: '1.00', currency: 'USD' }, status: 400, code: 'VALIDATION_ERROR' },
       { body: '{"orderId": "o", "amount":', status: 400, code: 'MALFORMED_JSON', headers: { 'content-type': 'application/json' } },
       { body: { orderId, customerId, amount: '1.00', currency: 'USD', padding: 'x'.repeat(70 * 1024) }, status: 413, code: 'PAYLOAD_TOO_LARGE' },
       { body: '<try/>', status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', headers: { 'content-type': 'application/xml' } },
@@ -552,11 +554,15 @@ describe('what clients get wrong', () => {
       { customerId: `c-${randomUUID()}`, balance: '-5.00', currency: 'USD' },
       { customerId: `c-${randomUUID()}`, balance: '1.234', currency: 'USD' },
       { customerId: `c-${randomUUID()}`, balance: '1.00', currency: 'usd' },
+      { customerId: `c-\u0000-${randomUUID()}`, balance: '1.00', currency: 'USD' },
     ];
     for (const body of badOpen) expect((await call('POST', '/accounts', { body })).status).toBe(400);
     expect((await call('POST', '/payments/confirm/' + randomUUID(), { body: { paymentMethod: '' } })).status).toBe(400);
+    expect((await call('POST', '/payments/confirm/' + randomUUID(), { body: { paymentMethod: 'CA\u0000RD' } })).status).toBe(400);
     expect((await call('POST', `/payments/${randomUUID()}/refunds`, { body: { amount: '0' } })).status).toBe(400);
+    expect((await call('POST', `/payments/${randomUUID()}/refunds`, { body: { reason: 'bad\u0000reason' } })).status).toBe(400);
     expect((await call('GET', '/payments?limit=0')).status).toBe(400);
+    expect((await call('GET', '/payments?orderId=bad%00order')).status).toBe(400);
     expect((await call('POST', '/payments/try', { body: { orderId, customerId, amount: '1.00', currency: 'USD' }, key: 'x'.repeat(300) })).status).toBe(400);
 
     expect(await account(customerId)).toMatchObject({ balance: '10.00', held: '0.00' });

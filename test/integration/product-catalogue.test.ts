@@ -85,6 +85,8 @@ describe('product service: catalogue', () => {
     ['a stock quantity as a string', { stockQuantity: '10' }],
     ['an unsupported currency', { currency: 'XYZ' }],
     ['an empty name', { name: '   ' }],
+    ['a NUL character in the name (PostgreSQL cannot store it)', { name: 'bad\u0000name' }],
+    ['a NUL character in the description', { description: 'bad\u0000description' }],
     ['a sku with spaces', { sku: 'has space' }],
     ['a missing sku', { sku: undefined }],
   ])('refuses %s with 400 VALIDATION_ERROR and creates nothing', async (_name, change) => {
