@@ -70,16 +70,9 @@ export interface CreateOrderInput {
   timeouts?: SagaTimeouts;
 }
 
-export interface TccPaymentInput {
-  orderId: string;
-  customerId: string;
+/** createOrder's input for its tccPayment child: the participants take quantities, not prices. */
+export interface TccPaymentInput extends Omit<CreateOrderInput, 'items'> {
   items: { productId: string; quantity: number }[];
-  totalMinor: number;
-  currency: string;
-  paymentMethod: string;
-  confirmation: ConfirmationMode;
-  holdTtlSeconds: number;
-  timeouts?: SagaTimeouts;
 }
 
 export interface TccPaymentResult {

@@ -28,6 +28,7 @@ import {
   SAGA_STATES,
   SEARCH_ATTRIBUTES,
   tccPaymentWorkflowId,
+  WORKFLOW_TYPES,
   type SagaState,
 } from '../../workflows/order-contract';
 
@@ -40,7 +41,7 @@ class UsageError extends Error {}
 
 /** Visibility query for `list`; values are quoted as Temporal's SQL-like syntax expects. */
 function sagaListQuery({ state, customerId }: { state?: string; customerId?: string }): string {
-  const clauses = [`WorkflowType IN ('createOrder', 'cancelOrder', 'tccPayment')`];
+  const clauses = [`WorkflowType IN (${Object.values(WORKFLOW_TYPES).map((type) => `'${type}'`).join(', ')})`];
   if (state !== undefined) {
     if (!SAGA_STATES.includes(state as SagaState)) throw new UsageError(`--state must be one of ${SAGA_STATES.join(', ')}`);
     clauses.push(`${SEARCH_ATTRIBUTES.sagaState.name}='${state}'`);

@@ -21,6 +21,7 @@ import {
   SAGA_STATES,
   SEARCH_ATTRIBUTES,
   tccPaymentWorkflowId,
+  WORKFLOW_TYPES,
   type CancelOrderInput,
   type CreateOrderInput,
   type SagaProgress,
@@ -30,10 +31,6 @@ import {
 import type { Config } from '../shared/config';
 import { ApiError } from '../shared/errors';
 import { ORDER_ERROR_CODES } from './contract';
-
-/** Workflow type names, as the worker registers them (workflows/index.ts). */
-export const CREATE_ORDER_WORKFLOW = 'createOrder';
-export const CANCEL_ORDER_WORKFLOW = 'cancelOrder';
 
 const { orderId: ORDER_ID_KEY, customerId: CUSTOMER_ID_KEY, sagaState: SAGA_STATE_KEY } = SEARCH_ATTRIBUTES;
 
@@ -92,7 +89,7 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000, sagaTi
     async startCreateOrder(input) {
       try {
         // Bounded: with Temporal down the order is already committed and the reconciler starts its saga later.
-        await withTimeout(() => client.workflow.start<typeof createOrder>(CREATE_ORDER_WORKFLOW, {
+        await withTimeout(() => client.workflow.start<typeof createOrder>(WORKFLOW_TYPES.createOrder, {
           workflowId: createOrderWorkflowId(input.orderId),
           taskQueue: config.TEMPORAL_TASK_QUEUE,
           args: [{ ...input, timeouts: input.timeouts ?? sagaTimeouts }],
@@ -114,7 +111,7 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000, sagaTi
     async startCancelOrder(input) {
       const workflowId = cancelOrderWorkflowId(input.orderId);
       try {
-        await withTimeout(() => client.workflow.start<typeof cancelOrder>(CANCEL_ORDER_WORKFLOW, {
+        await withTimeout(() => client.workflow.start<typeof cancelOrder>(WORKFLOW_TYPES.cancelOrder, {
           workflowId,
           taskQueue: config.TEMPORAL_TASK_QUEUE,
           args: [{ orderId: input.orderId, reason: input.reason, timeouts: input.timeouts ?? sagaTimeouts }],
