@@ -6,14 +6,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
-import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import { Client, Connection, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJsonHttpClient } from '../../activities/http';
 import { createSagaWorker } from '../../workers/saga-worker';
 import { orderSagasFor } from '../../services/order/app';
 import { reconcilePendingOrders } from '../../services/order/reconciler';
-import { createOrderWorkflowId, tccPaymentWorkflowId } from '../../workflows/order-contract';
+import { cancelOrderWorkflowId, createOrderWorkflowId, tccPaymentWorkflowId } from '../../workflows/order-contract';
 import { startTestOrderService, type TestOrderService } from '../helpers/order-service';
 import { startTestPaymentService, type TestPaymentService } from '../helpers/payment-service';
 import { createTestProduct, startTestProductService, stockOf, type TestProductService } from '../helpers/product-service';
@@ -186,6 +186,8 @@ describe('order API end to end, with the saga worker', () => {
     const failed = await waitForStatus(placed.body.id, 'FAILED');
     expect(failed.failureReason).toMatch(/inactive/i);
     expect(await stockOf(product.db, productId)).toEqual({ stock: 5, reserved: 0, available: 5 });
+    // The order is FAILED one step before its workflow closes: wait for the close, then look.
+    await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(placed.body.id)).result()).rejects.toBeInstanceOf(WorkflowFailedError);
 
     const saga = await get<{ sagaState: string; status: string; failureReason: string }>(`/orders/${placed.body.id}/saga`);
     expect(saga.body).toMatchObject({ status: 'FAILED', sagaState: 'COMPENSATED' });
@@ -242,6 +244,8 @@ describe('order API end to end, with the saga worker', () => {
     const cancelled = await get<{ cancellationReason: string }>(`/orders/${placed.body.id}`);
     expect(cancelled.body.cancellationReason).toBe('changed my mind');
     expect(await stockOf(product.db, productId)).toEqual({ stock: 4, reserved: 0, available: 4 });
+    // CANCELLED is cancelOrder's last step, committed just before its workflow closes.
+    await temporal.client.workflow.getHandle(cancelOrderWorkflowId(placed.body.id)).result();
 
     const saga = await get<{ cancellation: { sagaState: string; status: string } }>(`/orders/${placed.body.id}/saga`);
     expect(saga.body.cancellation).toMatchObject({ workflowType: 'cancelOrder', status: 'COMPLETED', sagaState: 'COMPLETED' });
