@@ -57,6 +57,12 @@ install_apt() {
       echo manual >"/etc/postgresql/$PG_MAJOR/main/start.conf"
     fi
   fi
+  # Likewise the packaged redis-server service starts on port 6379 where systemd runs; ours is
+  # started by stack.sh. (Without systemd, as in containers, the package starts nothing.)
+  if [[ " ${apt_packages[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+    log "redis: disabling the packaged redis-server service (it holds port 6379)"
+    systemctl disable --now redis-server >/dev/null 2>&1 || true
+  fi
 }
 
 install_kafka() {
