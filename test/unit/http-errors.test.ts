@@ -74,6 +74,15 @@ describe('HTTP error format', () => {
     expect(response.json()).toEqual({ error: { code: 'THING_TAKEN', message: 'that thing is taken', details: { thing: 1 } } });
   });
 
+  it('refuses a NUL character anywhere in the request (PostgreSQL cannot store it) before the handler runs', async () => {
+    const body = await app.inject({ method: 'POST', url: '/things', payload: { quantity: 1, note: ['ok', 'bad\u0000'] } });
+    expect(body.statusCode).toBe(400);
+    expect(body.json()).toMatchObject({ error: { code: 'VALIDATION_ERROR', details: { issues: [{ path: '/note/1' }] } } });
+    const query = await app.inject({ method: 'POST', url: '/things?x=a%00b', payload: { quantity: 1 } });
+    expect(query.statusCode).toBe(400);
+    expect(query.json()).toMatchObject({ error: { code: 'VALIDATION_ERROR', message: 'invalid request querystring' } });
+  });
+
   it('answers 404 ROUTE_NOT_FOUND for unknown routes', async () => {
     const response = await app.inject({ method: 'GET', url: '/nope' });
     expect(response.statusCode).toBe(404);
