@@ -17,9 +17,10 @@ import { createKafka, ensureTopics } from '../services/shared/kafka';
 import { loggerOptions } from '../services/shared/logger';
 import { createMetricsRegistry } from '../services/shared/metrics';
 import { createConsumerMetrics, createOutboxMetrics } from '../services/shared/outbox-relay-metrics';
-import { outboxRelayWorkflow } from '../workflows/outbox-relay';
+import type { outboxRelayWorkflow } from '../workflows/outbox-relay';
 import {
   OUTBOX_DATABASES,
+  OUTBOX_RELAY_WORKFLOW_TYPE,
   OUTBOX_TASK_QUEUE,
   outboxRelayWorkflowId,
   type OutboxDatabaseName,
@@ -74,7 +75,7 @@ export async function startOutboxRelays(
 ): Promise<string[]> {
   const started: string[] = [];
   for (const database of databases) {
-    const handle = await client.workflow.start(outboxRelayWorkflow, {
+    const handle = await client.workflow.start<typeof outboxRelayWorkflow>(OUTBOX_RELAY_WORKFLOW_TYPE, {
       workflowId: outboxRelayWorkflowId(database),
       taskQueue,
       args: [{ ...input, database }],

@@ -6,6 +6,8 @@
 import { defineQuery } from '@temporalio/workflow';
 
 export const OUTBOX_TASK_QUEUE = 'oms-outbox';
+/** Workflow type name of the relay loop (workflows/outbox-relay.ts), for starting it without importing its body. */
+export const OUTBOX_RELAY_WORKFLOW_TYPE = 'outboxRelayWorkflow';
 
 export type OutboxDatabaseName = 'order' | 'product' | 'payment';
 export const OUTBOX_DATABASES: readonly OutboxDatabaseName[] = ['order', 'product', 'payment'];
