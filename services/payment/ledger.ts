@@ -22,6 +22,7 @@ import {
   reservationCancelled,
   reservationExpired,
   reservationMismatch,
+  reservationView,
   tryAfterCancel,
 } from './domain';
 import * as repo from './repository';
@@ -84,19 +85,9 @@ export async function tryReservePayment(db: Db, input: TryInput, ttlSeconds: num
         throw new InsufficientFundsError(input.amountMinor, now ? now.balance_minor - now.held_minor : 0);
       }
       const reservation = await repo.insertReservation(trx, { ...input, ttlSeconds });
-      await appendOutboxEvent(trx, {
-        eventType: 'PAYMENT_RESERVED',
-        aggregateId: reservation.order_id,
-        payload: {
-          reservationId: reservation.id,
-          orderId: reservation.order_id,
-          customerId: reservation.customer_id,
-          amount: formatMinor(reservation.amount_minor),
-          currency: reservation.currency as Currency,
-          expiresAt: reservation.expires_at.toISOString(),
-        },
-        correlationId: reservation.order_id,
-      });
+      // The event carries what the API shows of the hold, less its (always 'reserved') status.
+      const { status: _status, ...payload } = reservationView(reservation);
+      await appendOutboxEvent(trx, { eventType: 'PAYMENT_RESERVED', aggregateId: reservation.order_id, payload, correlationId: reservation.order_id });
       return { reservation, created: true };
     });
   } catch (error) {
