@@ -8,9 +8,10 @@
 import { ApplicationFailure, CancelledFailure, WorkflowNotFoundError } from '@temporalio/common';
 import { Context } from '@temporalio/activity';
 import { WorkflowFailedError } from '@temporalio/client';
-import { sql, type Kysely } from 'kysely';
-import type { OrderDatabase, OrderStatus } from '../db/order/schema';
+import { sql, type Kysely, type Updateable } from 'kysely';
+import type { OrderDatabase, OrdersTable, OrderStatus } from '../db/order/schema';
 import { currencyCode, formatMinor } from '../services/shared/money';
+import type { EventPayload, EventType } from '../services/shared/events';
 import { appendOutboxEvent } from '../services/shared/outbox';
 import { createOrderWorkflowId, FAILURE_TYPES } from '../workflows/order-contract';
 
@@ -36,6 +37,31 @@ export function createOrderActivities({ db }: OrderActivitiesDependencies) {
     return row.status;
   }
 
+  /**
+   * The conditional transition the simple steps share: only from one of `from` to `to`, with its
+   * event, in one transaction. `applied: false` (with the status found) when the order was elsewhere.
+   */
+  async function transition<T extends EventType>(
+    orderId: string,
+    from: readonly OrderStatus[],
+    to: OrderStatus,
+    columns: Updateable<OrdersTable>,
+    event: { eventType: T; payload: EventPayload<T> },
+  ): Promise<TransitionOutcome> {
+    return db.transaction().execute(async (trx) => {
+      const updated = await trx
+        .updateTable('orders')
+        .set({ ...columns, status: to, updated_at: sql`now()` })
+        .where('id', '=', orderId)
+        .where('status', 'in', from)
+        .returning('id')
+        .executeTakeFirst();
+      if (!updated) return { applied: false, status: await currentStatus(orderId) };
+      await appendOutboxEvent(trx, { ...event, aggregateId: orderId, correlationId: orderId });
+      return { applied: true, status: to };
+    });
+  }
+
   return {
     /** The customer must exist and be ACTIVE; anything else is a decision, not a fault. */
     async validateCustomer(customerId: string): Promise<void> {
@@ -48,22 +74,9 @@ export function createOrderActivities({ db }: OrderActivitiesDependencies) {
 
     /** Manual checkout: PENDING -> AWAITING_CONFIRMATION, the reservations now held for the customer. */
     async markAwaitingConfirmation(input: { orderId: string; holdExpiresAt: string }): Promise<TransitionOutcome> {
-      return db.transaction().execute(async (trx) => {
-        const updated = await trx
-          .updateTable('orders')
-          .set({ status: 'AWAITING_CONFIRMATION', updated_at: sql`now()` })
-          .where('id', '=', input.orderId)
-          .where('status', '=', 'PENDING')
-          .returning('id')
-          .executeTakeFirst();
-        if (!updated) return { applied: false, status: await currentStatus(input.orderId) };
-        await appendOutboxEvent(trx, {
-          eventType: 'ORDER_AWAITING_CONFIRMATION',
-          aggregateId: input.orderId,
-          correlationId: input.orderId,
-          payload: { orderId: input.orderId, holdExpiresAt: input.holdExpiresAt },
-        });
-        return { applied: true, status: 'AWAITING_CONFIRMATION' };
+      return transition(input.orderId, ['PENDING'], 'AWAITING_CONFIRMATION', {}, {
+        eventType: 'ORDER_AWAITING_CONFIRMATION',
+        payload: { orderId: input.orderId, holdExpiresAt: input.holdExpiresAt },
       });
     },
 
@@ -102,22 +115,9 @@ export function createOrderActivities({ db }: OrderActivitiesDependencies) {
 
     /** The saga gave up (after compensating): FAILED with the reason. A cancelled order stays with cancelOrder. */
     async markOrderFailed(input: { orderId: string; reason: string }): Promise<TransitionOutcome> {
-      return db.transaction().execute(async (trx) => {
-        const updated = await trx
-          .updateTable('orders')
-          .set({ status: 'FAILED', failure_reason: input.reason, updated_at: sql`now()` })
-          .where('id', '=', input.orderId)
-          .where('status', 'in', IN_CHECKOUT)
-          .returning('id')
-          .executeTakeFirst();
-        if (!updated) return { applied: false, status: await currentStatus(input.orderId) };
-        await appendOutboxEvent(trx, {
-          eventType: 'ORDER_FAILED',
-          aggregateId: input.orderId,
-          correlationId: input.orderId,
-          payload: { orderId: input.orderId, reason: input.reason },
-        });
-        return { applied: true, status: 'FAILED' };
+      return transition(input.orderId, IN_CHECKOUT, 'FAILED', { failure_reason: input.reason }, {
+        eventType: 'ORDER_FAILED',
+        payload: { orderId: input.orderId, reason: input.reason },
       });
     },
 
@@ -155,22 +155,9 @@ export function createOrderActivities({ db }: OrderActivitiesDependencies) {
 
     /** CANCELLING -> CANCELLED (ORDER_CANCELLED), once stock and money are back. */
     async markOrderCancelled(input: { orderId: string; reason: string; refundId: string | null }): Promise<TransitionOutcome> {
-      return db.transaction().execute(async (trx) => {
-        const updated = await trx
-          .updateTable('orders')
-          .set({ status: 'CANCELLED', updated_at: sql`now()` })
-          .where('id', '=', input.orderId)
-          .where('status', '=', 'CANCELLING')
-          .returning('id')
-          .executeTakeFirst();
-        if (!updated) return { applied: false, status: await currentStatus(input.orderId) };
-        await appendOutboxEvent(trx, {
-          eventType: 'ORDER_CANCELLED',
-          aggregateId: input.orderId,
-          correlationId: input.orderId,
-          payload: { orderId: input.orderId, reason: input.reason, refundId: input.refundId },
-        });
-        return { applied: true, status: 'CANCELLED' };
+      return transition(input.orderId, ['CANCELLING'], 'CANCELLED', {}, {
+        eventType: 'ORDER_CANCELLED',
+        payload: { orderId: input.orderId, reason: input.reason, refundId: input.refundId },
       });
     },
 
