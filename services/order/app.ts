@@ -4,8 +4,7 @@ import type { Logger } from 'pino';
 import { sagaTimeoutsFor } from '../../workflows/order-contract';
 import { peerServiceCheck, postgresCheck, redisCheck, temporalCheck } from '../shared/health-checks';
 import { buildServiceApp } from '../shared/http/app';
-import { idempotencyPlugin } from '../shared/http/idempotency-plugin';
-import { createIdempotencyStore } from '../shared/idempotency';
+import { registerIdempotency } from '../shared/http/idempotency-plugin';
 import type { ServiceContext } from '../shared/run-service';
 import { createOrderSagas, type OrderSagas } from './order-sagas';
 import { createProductCatalog } from './product-catalog';
@@ -42,15 +41,7 @@ export async function buildOrderApp({ config, db, redis, logger, metrics, tempor
     ],
   });
 
-  await app.register(idempotencyPlugin, {
-    store: createIdempotencyStore(
-      db,
-      redis,
-      { namespace: 'order', ttlHours: config.IDEMPOTENCY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS },
-      (error) => app.log.warn({ err: error }, 'redis unavailable for idempotency; using the database'),
-    ),
-    cleanupIntervalMs: config.IDEMPOTENCY_CLEANUP_INTERVAL_MS,
-  });
+  await registerIdempotency(app, { namespace: 'order', db, redis, config });
   await app.register(customerRoutes, { db, serviceToken: config.SERVICE_TOKEN });
   await app.register(orderRoutes, {
     db,

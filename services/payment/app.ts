@@ -3,9 +3,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { postgresCheck, redisCheck } from '../shared/health-checks';
 import { buildServiceApp } from '../shared/http/app';
-import { idempotencyPlugin } from '../shared/http/idempotency-plugin';
+import { registerIdempotency } from '../shared/http/idempotency-plugin';
 import { requireServiceToken } from '../shared/http/service-auth';
-import { createIdempotencyStore } from '../shared/idempotency';
 import type { ServiceContext } from '../shared/run-service';
 import { createPaymentMetrics } from './metrics';
 import { startReservationSweeper } from './reservation-sweeper';
@@ -34,13 +33,7 @@ export async function buildPaymentApp({ config, db, redis, logger, metrics }: Pa
   });
   const paymentMetrics = createPaymentMetrics(metrics);
 
-  const store = createIdempotencyStore(
-    db,
-    redis,
-    { namespace: 'payment', ttlHours: config.IDEMPOTENCY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS },
-    (error) => app.log.warn({ err: error }, 'redis unavailable for idempotency; using the database'),
-  );
-  await app.register(idempotencyPlugin, { store, cleanupIntervalMs: config.IDEMPOTENCY_CLEANUP_INTERVAL_MS });
+  await registerIdempotency(app, { namespace: 'payment', db, redis, config });
   await app.register(internalRoutes, { db, config, metrics: paymentMetrics });
 
   const sweeper = startReservationSweeper({ db, intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, log: app.log, metrics: paymentMetrics });

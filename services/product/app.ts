@@ -2,8 +2,7 @@
 import type { Logger } from 'pino';
 import { postgresCheck, redisCheck } from '../shared/health-checks';
 import { buildServiceApp } from '../shared/http/app';
-import { idempotencyPlugin } from '../shared/http/idempotency-plugin';
-import { createIdempotencyStore } from '../shared/idempotency';
+import { registerIdempotency } from '../shared/http/idempotency-plugin';
 import type { ServiceContext } from '../shared/run-service';
 import { createProductMetrics } from './metrics';
 import { startReservationSweeper } from './reservation-sweeper';
@@ -22,13 +21,7 @@ export async function buildProductApp({ config, db, redis, logger, metrics }: Pr
   });
   const productMetrics = createProductMetrics(metrics);
 
-  const store = createIdempotencyStore(
-    db,
-    redis,
-    { namespace: 'product', ttlHours: config.IDEMPOTENCY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS },
-    (error) => app.log.warn({ err: error }, 'redis unavailable for idempotency; using PostgreSQL'),
-  );
-  await app.register(idempotencyPlugin, { store, cleanupIntervalMs: config.IDEMPOTENCY_CLEANUP_INTERVAL_MS });
+  await registerIdempotency(app, { namespace: 'product', db, redis, config });
   await app.register(productRoutes, { db, serviceToken: config.SERVICE_TOKEN });
   await app.register(stockRoutes, { db, serviceToken: config.SERVICE_TOKEN, reservationTtlSeconds: config.RESERVATION_TTL_SECONDS, metrics: productMetrics });
 

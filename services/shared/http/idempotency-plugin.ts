@@ -6,7 +6,12 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { ApiError } from '../errors';
-import { requestFingerprint, type IdempotencyStore } from '../idempotency';
+import type { Redis } from 'ioredis';
+import type { Kysely } from 'kysely';
+import type { SharedTables } from '../../../db/shared-tables';
+import type { Config } from '../config';
+import type { ServiceApp } from './app';
+import { createIdempotencyStore, requestFingerprint, type IdempotencyStore } from '../idempotency';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -98,3 +103,17 @@ export const idempotencyPlugin = fp(
   },
   { name: 'oms-idempotency' },
 );
+
+/** How every service wires it: a store over the service's own database, settings from configuration. */
+export async function registerIdempotency<DB extends SharedTables>(
+  app: ServiceApp,
+  { namespace, db, redis, config }: { namespace: string; db: Kysely<DB>; redis: Redis; config: Config },
+): Promise<void> {
+  const store = createIdempotencyStore(
+    db,
+    redis,
+    { namespace, ttlHours: config.IDEMPOTENCY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS },
+    (error) => app.log.warn({ err: error }, 'redis unavailable for idempotency; using PostgreSQL'),
+  );
+  await app.register(idempotencyPlugin, { store, cleanupIntervalMs: config.IDEMPOTENCY_CLEANUP_INTERVAL_MS });
+}
