@@ -4,6 +4,7 @@
  * generated from them.
  */
 import { z } from 'zod';
+import { uuidInput } from '../shared/ids';
 import { currencyCode, moneyString } from '../shared/money';
 
 /** Error codes of the order service (besides the shared VALIDATION_ERROR, UNAUTHORIZED, ...). */
@@ -41,7 +42,7 @@ export const customerSchema = z
   .meta({ id: 'Customer' });
 export type CustomerResponse = z.infer<typeof customerSchema>;
 
-export const idParamsSchema = z.object({ id: z.uuid() });
+export const idParamsSchema = z.object({ id: uuidInput });
 
 // ---- orders ----
 
@@ -51,12 +52,12 @@ const MAX_ITEMS = 100;
 // Strict objects: a client that sends its own unitPrice (or any field we do not know) is refused,
 // not silently repriced, so it learns that prices come from the product service.
 const orderItemInputSchema = z.strictObject({
-  productId: z.uuid(),
+  productId: uuidInput,
   quantity: z.number().int().positive().max(10_000),
 });
 
 export const createOrderBodySchema = z.strictObject({
-  customerId: z.uuid(),
+  customerId: uuidInput,
   items: z
     .array(orderItemInputSchema)
     .min(1)
@@ -109,7 +110,7 @@ export const orderSchema = z
 export type OrderResponse = z.infer<typeof orderSchema>;
 
 export const listOrdersQuerySchema = z.object({
-  customerId: z.uuid().optional(),
+  customerId: uuidInput.optional(),
   status: orderStatusSchema.optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
   offset: z.coerce.number().int().min(0).max(1_000_000).default(0),

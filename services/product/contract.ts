@@ -4,6 +4,7 @@
  * schemas and the order service's stock activities can import the inferred types.
  */
 import { z } from 'zod';
+import { uuidInput } from '../shared/ids';
 import { currencyCode, moneyString, positiveMoneyInput } from '../shared/money';
 
 /** TCC branch id of the stock participant in tcc_barriers (the transaction id is the order id). */
@@ -79,7 +80,7 @@ export const productListSchema = z
 
 // ---- stock TCC ----
 
-const stockItemSchema = z.object({ productId: z.uuid(), quantity });
+const stockItemSchema = z.object({ productId: uuidInput, quantity });
 
 export const tryStockBodySchema = z.object({
   orderId: orderIdSchema,
