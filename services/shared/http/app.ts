@@ -17,7 +17,7 @@ import type { Registry } from 'prom-client';
 import { errorHandlerPlugin } from './error-handler';
 import { healthPlugin, type HealthCheck } from './health';
 import { metricsPlugin } from './metrics';
-import { rejectNulPlugin } from './reject-nul';
+import { rejectUnstorableTextPlugin } from './reject-unstorable-text';
 
 export interface ServiceAppOptions {
   service: string;
@@ -56,7 +56,7 @@ export async function buildServiceApp(options: ServiceAppOptions) {
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
 
   await app.register(errorHandlerPlugin);
-  await app.register(rejectNulPlugin);
+  await app.register(rejectUnstorableTextPlugin);
   await app.register(metricsPlugin, { registry: options.metrics });
   await app.register(healthPlugin, { service: options.service, checks: options.healthChecks });
   return app;
