@@ -255,6 +255,50 @@ describe('order API end to end, with the saga worker', () => {
     expect(again.body.error.code).toBe('ORDER_NOT_CANCELLABLE');
   });
 
+  it('ids in any letter case name one product and one order: an upper-case order id cancels a PAID order completely', async () => {
+    const customerId = await customerWithAccount({ balance: '100.00' });
+    const productId = await createTestProduct(product, { stockQuantity: 4, price: '10.00' });
+    const placed = await post<{ id: string }>('/orders', { customerId: customerId.toUpperCase(), items: [{ productId: productId.toUpperCase(), quantity: 2 }] });
+    expect(placed.status).toBe(202);
+    const paid = await waitForStatus(placed.body.id, 'PAID');
+    expect(paid).toMatchObject({ customerId, items: [expect.objectContaining({ productId, unitPrice: '10.00' })] });
+
+    const cancel = await post<{ id: string }>(`/orders/${placed.body.id.toUpperCase()}/cancel`, { reason: 'shouting' });
+    expect(cancel.status).toBe(202);
+    expect(cancel.body.id).toBe(placed.body.id);
+    await waitForStatus(placed.body.id, 'CANCELLED');
+    // Undone under the canonical id: stock back on the shelf, the captured money refunded.
+    expect(await stockOf(product.db, productId)).toEqual({ stock: 4, reserved: 0, available: 4 });
+    const account = await fetch(new URL(`/accounts/${customerId}`, payment.url), { headers: { authorization: `Bearer ${payment.token}` } });
+    expect(await account.json()).toMatchObject({ balance: '100.00', available: '100.00' });
+  });
+
+  it('a cancel reason that cannot be stored is refused with 400 before any saga starts; the order stays PAID', async () => {
+    const customerId = await customerWithAccount({ balance: '100.00' });
+    const productId = await createTestProduct(product, { stockQuantity: 4, price: '10.00' });
+    const placed = await post<{ id: string }>('/orders', { customerId, items: [{ productId, quantity: 1 }] });
+    await waitForStatus(placed.body.id, 'PAID');
+
+    const response = await fetch(new URL(`/orders/${placed.body.id}/cancel`, order.url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      // A lone high surrogate, as a client's broken JSON encoder writes it.
+      body: '{"reason":"why \\ud83d"}',
+    });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { code: 'VALIDATION_ERROR', details: { issues: [{ path: '/reason' }] } } });
+    await expect(temporal.client.workflow.getHandle(cancelOrderWorkflowId(placed.body.id)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+    expect((await get<OrderBody>(`/orders/${placed.body.id}`)).body.status).toBe('PAID');
+  });
+
+  it('an Idempotency-Key request with a very long URL is answered like any other, not 500', async () => {
+    const customerId = await customerWithAccount();
+    const productId = await createTestProduct(product, { stockQuantity: 2, price: '1.00' });
+    const placed = await post<{ id: string }>(`/orders?note=${'x'.repeat(2_000)}`, { customerId, items: [{ productId, quantity: 1 }] }, { 'idempotency-key': `long-${randomUUID()}` });
+    expect(placed.status).toBe(202);
+    await waitForStatus(placed.body.id, 'PAID');
+  });
+
   it('cancelling a manual checkout that is holding its reservations releases the stock and voids the hold', async () => {
     const customerId = await customerWithAccount({ balance: '100.00' });
     const productId = await createTestProduct(product, { stockQuantity: 4, price: '10.00' });
