@@ -14,7 +14,7 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import type { Registry } from 'prom-client';
-import { errorHandlerPlugin } from './error-handler';
+import { errorHandlerPlugin, frameworkErrorHandler } from './error-handler';
 import { healthPlugin, type HealthCheck } from './health';
 import { metricsPlugin } from './metrics';
 import { rejectUnstorableTextPlugin } from './reject-unstorable-text';
@@ -37,6 +37,7 @@ export async function buildServiceApp(options: ServiceAppOptions) {
     // Request ids let a client's error report be found in the log.
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),
+    frameworkErrors: frameworkErrorHandler,
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

@@ -1,5 +1,5 @@
 /** The one place that turns thrown errors into HTTP answers. A client's mistake is never a 500. */
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { ApiError } from '../errors';
@@ -13,6 +13,21 @@ const fastifyClientErrors: Record<string, { status: number; code: string }> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: 'BAD_REQUEST' },
 };
+
+/**
+ * Errors the router meets before any route or hook runs (a path that is not valid percent-encoded
+ * UTF-8, a path parameter past the router's length limit): Fastify's `frameworkErrors` option
+ * hands them here, so they get the same body as every other client error.
+ */
+export function frameworkErrorHandler(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    void reply.status(414).send(errorBody('URI_TOO_LONG', 'a path parameter is too long'));
+  } else if (error.code === 'FST_ERR_BAD_URL') {
+    void reply.status(400).send(errorBody('BAD_URL', 'the path is not valid percent-encoded UTF-8'));
+  } else {
+    void reply.status(400).send(errorBody('BAD_REQUEST', 'the request could not be routed'));
+  }
+}
 
 export const errorHandlerPlugin = fp(
   (app: FastifyInstance) => {
