@@ -153,7 +153,9 @@ export async function confirmOrder(deps: OrderDomainDependencies, id: string): P
   return getOrder(deps.db, id);
 }
 
-const NOT_CANCELLABLE = new Set(['FAILED', 'CANCELLING', 'CANCELLED']);
+// CANCELLING stays cancellable: a cancel whose saga failed halfway is asked for again (a new
+// cancelOrder run); one still running answers with its workflow id.
+const NOT_CANCELLABLE = new Set(['FAILED', 'CANCELLED']);
 
 /** Starts the order's cancelOrder saga; the saga itself decides what must be undone. */
 export async function cancelOrder(

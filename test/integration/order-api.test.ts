@@ -314,7 +314,29 @@ describe('order API', () => {
       expect(response.json()).toMatchObject({ error: { code: 'ORDER_NOT_AWAITING_CONFIRMATION' } });
     });
 
-    it.each(['FAILED', 'CANCELLING', 'CANCELLED'] as const)('cancelling a %s order answers 409 ORDER_NOT_CANCELLABLE and starts nothing', async (status) => {
+    it('a CANCELLING order whose cancel saga stopped can be cancelled again: a new cancelOrder run, not a 409', async () => {
+      const { orderId } = await seedOrder(await createCustomer(), 'CANCELLING');
+      const workflowId = cancelOrderWorkflowId(orderId);
+      startedWorkflows.push(workflowId);
+      const cancel = () => service.app.inject({ method: 'POST', url: `/orders/${orderId}/cancel`, payload: { reason: 'changed my mind' } });
+
+      const first = await cancel();
+      expect(first.statusCode).toBe(202);
+      const firstRun = (await temporal.client.workflow.getHandle(workflowId).describe()).runId;
+      // Asked again while it runs: the same run answers.
+      expect((await cancel()).statusCode).toBe(202);
+      expect((await temporal.client.workflow.getHandle(workflowId).describe()).runId).toBe(firstRun);
+
+      // The run stops without completing (as one that failed halfway does); the next cancel starts another.
+      await temporal.client.workflow.getHandle(workflowId).terminate('stands in for a cancel that failed halfway');
+      const again = await cancel();
+      expect(again.statusCode).toBe(202);
+      const secondRun = await temporal.client.workflow.getHandle(workflowId).describe();
+      expect(secondRun.runId).not.toBe(firstRun);
+      expect(secondRun.status.name).toBe('RUNNING');
+    });
+
+    it.each(['FAILED', 'CANCELLED'] as const)('cancelling a %s order answers 409 ORDER_NOT_CANCELLABLE and starts nothing', async (status) => {
       const { orderId } = await seedOrder(await createCustomer(), status);
       const response = await service.app.inject({ method: 'POST', url: `/orders/${orderId}/cancel`, payload: { reason: 'changed my mind' } });
       expect(response.statusCode).toBe(409);
@@ -346,7 +368,7 @@ describe('order API', () => {
       expect(runs.count).toBe(1);
       const history = await temporal.client.workflow.getHandle(workflowId).fetchHistory();
       const input = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
-      expect(JSON.parse(Buffer.from(input!).toString())).toEqual({ orderId, reason: 'changed my mind', timeouts: sagaTimeoutsFor(service.config.HTTP_CLIENT_TIMEOUT_MS) });
+      expect(JSON.parse(Buffer.from(input!).toString())).toEqual({ orderId, reason: 'changed my mind', timeouts: sagaTimeoutsFor(service.config.HTTP_CLIENT_TIMEOUT_MS, service.config.SAGA_COMPENSATION_RETRY_HORIZON_SECONDS * 1000) });
     });
 
     it('cancelling an unknown order answers 404 ORDER_NOT_FOUND', async () => {
@@ -394,7 +416,7 @@ describe('order API', () => {
         paymentMethod: 'ACCOUNT_BALANCE',
         confirmation: 'manual',
         holdTtlSeconds: service.config.CHECKOUT_HOLD_TTL_SECONDS,
-        timeouts: sagaTimeoutsFor(service.config.HTTP_CLIENT_TIMEOUT_MS),
+        timeouts: sagaTimeoutsFor(service.config.HTTP_CLIENT_TIMEOUT_MS, service.config.SAGA_COMPENSATION_RETRY_HORIZON_SECONDS * 1000),
       });
 
       await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(young.orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);

@@ -105,7 +105,7 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
       schema: {
         tags,
         summary: 'Cancel an order: the cancelOrder saga releases or restocks the stock and refunds a payment',
-        description: `FAILED, CANCELLING and CANCELLED orders answer 409 ORDER_NOT_CANCELLABLE. ${idempotencyHeader.description}.`,
+        description: `FAILED and CANCELLED orders answer 409 ORDER_NOT_CANCELLABLE. A CANCELLING order whose cancellation stopped halfway is cancelled again. ${idempotencyHeader.description}.`,
         params: idParamsSchema,
         body: cancelOrderBodySchema,
         response: { 202: orderCommandAcceptedSchema, 400: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 503: errorBodySchema },
