@@ -4,7 +4,7 @@
  */
 import { Migrator, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
 import { idempotencyMigration, inboxMigration, outboxMigration, tccBarrierMigration } from './shared-migrations';
-import { ordersMigration, orderTimelineMigration } from './order/migrations';
+import { orderCompensationFailedMigration, ordersMigration, orderTimelineMigration } from './order/migrations';
 import { productCatalogueMigration, stockReservationsMigration } from './product/migrations';
 import { paymentLedgerMigration, refundIdempotencyKeyMigration, refundSourceMigration } from './payment/migrations';
 
@@ -18,6 +18,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0003_processed_events': inboxMigration,
     '0004_customers_orders': ordersMigration,
     '0005_order_events': orderTimelineMigration,
+    '0006_order_compensation_failed': orderCompensationFailedMigration,
   },
   product: {
     '0001_outbox_events': outboxMigration,

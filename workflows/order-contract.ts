@@ -4,7 +4,7 @@
  * module, never a workflow body. Safe inside the workflow sandbox (it only defines things).
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 
 /**
  * Workflow type names, for starting the sagas by name (client.workflow.start(WORKFLOW_TYPES.createOrder,
@@ -30,8 +30,18 @@ export interface SagaTimeouts {
   activityStartToCloseMs: number;
   /** Attempts of a forward step (try, confirm, order update) before the saga compensates. */
   maximumAttempts: number;
-  /** Attempts of a compensation; higher, because giving up leaves a hold or money behind. */
+  /**
+   * Attempts of a compensation inside tccPayment (the child gives up early: createOrder, its
+   * parent, undoes the same things again under compensationRetryHorizonMs) and of cancelOrder's
+   * wait for createOrder.
+   */
   compensationMaximumAttempts: number;
+  /**
+   * How long createOrder and cancelOrder keep retrying an undo (capped backoff) before the saga
+   * stops in COMPENSATION_FAILED and waits for an operator. Absent in inputs of sagas started
+   * before it existed: DEFAULT_SAGA_TIMEOUTS' value applies.
+   */
+  compensationRetryHorizonMs?: number;
   initialRetryIntervalMs: number;
   maximumRetryIntervalMs: number;
 }
@@ -40,13 +50,17 @@ export const DEFAULT_SAGA_TIMEOUTS: SagaTimeouts = {
   activityStartToCloseMs: 15_000,
   maximumAttempts: 8,
   compensationMaximumAttempts: 30,
+  compensationRetryHorizonMs: 6 * 60 * 60 * 1000,
   initialRetryIntervalMs: 500,
   maximumRetryIntervalMs: 30_000,
 };
 
-/** Saga timeouts for the configured HTTP client timeout: an undo makes up to two calls per attempt. */
-export function sagaTimeoutsFor(httpClientTimeoutMs: number): SagaTimeouts {
-  return { ...DEFAULT_SAGA_TIMEOUTS, activityStartToCloseMs: 2 * httpClientTimeoutMs + 5_000 };
+/**
+ * Saga timeouts for the configured HTTP client timeout (an undo makes up to two calls per
+ * attempt) and compensation retry horizon.
+ */
+export function sagaTimeoutsFor(httpClientTimeoutMs: number, compensationRetryHorizonMs = DEFAULT_SAGA_TIMEOUTS.compensationRetryHorizonMs): SagaTimeouts {
+  return { ...DEFAULT_SAGA_TIMEOUTS, activityStartToCloseMs: 2 * httpClientTimeoutMs + 5_000, compensationRetryHorizonMs };
 }
 
 export interface OrderLine {
@@ -97,14 +111,18 @@ export interface CancelOrderResult {
   orderId: string;
   status: 'CANCELLED';
   /** The order's status when the cancellation was requested. */
-  cancelledFrom: 'PENDING' | 'AWAITING_CONFIRMATION' | 'PAID' | 'CANCELLING';
+  cancelledFrom: 'PENDING' | 'AWAITING_CONFIRMATION' | 'PAID' | 'COMPENSATION_FAILED' | 'CANCELLING';
   stock: 'RELEASED' | 'RESTOCKED' | 'NOTHING_HELD';
   refundId: string | null;
 }
 
-/** Saga states kept in the SagaState search attribute, so operators can list sagas by state. */
-export type SagaState = 'RUNNING' | 'COMPENSATING' | 'COMPLETED' | 'COMPENSATED' | 'FAILED';
-export const SAGA_STATES: readonly SagaState[] = ['RUNNING', 'COMPENSATING', 'COMPLETED', 'COMPENSATED', 'FAILED'];
+/**
+ * Saga states kept in the SagaState search attribute, so operators can list sagas by state.
+ * COMPENSATION_FAILED: an undo kept failing past its retry horizon; the saga is still open, the
+ * order needs attention, and retryCompensationSignal runs what is left again.
+ */
+export const SAGA_STATES = ['RUNNING', 'COMPENSATING', 'COMPLETED', 'COMPENSATED', 'COMPENSATION_FAILED', 'FAILED'] as const;
+export type SagaState = (typeof SAGA_STATES)[number];
 
 /** Search attributes (Keyword) registered on the server; set at start and kept current by the sagas. */
 export const SEARCH_ATTRIBUTES = {
@@ -136,6 +154,18 @@ export const getSagaProgressQuery = defineQuery<SagaProgress>('getSagaProgress')
 /** Manual checkout: the customer confirms (capture) or cancels (release) the held reservations. */
 export const confirmCheckoutUpdate = defineUpdate<{ accepted: boolean }>('confirmCheckout');
 export const cancelCheckoutUpdate = defineUpdate<{ accepted: boolean }, [{ reason: string }]>('cancelCheckout');
+
+/** An operator's "try the undo again" for a saga in COMPENSATION_FAILED (`./oms saga retry`). */
+export const retryCompensationSignal = defineSignal('retryCompensation');
+
+/**
+ * patched() ids of changes to running workflows (docs/versioning.md). A patch id is never reused
+ * and stays until no execution that predates it can still be running or replayed.
+ */
+export const WORKFLOW_PATCHES = {
+  /** createOrder stops in COMPENSATION_FAILED and waits for an operator instead of marking the order FAILED. */
+  compensationFailedState: 'create-order-compensation-failed-state',
+} as const;
 
 /** Non-retryable ApplicationFailure types: business declines, never retried. */
 export const FAILURE_TYPES = {

@@ -76,3 +76,23 @@ export const orderTimelineMigration: Migration = {
     await sql`DROP TABLE order_events`.execute(db);
   },
 };
+
+/** COMPENSATION_FAILED: a failed order whose saga could not undo everything yet (it needs attention). */
+export const orderCompensationFailedMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`ALTER TABLE orders DROP CONSTRAINT chk_orders_status`.execute(db);
+    await sql`
+      ALTER TABLE orders ADD CONSTRAINT chk_orders_status
+        CHECK (status IN ('PENDING', 'AWAITING_CONFIRMATION', 'PAID', 'FAILED', 'COMPENSATION_FAILED', 'CANCELLING', 'CANCELLED'))`.execute(db);
+    await sql`ALTER TABLE orders DROP CONSTRAINT chk_orders_failure`.execute(db);
+    await sql`ALTER TABLE orders ADD CONSTRAINT chk_orders_failure CHECK (status NOT IN ('FAILED', 'COMPENSATION_FAILED') OR failure_reason IS NOT NULL)`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`ALTER TABLE orders DROP CONSTRAINT chk_orders_failure`.execute(db);
+    await sql`ALTER TABLE orders ADD CONSTRAINT chk_orders_failure CHECK (status <> 'FAILED' OR failure_reason IS NOT NULL)`.execute(db);
+    await sql`ALTER TABLE orders DROP CONSTRAINT chk_orders_status`.execute(db);
+    await sql`
+      ALTER TABLE orders ADD CONSTRAINT chk_orders_status
+        CHECK (status IN ('PENDING', 'AWAITING_CONFIRMATION', 'PAID', 'FAILED', 'CANCELLING', 'CANCELLED'))`.execute(db);
+  },
+};

@@ -23,7 +23,7 @@ export function orderSagasFor(temporal: Client, config: OrderAppDependencies['co
     client: temporal,
     config,
     callTimeoutMs: config.HTTP_CLIENT_TIMEOUT_MS,
-    sagaTimeouts: sagaTimeoutsFor(config.HTTP_CLIENT_TIMEOUT_MS),
+    sagaTimeouts: sagaTimeoutsFor(config.HTTP_CLIENT_TIMEOUT_MS, config.SAGA_COMPENSATION_RETRY_HORIZON_SECONDS * 1000),
   });
 }
 

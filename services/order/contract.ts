@@ -4,6 +4,7 @@
  * generated from them.
  */
 import { z } from 'zod';
+import { SAGA_STATES } from '../../workflows/order-contract';
 import { uuidInput } from '../shared/ids';
 import { currencyCode, moneyString } from '../shared/money';
 
@@ -46,7 +47,8 @@ export const idParamsSchema = z.object({ id: uuidInput });
 
 // ---- orders ----
 
-export const orderStatusSchema = z.enum(['PENDING', 'AWAITING_CONFIRMATION', 'PAID', 'FAILED', 'CANCELLING', 'CANCELLED']);
+/** COMPENSATION_FAILED: the order failed and something could not be undone yet; it needs attention and may be cancelled. */
+export const orderStatusSchema = z.enum(['PENDING', 'AWAITING_CONFIRMATION', 'PAID', 'FAILED', 'COMPENSATION_FAILED', 'CANCELLING', 'CANCELLED']);
 const MAX_ITEMS = 100;
 
 // Strict objects: a client that sends its own unitPrice (or any field we do not know) is refused,
@@ -131,7 +133,7 @@ export const orderCommandAcceptedSchema = z
 
 // ---- saga ----
 
-export const sagaStateSchema = z.enum(['RUNNING', 'COMPENSATING', 'COMPLETED', 'COMPENSATED', 'FAILED']);
+export const sagaStateSchema = z.enum(SAGA_STATES);
 
 const sagaRunSchema = z
   .object({

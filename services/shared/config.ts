@@ -55,6 +55,12 @@ const envSchema = z.object({
   /** TCC: a reservation neither confirmed nor cancelled expires after this long. */
   RESERVATION_TTL_SECONDS: positiveInt.default(900),
   RESERVATION_SWEEP_INTERVAL_MS: positiveInt.default(5_000),
+  /**
+   * How long a saga keeps retrying an undo (release stock, refund money) before it stops in
+   * COMPENSATION_FAILED and waits for an operator (`./oms saga retry`). Hours: a participant down
+   * for a while must not leave an order claiming FAILED with its money still taken.
+   */
+  SAGA_COMPENSATION_RETRY_HORIZON_SECONDS: positiveInt.default(6 * 60 * 60),
   /** Manual checkout: how long tccPayment holds reservations waiting for the customer's confirm. */
   CHECKOUT_HOLD_TTL_SECONDS: positiveInt.default(600),
   /** Order service: how often the reconciler looks for PENDING orders whose createOrder saga never started. */
