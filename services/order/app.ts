@@ -33,6 +33,8 @@ export async function buildOrderApp({ config, db, redis, logger, metrics, tempor
     description: 'Customers and orders. Placing, confirming and cancelling an order runs a saga on Temporal.',
     logger,
     metrics,
+    config,
+    redis,
     healthChecks: [
       postgresCheck(db),
       redisCheck(redis),
