@@ -13,7 +13,7 @@ import type { OrderDatabase, OrdersTable, OrderStatus } from '../db/order/schema
 import { currencyCode, formatMinor } from '../services/shared/money';
 import type { EventPayload, EventType } from '../services/shared/events';
 import { appendOutboxEvent } from '../services/shared/outbox';
-import { createOrderWorkflowId, FAILURE_TYPES } from '../workflows/order-contract';
+import { createOrderWorkflowId, customerFailureReason, FAILURE_TYPES } from '../workflows/order-contract';
 
 export interface OrderActivitiesDependencies {
   db: Kysely<OrderDatabase>;
@@ -113,11 +113,18 @@ export function createOrderActivities({ db }: OrderActivitiesDependencies) {
       });
     },
 
-    /** The saga gave up (after compensating): FAILED with the reason. A cancelled order stays with cancelOrder. */
+    /**
+     * The saga gave up (after compensating): FAILED. The order and its ORDER_FAILED event carry the
+     * customer's version of the reason; the saga's own (balances, stock levels, hosts) stays in its
+     * history (this activity's input, the failure itself) and its progress query, for operators.
+     * A cancelled order stays with cancelOrder.
+     */
     async markOrderFailed(input: { orderId: string; reason: string }): Promise<TransitionOutcome> {
-      return transition(input.orderId, IN_CHECKOUT, 'FAILED', { failure_reason: input.reason }, {
+      const items = await db.selectFrom('order_items').select('product_id').where('order_id', '=', input.orderId).execute();
+      const reason = customerFailureReason(input.reason, items.map((item) => item.product_id));
+      return transition(input.orderId, IN_CHECKOUT, 'FAILED', { failure_reason: reason }, {
         eventType: 'ORDER_FAILED',
-        payload: { orderId: input.orderId, reason: input.reason },
+        payload: { orderId: input.orderId, reason },
       });
     },
 

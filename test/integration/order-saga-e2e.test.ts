@@ -13,7 +13,7 @@ import { createJsonHttpClient } from '../../activities/http';
 import { createSagaWorker } from '../../workers/saga-worker';
 import { orderSagasFor } from '../../services/order/app';
 import { reconcilePendingOrders } from '../../services/order/reconciler';
-import { cancelOrderWorkflowId, createOrderWorkflowId, tccPaymentWorkflowId } from '../../workflows/order-contract';
+import { cancelOrderWorkflowId, createOrderWorkflowId, getSagaProgressQuery, tccPaymentWorkflowId } from '../../workflows/order-contract';
 import { startTestOrderService, type TestOrderService } from '../helpers/order-service';
 import { startTestPaymentService, type TestPaymentService } from '../helpers/payment-service';
 import { createTestProduct, startTestProductService, stockOf, type TestProductService } from '../helpers/product-service';
@@ -192,6 +192,36 @@ describe('order API end to end, with the saga worker', () => {
     const saga = await get<{ sagaState: string; status: string; failureReason: string }>(`/orders/${placed.body.id}/saga`);
     expect(saga.body).toMatchObject({ status: 'FAILED', sagaState: 'COMPENSATED' });
     expect(saga.body.failureReason).toMatch(/inactive/i);
+  });
+
+  it('declines for funds and for stock say what happened, without balances or stock levels, wherever a customer can read them', async () => {
+    const poor = await customerWithAccount({ balance: '5.00' });
+    const pricey = await createTestProduct(product, { stockQuantity: 5, price: '10.00' });
+    const scarce = await createTestProduct(product, { stockQuantity: 3, price: '1.00' });
+    const rich = await customerWithAccount({ balance: '1000.00' });
+
+    const funds = await post<{ id: string }>('/orders', { customerId: poor, items: [{ productId: pricey, quantity: 1 }] });
+    const stock = await post<{ id: string }>('/orders', { customerId: rich, items: [{ productId: scarce, quantity: 7 }] });
+    const fundsFailed = await waitForStatus(funds.body.id, 'FAILED');
+    const stockFailed = await waitForStatus(stock.body.id, 'FAILED');
+
+    expect(fundsFailed.failureReason).toBe('InsufficientFunds: the payment was declined for insufficient funds');
+    expect(stockFailed.failureReason).toBe(`InsufficientStock: not enough stock for product ${scarce}`);
+    for (const orderId of [funds.body.id, stock.body.id]) {
+      await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(orderId)).result()).rejects.toBeInstanceOf(WorkflowFailedError);
+      // Every customer-readable view of the order: no balance (5.00) and no stock level (available 3);
+      // the order's own prices and quantities are the customer's, and stay.
+      for (const view of [`/orders/${orderId}`, `/orders/${orderId}/saga`, `/orders?customerId=${orderId === funds.body.id ? poor : rich}`]) {
+        const { body } = await get(view);
+        const text = JSON.stringify(body);
+        expect(text, view).not.toMatch(/available|\b5\.00\b|requested/);
+      }
+    }
+    // Operators still have the whole story in the saga's history.
+    const history = await temporal.client.workflow.getHandle(tccPaymentWorkflowId(funds.body.id)).fetchHistory();
+    expect(JSON.stringify(history)).toContain('not enough available funds');
+    const progress = await temporal.client.workflow.getHandle(createOrderWorkflowId(stock.body.id)).query(getSagaProgressQuery);
+    expect(progress.failureReason).toMatch(/requested 7, available 3/);
   });
 
   it('unknown products and mixed currencies are refused before anything is written', async () => {
