@@ -224,6 +224,32 @@ describe('order API end to end, with the saga worker', () => {
     expect(progress.failureReason).toMatch(/requested 7, available 3/);
   });
 
+  it('bounds the open manual checkouts of a customer: of concurrent checkouts exactly the bound gets through', async () => {
+    const limit = order.config.MAX_OPEN_CHECKOUTS_PER_CUSTOMER;
+    const customerId = await customerWithAccount({ balance: '1000.00' });
+    const productId = await createTestProduct(product, { stockQuantity: 50, price: '1.00' });
+    const checkout = { customerId, items: [{ productId, quantity: 1 }], confirmation: 'manual' };
+
+    const answers = await Promise.all(Array.from({ length: limit + 3 }, () => post<{ id: string; error?: { code: string; details: unknown } }>('/orders', checkout)));
+    const accepted = answers.filter((answer) => answer.status === 202);
+    const refused = answers.filter((answer) => answer.status === 409);
+    expect(accepted).toHaveLength(limit);
+    expect(refused).toHaveLength(3);
+    for (const answer of refused) expect(answer.body.error).toMatchObject({ code: 'TOO_MANY_OPEN_CHECKOUTS', details: { open: limit, limit } });
+    const stored = await order.db.selectFrom('orders').select('id').where('customer_id', '=', customerId).execute();
+    expect(stored).toHaveLength(limit);
+
+    // Only manual checkouts count: an order paid at once is still accepted.
+    expect((await post('/orders', { ...checkout, confirmation: 'auto' })).status).toBe(202);
+    // Once one checkout is no longer open, the customer may start another.
+    const first = accepted[0]!.body.id;
+    await waitForStatus(first, 'AWAITING_CONFIRMATION');
+    expect((await post(`/orders/${first}/cancel`, { reason: 'changed my mind' })).status).toBe(202);
+    await waitForStatus(first, 'CANCELLED');
+    expect((await post('/orders', checkout)).status).toBe(202);
+    expect((await post('/orders', checkout)).status).toBe(409);
+  });
+
   it('unknown products and mixed currencies are refused before anything is written', async () => {
     const customerId = await customerWithAccount();
     const usd = await createTestProduct(product, { stockQuantity: 5, currency: 'USD' });
