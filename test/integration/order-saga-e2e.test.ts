@@ -367,6 +367,11 @@ describe('order API end to end, with the saga worker', () => {
       const row = await isolated.db.selectFrom('orders').select(['status']).where('id', '=', orderId).executeTakeFirstOrThrow();
       expect(row.status).toBe('PENDING');
       await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+      // Asking this instance for the saga is a 503 that names the dependency, not its address.
+      const saga = await isolated.app.inject({ method: 'GET', url: `/orders/${orderId}/saga` });
+      expect(saga.statusCode).toBe(503);
+      expect(saga.json()).toEqual({ error: { code: 'DEPENDENCY_UNAVAILABLE', message: 'Temporal is unavailable; retry later', details: { dependency: 'temporal' } } });
+      expect(saga.body).not.toContain(String(port));
 
       // Temporal is back (the real server): the reconciler of this service's database starts the saga.
       const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
