@@ -97,6 +97,14 @@ describe('rate limits (Redis)', () => {
     }
   });
 
+  it('declares the 429 in OpenAPI on every route a limit can refuse, and only there', async () => {
+    const spec = (await first.app.inject({ method: 'GET', url: '/openapi.json' })).json<{ paths: Record<string, Record<string, { responses: Record<string, unknown> }>> }>();
+    expect(Object.keys(spec.paths['/products']!.get!.responses)).toContain('429');
+    expect(Object.keys(spec.paths['/products/{id}']!.get!.responses)).toContain('429');
+    expect(Object.keys(spec.paths['/stock/try']!.post!.responses)).not.toContain('429');
+    expect(Object.keys(spec.paths['/health']!.get!.responses)).not.toContain('429');
+  });
+
   it('answers over a real socket: the burst from one client gets 429s with Retry-After', async () => {
     const listening = await createTestProductService({ overrides: { ...LIMITS, RATE_LIMIT_PER_ADDRESS_PER_MINUTE: '10' }, listen: true });
     try {

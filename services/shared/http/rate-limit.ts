@@ -3,8 +3,9 @@
  *
  * - per client address, on every route, in onRequest: before authentication, so a flood of bad
  *   tokens is counted like any other flood;
- * - per signed-in customer, in preHandler: after authentication has set `request.principal`,
- *   whatever address the customer comes from. Operators and services are not counted (nothing
+ * - per signed-in customer, in preParsing: after authentication (onRequest) has set
+ *   `request.principal`, whatever address the customer comes from, and before the body is parsed
+ *   or validated, so a customer over the limit costs no parsing and invalid requests count too. Operators and services are not counted (nothing
  *   keys them to one person, and the saga worker must never be throttled by its own shop).
  *
  * Not counted per address: routes with `config: { rateLimit: false }` (health and metrics, which
@@ -19,6 +20,7 @@ import fp from 'fastify-plugin';
 import type { Redis } from 'ioredis';
 import { isIPv4 } from 'node:net';
 import { ApiError } from '../errors';
+import { errorBodySchema } from './error-body';
 import { serviceTokenSecurity } from './service-auth';
 
 export const RATE_LIMITED = 'RATE_LIMITED';
@@ -68,8 +70,8 @@ function plainAddress(ip: string): string {
   return mapped && isIPv4(mapped) ? mapped : ip.toLowerCase();
 }
 
-function requiresServiceCredential(request: FastifyRequest): boolean {
-  const security = (request.routeOptions.schema as { security?: Record<string, unknown>[] } | undefined)?.security;
+function requiresServiceCredential(schema: unknown): boolean {
+  const security = (schema as { security?: Record<string, unknown>[] } | undefined)?.security;
   return security?.some((requirement) => Object.keys(requirement).some((scheme) => serviceCredentialSchemes.has(scheme))) ?? false;
 }
 
@@ -97,14 +99,21 @@ export const rateLimitPlugin = fp(
       keyGenerator: (request) => (request.principal?.kind === 'customer' ? request.principal.customerId : ''),
     });
 
+    // Every route a limit can refuse says so in OpenAPI.
+    app.addHook('onRoute', (route) => {
+      if (route.config?.rateLimit === false || requiresServiceCredential(route.schema)) return;
+      const response = route.schema?.response as Record<string, unknown> | undefined;
+      // A copy: response maps may be shared between routes.
+      if (route.schema && response && !(429 in response)) route.schema.response = { ...response, 429: errorBodySchema };
+    });
     app.addHook('onRequest', async (request, reply) => {
-      if (request.routeOptions.config.rateLimit === false || requiresServiceCredential(request)) return;
+      if (request.routeOptions.config.rateLimit === false || requiresServiceCredential(request.routeOptions.schema)) return;
       if (exempt.has(plainAddress(request.ip))) return;
       await enforce(byAddress, request, reply, 'address');
     });
-    app.addHook('preHandler', async (request, reply) => {
-      if (request.routeOptions.config.rateLimit === false || request.principal?.kind !== 'customer') return;
-      await enforce(byCustomer, request, reply, 'customer');
+    app.addHook('preParsing', async (request, reply, payload) => {
+      if (request.routeOptions.config.rateLimit !== false && request.principal?.kind === 'customer') await enforce(byCustomer, request, reply, 'customer');
+      return payload;
     });
   },
   { name: 'oms-rate-limit' },
