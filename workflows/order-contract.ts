@@ -188,3 +188,43 @@ export const FAILURE_TYPES = {
   checkoutCancelled: 'CheckoutCancelled',
   orderNotCancellable: 'OrderNotCancellable',
 } as const;
+
+/**
+ * What a customer may read about a failed order (failureReason, ORDER_FAILED): per decision type, a
+ * stable "Type: text" saying what happened, never a participant's own words (balances, stock
+ * levels, hosts). The full reason stays in the saga's history and the worker's log for operators.
+ */
+const CUSTOMER_FAILURE_TEXTS: Partial<Record<string, string>> = {
+  [FAILURE_TYPES.insufficientStock]: 'not enough stock for the ordered products',
+  [FAILURE_TYPES.insufficientFunds]: 'the payment was declined for insufficient funds',
+  [FAILURE_TYPES.customerInactive]: 'the customer account is inactive',
+  [FAILURE_TYPES.customerNotFound]: 'the customer account does not exist',
+  [FAILURE_TYPES.productNotFound]: 'a product of the order no longer exists',
+  [FAILURE_TYPES.accountNotFound]: 'the customer has no payment account',
+  [FAILURE_TYPES.reservationExpired]: 'the reservation expired before the order was completed',
+  [FAILURE_TYPES.reservationCancelled]: 'the reservation was cancelled before the order was completed',
+  [FAILURE_TYPES.tryAfterCancel]: 'the order was cancelled while it was being placed',
+  [FAILURE_TYPES.orderCancelled]: 'the order was cancelled while it was being placed',
+  [FAILURE_TYPES.checkoutExpired]: 'the checkout was not confirmed in time',
+  [FAILURE_TYPES.checkoutCancelled]: 'the checkout was cancelled',
+};
+/** Decisions about particular products: the text names those of the order's own products the reason names. */
+const PRODUCT_FAILURE_TEXTS: Partial<Record<string, (productIds: string) => string>> = {
+  [FAILURE_TYPES.insufficientStock]: (productIds) => `not enough stock for product ${productIds}`,
+  [FAILURE_TYPES.productNotFound]: (productIds) => `product ${productIds} is no longer available`,
+};
+/** Anything that is not a decision (a participant down past every retry, a defect). */
+export const ORDER_FAILED_FALLBACK = 'OrderFailed: the order could not be completed; quote the order id to support';
+
+/**
+ * The customer's failure reason for an operator's one ("Type: message", see describeFailure in
+ * saga.ts). `orderProductIds` are the order's own products: only those are ever named.
+ */
+export function customerFailureReason(reason: string, orderProductIds: readonly string[]): string {
+  const type = /^([A-Z][A-Za-z]+): /.exec(reason)?.[1];
+  const text = type === undefined ? undefined : CUSTOMER_FAILURE_TEXTS[type];
+  if (type === undefined || text === undefined) return ORDER_FAILED_FALLBACK;
+  const named = orderProductIds.filter((productId) => reason.includes(productId));
+  const perProduct = PRODUCT_FAILURE_TEXTS[type];
+  return `${type}: ${perProduct !== undefined && named.length > 0 ? perProduct(named.join(', ')) : text}`;
+}

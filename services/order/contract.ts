@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { SAGA_STATES } from '../../workflows/order-contract';
 import { uuidInput } from '../shared/ids';
+import { keysetQuerySchema, nextCursorSchema } from '../shared/keyset';
 import { currencyCode, moneyString } from '../shared/money';
 
 /** Error codes of the order service (besides the shared VALIDATION_ERROR, UNAUTHORIZED, ...). */
@@ -21,6 +22,7 @@ export const ORDER_ERROR_CODES = {
   orderNotAwaitingConfirmation: 'ORDER_NOT_AWAITING_CONFIRMATION',
   orderNotCancellable: 'ORDER_NOT_CANCELLABLE',
   sagaNotFound: 'SAGA_NOT_FOUND',
+  tooManyOpenCheckouts: 'TOO_MANY_OPEN_CHECKOUTS',
 } as const;
 
 const isoTime = z.iso.datetime();
@@ -73,7 +75,10 @@ export const createOrderBodySchema = z.strictObject({
   confirmation: z
     .enum(['auto', 'manual'])
     .default('auto')
-    .describe('"manual": the payment and stock are held until POST /orders/:id/confirm (or the hold expires)'),
+    .describe(
+      '"manual": the payment and stock are held until POST /orders/:id/confirm (or the hold expires); a customer may have' +
+        ' MAX_OPEN_CHECKOUTS_PER_CUSTOMER open at once, beyond that 409 TOO_MANY_OPEN_CHECKOUTS',
+    ),
 });
 export type CreateOrderBody = z.infer<typeof createOrderBodySchema>;
 
@@ -114,14 +119,11 @@ export type OrderResponse = z.infer<typeof orderSchema>;
 export const listOrdersQuerySchema = z.object({
   customerId: uuidInput.optional(),
   status: orderStatusSchema.optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
-  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+  ...keysetQuerySchema,
 });
 export type ListOrdersQuery = z.infer<typeof listOrdersQuerySchema>;
 
-export const orderListSchema = z
-  .object({ items: z.array(orderSchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() })
-  .meta({ id: 'OrderList' });
+export const orderListSchema = z.object({ items: z.array(orderSchema), nextCursor: nextCursorSchema }).meta({ id: 'OrderList' });
 
 export const cancelOrderBodySchema = z.strictObject({
   reason: z.string().trim().min(1).max(500).default('cancelled by customer'),

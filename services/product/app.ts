@@ -17,6 +17,8 @@ export async function buildProductApp({ config, db, redis, logger, metrics }: Pr
     description: 'Catalogue and stock; TCC try/confirm/cancel for stock reservations.',
     logger,
     metrics,
+    config,
+    redis,
     healthChecks: [postgresCheck(db), redisCheck(redis)],
   });
   const productMetrics = createProductMetrics(metrics);

@@ -55,14 +55,14 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
     {
       schema: {
         tags,
-        summary: 'List orders, newest first, optionally by customer and status',
+        summary: 'List orders, newest first, optionally by customer and status, a page at a time (keyset cursor)',
         querystring: listOrdersQuerySchema,
         response: { 200: orderListSchema, 400: errorBodySchema },
       },
     },
     async (request) => {
-      const { orders, total } = await listOrders(options.db, request.query);
-      return { items: orders.map(toOrderResponse), total, limit: request.query.limit, offset: request.query.offset };
+      const { orders, nextCursor } = await listOrders(options.db, request.query);
+      return { items: orders.map(toOrderResponse), nextCursor };
     },
   );
 

@@ -42,6 +42,8 @@ export const errorHandlerPlugin = fp(
           .send(errorBody('VALIDATION_ERROR', `invalid request ${error.validationContext ?? ''}`.trim(), { issues }));
       }
       if (error instanceof ApiError) {
+        // Ours to fix, not the client's: the cause (hosts, ports, driver messages) is logged, never sent.
+        if (error.statusCode >= 500) request.log.warn({ err: error, cause: error.cause }, 'answered with a server error');
         return reply.status(error.statusCode).send(errorBody(error.code, error.message, error.details));
       }
       const known = error.code ? fastifyClientErrors[error.code] : undefined;
