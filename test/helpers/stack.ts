@@ -3,6 +3,6 @@ import { inject } from 'vitest';
 import { loadConfig, type Config } from '../../services/shared/config';
 
 export function testConfig(overrides: Record<string, string> = {}): Config {
-  const { PG_ADMIN_URL: _admin, ...stack } = inject('stack');
+  const { PG_ADMIN_URL: _admin, PG_HOST: _host, ...stack } = inject('stack');
   return loadConfig({ ...process.env, NODE_ENV: 'test', LOG_LEVEL: 'silent', ...stack, ...overrides });
 }
