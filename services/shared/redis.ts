@@ -37,6 +37,8 @@ export async function connectRedis(config: RedisConnectionConfig): Promise<Redis
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
+        // A late error of the abandoned client (a command timing out) has nobody to tell.
+        redis.on('error', () => undefined);
         redis.disconnect();
         // The URL may carry a password: name the host only.
         reject(new Error(`Redis at ${new URL(config.REDIS_URL).host} not ready within 3 s${lastError ? ` (${lastError.message})` : ''}`));
