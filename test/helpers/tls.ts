@@ -1,6 +1,6 @@
 /**
- * Throw-away certificates for transport tests: a CA and a server certificate it signed for
- * 127.0.0.1 / localhost, made with openssl in a temporary directory.
+ * Throw-away certificates for transport tests: a CA, a server certificate it signed for
+ * 127.0.0.1 / localhost and a client certificate, made with openssl in a temporary directory.
  */
 import { execFile } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
@@ -15,6 +15,9 @@ export interface TestCertificates {
   caFile: string;
   certFile: string;
   keyFile: string;
+  /** A client certificate and key the CA signed, for mutual TLS. */
+  clientCertFile: string;
+  clientKeyFile: string;
   /** A second CA that signed nothing here: trusting only it must fail verification. */
   otherCaFile: string;
   remove: () => Promise<void>;
@@ -40,6 +43,14 @@ export async function createTestCertificates(): Promise<TestCertificates> {
   await run('sh', ['-c', `printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > '${extensions}'`]);
   await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', keyFile, '-out', csr]);
   await run('openssl', ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-days', '1', '-extfile', extensions, '-out', certFile]);
-  for (const file of [ca.cert, other.cert, certFile, keyFile]) await chmod(file, 0o644);
-  return { dir, caFile: ca.cert, certFile, keyFile, otherCaFile: other.cert, remove: () => rm(dir, { recursive: true, force: true }) };
+  const clientKeyFile = join(dir, 'client.key');
+  const clientCsr = join(dir, 'client.csr');
+  const clientCertFile = join(dir, 'client.crt');
+  await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=oms-worker', '-keyout', clientKeyFile, '-out', clientCsr]);
+  // Extensions make it an X.509 v3 certificate; rustls (the Temporal worker's TLS) refuses v1.
+  const clientExtensions = join(dir, 'client.ext');
+  await run('sh', ['-c', `printf 'extendedKeyUsage=clientAuth\\n' > '${clientExtensions}'`]);
+  await run('openssl', ['x509', '-req', '-in', clientCsr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-days', '1', '-extfile', clientExtensions, '-out', clientCertFile]);
+  for (const file of [ca.cert, other.cert, certFile, keyFile, clientCertFile, clientKeyFile]) await chmod(file, 0o644);
+  return { dir, caFile: ca.cert, certFile, keyFile, clientCertFile, clientKeyFile, otherCaFile: other.cert, remove: () => rm(dir, { recursive: true, force: true }) };
 }

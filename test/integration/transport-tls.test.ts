@@ -1,17 +1,23 @@
 /**
  * Transport security for real, on servers of the test's own (other ports, throw-away certificates):
- * PostgreSQL with ssl=on that accepts TLS connections only, and Redis with a TLS port and a password.
+ * PostgreSQL with ssl=on that accepts TLS connections only, Redis with a TLS port and a password, and
+ * a Temporal endpoint that demands a client certificate.
  * The clients are configured exactly as the services configure them, from the variables.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { connect } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { connect, type AddressInfo } from 'node:net';
+import { createServer as createTlsServer, type Server } from 'node:tls';
+import { Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { clientConfig } from '../../db/connection';
 import { openServiceDatabase } from '../../db/databases';
 import { loadConfig } from '../../services/shared/config';
 import { connectRedis } from '../../services/shared/redis';
+import { temporalConnectionOptions } from '../../services/shared/temporal-connection';
 import { startThrowawayCluster, type ThrowawayCluster } from '../helpers/throwaway-postgres';
 import { createTestCertificates, type TestCertificates } from '../helpers/tls';
 
@@ -127,5 +133,75 @@ describe('Redis with a password over TLS', () => {
     await expect(connectRedis(loadConfig({ REDIS_URL: `rediss://:wrong@127.0.0.1:${port}`, REDIS_TLS_CA_FILE: certs.caFile }))).rejects.toThrow(/WRONGPASS|invalid username-password/);
     await expect(connectRedis(loadConfig({ REDIS_URL: `rediss://:${password}@127.0.0.1:${port}`, REDIS_TLS_CA_FILE: certs.otherCaFile }))).rejects.toThrow(/certificate|self[- ]signed/i);
     await expect(connectRedis(loadConfig({ REDIS_URL: `redis://:${password}@127.0.0.1:${port}` }))).rejects.toThrow(/not ready within 3 s/);
+  });
+});
+
+describe('Temporal over mutual TLS', () => {
+  // The dev server has no TLS listener, so a TLS endpoint that demands a client certificate from our
+  // CA (as a production frontend with requireClientAuth does) forwards to it. gRPC needs ALPN h2.
+  let endpoint: Server;
+  let address: string;
+
+  beforeAll(async () => {
+    const [upstreamHost, upstreamPort] = inject('stack').TEMPORAL_ADDRESS.split(':') as [string, string];
+    endpoint = createTlsServer(
+      {
+        cert: readFileSync(certs.certFile),
+        key: readFileSync(certs.keyFile),
+        ca: readFileSync(certs.caFile),
+        requestCert: true,
+        rejectUnauthorized: true,
+        ALPNProtocols: ['h2'],
+      },
+      (client) => {
+        const upstream = connect({ host: upstreamHost, port: Number(upstreamPort) });
+        client.pipe(upstream).pipe(client);
+        const close = () => {
+          client.destroy();
+          upstream.destroy();
+        };
+        client.on('error', close);
+        upstream.on('error', close);
+      },
+    );
+    await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
+    address = `127.0.0.1:${(endpoint.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((resolve) => endpoint.close(() => resolve())));
+
+  /** The variables of a worker that holds a client certificate from our CA. */
+  const tlsVariables = (): Record<string, string> => ({
+    TEMPORAL_ADDRESS: address,
+    TEMPORAL_TLS: 'true',
+    TEMPORAL_TLS_CA_FILE: certs.caFile,
+    TEMPORAL_TLS_CERT_FILE: certs.clientCertFile,
+    TEMPORAL_TLS_KEY_FILE: certs.clientKeyFile,
+    // The certificate names localhost and 127.0.0.1; the override is what a proxy in front needs.
+    TEMPORAL_TLS_SERVER_NAME: 'localhost',
+  });
+  const tlsConfig = (overrides: Record<string, string> = {}) => loadConfig({ ...tlsVariables(), ...overrides });
+
+  it('connects the client and the worker with the CA, client certificate and server name from configuration', async () => {
+    const config = tlsConfig();
+    const connection = await Connection.connect({ ...temporalConnectionOptions(config), connectTimeout: 5_000 });
+    try {
+      const { namespaceInfo } = await connection.workflowService.describeNamespace({ namespace: 'default' });
+      expect(namespaceInfo?.name).toBe('default');
+    } finally {
+      await connection.close();
+    }
+    const native = await NativeConnection.connect(temporalConnectionOptions(config));
+    try {
+      const { namespaceInfo } = await native.workflowService.describeNamespace({ namespace: 'default' });
+      expect(namespaceInfo?.name).toBe('default');
+    } finally {
+      await native.close();
+    }
+  });
+
+  it('is refused without the client certificate, and against a server the CA did not sign', async () => {
+    const { TEMPORAL_TLS_CERT_FILE: _cert, TEMPORAL_TLS_KEY_FILE: _key, ...withoutCertificate } = tlsVariables();
+    await expect(NativeConnection.connect(temporalConnectionOptions(loadConfig(withoutCertificate)))).rejects.toThrow(/CertificateRequired|connection closed/);
+    await expect(NativeConnection.connect(temporalConnectionOptions(tlsConfig({ TEMPORAL_TLS_CA_FILE: certs.otherCaFile })))).rejects.toThrow(/UnknownIssuer/);
   });
 });
