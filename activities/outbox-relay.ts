@@ -16,6 +16,7 @@ import type { Kafka, Producer } from 'kafkajs';
 import type { Kysely } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { clientConfig, type DatabaseOptions } from '../db/connection';
 import { OUTBOX_NOTIFY_CHANNEL } from '../db/shared-migrations';
 import type { SharedTables } from '../db/shared-tables';
 import type { Config } from '../services/shared/config';
@@ -43,10 +44,10 @@ import {
 } from '../services/shared/outbox-relay-store';
 import type { OutboxDatabaseName, RelayOutboxEventsInput, RelayRunSummary } from '../workflows/outbox-relay-contract';
 
-/** A service database as the relay needs it: a pool for claims and a URL for the LISTEN connection. */
+/** A service database as the relay needs it: a pool for claims and how to open the LISTEN connection. */
 export interface OutboxSource {
   db: Kysely<SharedTables>;
-  connectionString: string;
+  listener: DatabaseOptions;
 }
 
 export type OutboxRelayConfig = Pick<
@@ -98,8 +99,9 @@ class Doorbell {
 }
 
 /** A dedicated connection LISTENing on the outbox channel; if it drops, the poll interval still wakes the relay. */
-async function listenForNewEvents(connectionString: string, doorbell: Doorbell, logger: Logger): Promise<() => Promise<void>> {
-  const client = new pg.Client({ connectionString, application_name: 'oms-outbox-listener' });
+async function listenForNewEvents(listener: DatabaseOptions, doorbell: Doorbell, logger: Logger): Promise<() => Promise<void>> {
+  // The pools' session timeouts are harmless here: a listening session is idle, never in a transaction.
+  const client = new pg.Client(clientConfig({ ...listener, applicationName: 'oms-outbox-listener' }));
   client.on('notification', () => doorbell.ring());
   client.on('error', (error) => logger.warn({ err: error.message }, 'outbox LISTEN connection lost; polling until the next relay run'));
   await client.connect();
@@ -212,7 +214,7 @@ export function createOutboxRelayActivities({ databases, kafka, config, logger, 
       const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
       let stopListening: (() => Promise<void>) | undefined;
       try {
-        stopListening = await listenForNewEvents(source.connectionString, doorbell, log);
+        stopListening = await listenForNewEvents(source.listener, doorbell, log);
         try {
           await producer.connect();
         } catch (error) {

@@ -1,4 +1,5 @@
-/** Kysely over node-postgres, with the type parsing every OMS database relies on. */
+/** Kysely over node-postgres, with the type parsing, timeouts and TLS every OMS database connection uses. */
+import { readFileSync } from 'node:fs';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 
@@ -11,15 +12,61 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => {
 });
 // NUMERIC stays a string: exact decimals are never turned into floats.
 
+/**
+ * Bounds on every session, so a stuck query or lock holder cannot take a pool with it. 0 leaves a
+ * setting to the server (no limit unless the role or database has a default): migrations use that.
+ */
+export interface SessionTimeouts {
+  /** Wait for a pooled connection (a free one, or a new one being opened). */
+  acquireMs: number;
+  statementMs: number;
+  lockMs: number;
+  idleInTransactionMs: number;
+}
+
+/** Without configuration (tools, tests): the defaults of services/shared/config.ts. */
+export const DEFAULT_SESSION_TIMEOUTS: SessionTimeouts = { acquireMs: 5_000, statementMs: 10_000, lockMs: 5_000, idleInTransactionMs: 60_000 };
+
+/** Migrations may rewrite a table or wait for another migrator's lock: no statement or lock bound. */
+export const MIGRATION_SESSION_TIMEOUTS: SessionTimeouts = { ...DEFAULT_SESSION_TIMEOUTS, statementMs: 0, lockMs: 0 };
+
 export interface DatabaseOptions {
   connectionString: string;
   poolMax?: number;
   /** Shown in pg_stat_activity, so an operator can tell which process holds a connection. */
   applicationName?: string;
+  timeouts?: SessionTimeouts;
+  /**
+   * PEM file of the CA that signed the server's certificate: TLS with the certificate and host name
+   * verified. Without it, `sslmode` in the URL decides (see docs/security-infrastructure.md).
+   */
+  sslCaFile?: string;
 }
 
-export function createPool({ connectionString, poolMax = 10, applicationName = 'oms' }: DatabaseOptions): pg.Pool {
-  const pool = new pg.Pool({ connectionString, max: poolMax, application_name: applicationName });
+/** The node-postgres client settings for `options`; exported so the one-off clients (LISTEN) match the pools. */
+export function clientConfig({ connectionString, applicationName = 'oms', timeouts = DEFAULT_SESSION_TIMEOUTS, sslCaFile }: DatabaseOptions): pg.ClientConfig {
+  const config: pg.ClientConfig = {
+    connectionString,
+    application_name: applicationName,
+    connectionTimeoutMillis: timeouts.acquireMs,
+    // Sent as startup parameters: in force from the session's first statement. Unset: not sent.
+    statement_timeout: timeouts.statementMs || undefined,
+    lock_timeout: timeouts.lockMs || undefined,
+    idle_in_transaction_session_timeout: timeouts.idleInTransactionMs || undefined,
+  };
+  // An explicit CA beats the URL's sslmode: node-postgres lets URL parameters override `ssl`, so
+  // the URL's are stripped (a URL asking for sslmode=disable next to a CA file is a mistake anyway).
+  if (sslCaFile) {
+    const url = new URL(connectionString);
+    for (const name of ['sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'ssl']) url.searchParams.delete(name);
+    config.connectionString = url.toString();
+    config.ssl = { ca: readFileSync(sslCaFile, 'utf8'), rejectUnauthorized: true };
+  }
+  return config;
+}
+
+export function createPool({ poolMax = 10, ...options }: DatabaseOptions): pg.Pool {
+  const pool = new pg.Pool({ ...clientConfig(options), max: poolMax });
   // An idle connection that dies (PostgreSQL restarted, backend terminated) is emitted here; without
   // a listener it is an unhandled 'error' that kills the process. The pool drops the connection and
   // the next query opens a new one, so reporting it is all there is to do.
@@ -29,4 +76,18 @@ export function createPool({ connectionString, poolMax = 10, applicationName = '
 
 export function createDatabase<DB>(options: DatabaseOptions): Kysely<DB> {
   return new Kysely<DB>({ dialect: new PostgresDialect({ pool: createPool(options) }) });
+}
+
+/**
+ * Which bound a database error is, if any: a statement cancelled by statement_timeout (57014), a
+ * lock wait ended by lock_timeout (55P03), or no connection within the acquire timeout. The HTTP
+ * error handler answers these 503 (try again), without the database's text.
+ */
+export function databaseTimeoutKind(error: unknown): 'statement' | 'lock' | 'acquire' | undefined {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (code === '57014') return 'statement';
+  if (code === '55P03') return 'lock';
+  // pg-pool waiting for a free client, or pg timing out while opening a new one.
+  if (typeof message === 'string' && /^timeout exceeded when trying to connect$|^Connection terminated due to connection timeout$/.test(message)) return 'acquire';
+  return undefined;
 }

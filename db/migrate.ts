@@ -1,6 +1,6 @@
-/** `tsx db/migrate.ts [order|product|payment ...]`: migrates the named service databases (default: all). */
+/** `tsx db/migrate.ts [order|product|payment ...]`: migrates the named service databases (default: all), as their owners. */
 import { loadConfig } from '../services/shared/config';
-import { openServiceDatabase } from './databases';
+import { openMigrationDatabase } from './databases';
 import { migrateToLatest, SERVICE_NAMES, type ServiceName } from './migrator';
 
 const requested = process.argv.slice(2);
@@ -13,11 +13,12 @@ const services = requested.length > 0 ? (requested as ServiceName[]) : SERVICE_N
 const config = loadConfig();
 
 for (const service of services) {
-  const db = openServiceDatabase(config, service, 'oms-migrate');
+  const db = openMigrationDatabase(config, service);
   try {
-    const { results = [] } = await migrateToLatest(db, service);
+    const { results = [], privileges } = await migrateToLatest(db, service);
     const applied = results.filter((r) => r.status === 'Success').map((r) => r.migrationName);
     console.log(`${service}_db: ${applied.length > 0 ? `applied ${applied.join(', ')}` : 'up to date'}`);
+    if (privileges === 'worker-role-missing') console.warn(`${service}_db: role oms_worker does not exist; run db/provision.ts, then migrate again`);
   } finally {
     await db.destroy();
   }

@@ -7,6 +7,7 @@ import { idempotencyMigration, inboxMigration, outboxMigration, tccBarrierMigrat
 import { orderCompensationFailedMigration, orderListKeysetMigration, ordersMigration, orderTimelineMigration } from './order/migrations';
 import { productCatalogueMigration, productListKeysetMigration, stockReservationsMigration } from './product/migrations';
 import { paymentLedgerMigration, refundIdempotencyKeyMigration, refundSourceMigration } from './payment/migrations';
+import { applyDatabasePrivileges, type PrivilegesOutcome } from './roles';
 
 export type ServiceName = 'order' | 'product' | 'payment';
 export const SERVICE_NAMES: readonly ServiceName[] = ['order', 'product', 'payment'];
@@ -45,8 +46,11 @@ export class MigrationError extends Error {
   override name = 'MigrationError';
 }
 
-/** Brings a service database to the latest schema; concurrent callers are serialised by Kysely's lock table. */
-export async function migrateToLatest<DB>(db: Kysely<DB>, service: ServiceName): Promise<MigrationResultSet> {
+/**
+ * Brings a service database to the latest schema, then sets the worker's privileges on it
+ * (db/roles.ts). Run as the database's owner; concurrent callers are serialised by Kysely's lock.
+ */
+export async function migrateToLatest<DB>(db: Kysely<DB>, service: ServiceName): Promise<MigrationResultSet & { privileges: PrivilegesOutcome }> {
   const migrations = migrationsByService[service];
   const migrator = new Migrator({ db: db as Kysely<unknown>, provider: { getMigrations: () => Promise.resolve(migrations) } });
   const result = await migrator.migrateToLatest();
@@ -54,5 +58,5 @@ export async function migrateToLatest<DB>(db: Kysely<DB>, service: ServiceName):
     const failed = result.results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
     throw new MigrationError(`${service}_db: migration ${failed} failed: ${result.error instanceof Error ? result.error.message : JSON.stringify(result.error)}`, { cause: result.error });
   }
-  return result;
+  return { ...result, privileges: await applyDatabasePrivileges(db, service) };
 }

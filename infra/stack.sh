@@ -14,7 +14,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Start order; stop runs it backwards so nothing loses a dependency while still running.
 ALL_COMPONENTS=(postgres redis kafka temporal)
-PG_DATABASES=(order_db product_db payment_db)
 TEMPORAL_SEARCH_ATTRIBUTES=(OrderId=Keyword CustomerId=Keyword SagaState=Keyword)
 
 KAFKA_DIR="$OMS_STATE_DIR/kafka"
@@ -80,8 +79,27 @@ postgres_pid() {
 postgres_alive() { pid_is "$1" "$PG_BIN/postgres"; }
 postgres_ports() { echo "$OMS_PG_PORT"; }
 # -U/-d: without them pg_isready connects as the OS user ("root") and the server logs a
-# FATAL for that role on every check.
-postgres_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$OMS_PG_PORT" -U postgres -d postgres; }
+# FATAL for that role on every check. Through the socket, where postgres is let in.
+postgres_ready() { "$PG_BIN/pg_isready" -q -h "$PG_SOCKET_DIR" -p "$OMS_PG_PORT" -U postgres -d postgres; }
+
+# Who may log in, and how. The services and the worker log in as their own roles with passwords
+# (SCRAM), over TCP on loopback; db/provision.ts creates those roles from the configured URLs.
+# The superuser is reachable only through the Unix socket, whose mode 0700 admits the cluster's
+# OS user and root alone: that is the path of the scripts and of the test suite's administrator.
+PG_SOCKET_DIR=/tmp
+PG_HBA='# Written by infra/stack.sh on every start: edit the script, not this file.
+local   all   postgres                  trust
+local   all   all                       scram-sha-256
+host    all   all        127.0.0.1/32   scram-sha-256
+host    all   all        ::1/128        scram-sha-256'
+
+# Writes pg_hba.conf when it differs from PG_HBA; returns 0 when it changed. A cluster made by an
+# older checkout (trust for everyone over TCP) converges here.
+postgres_write_hba() {
+  local data="$1"
+  [[ $(as_pg cat "$data/pg_hba.conf" 2>/dev/null) == "$PG_HBA" ]] && return 1
+  printf '%s\n' "$PG_HBA" | as_pg tee "$data/pg_hba.conf" >/dev/null
+}
 
 postgres_start() {
   [[ -x $PG_BIN/pg_ctl ]] || die "postgres: $PG_BIN/pg_ctl missing; run infra/install.sh postgres"
@@ -90,34 +108,33 @@ postgres_start() {
   log="$(logfile postgres)"
   if [[ ! -s $data/PG_VERSION ]]; then
     log "postgres: initdb in $data"
-    # C locale: byte-order collation, the same on every machine. Trust auth: the server only
-    # listens on 127.0.0.1 and a socket in /tmp, for development.
-    as_pg "$PG_BIN/initdb" -D "$data" -A trust -U postgres -E UTF8 --locale=C >>"$log" 2>&1 ||
+    # C locale: byte-order collation, the same on every machine. Authentication: see PG_HBA.
+    as_pg "$PG_BIN/initdb" -D "$data" --auth-local=trust --auth-host=scram-sha-256 -U postgres -E UTF8 --locale=C >>"$log" 2>&1 ||
       die "postgres: initdb failed; see $log"
   fi
+  postgres_write_hba "$data" || true
   # Settings are passed at start so a port change needs no edit of the cluster's files.
   # fsync stays on (the default): tests kill processes and expect committed rows to survive.
   # No -l: the server's output goes to this shell's redirect, so the log file may live where
   # the postgres user could not open it.
   as_pg "$PG_BIN/pg_ctl" -D "$data" -W \
-    -o "-p $OMS_PG_PORT -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=200" \
+    -o "-p $OMS_PG_PORT -k $PG_SOCKET_DIR -c unix_socket_permissions=0700 -c listen_addresses=127.0.0.1 -c max_connections=200" \
     start >>"$log" 2>&1 || die "postgres: pg_ctl start failed; see $log"
   wait_for postgres "$log" 60 postgres_ready
   postgres_pid >"$(pidfile postgres)"
 }
 
-# Runs on every start, also when the server was already up: creating the databases is cheap
-# and makes a half-finished earlier start converge.
+# Runs on every start, also when the server was already up: a server started by an older checkout
+# gets the current pg_hba.conf (a reload is enough; the socket's mode follows at its next restart).
+# Roles and databases are db/provision.ts's, which `./oms up` runs next.
 postgres_after_start() {
-  local dbs
-  dbs="$(printf "'%s'," "${PG_DATABASES[@]}")"
-  # \gexec runs each returned row as a statement: CREATE DATABASE cannot sit in a DO block.
-  psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$OMS_PG_PORT" -U postgres -d postgres <<SQL >/dev/null
-SELECT format('CREATE DATABASE %I', d)
-FROM unnest(ARRAY[${dbs%,}]) AS d
-WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = d)
-\gexec
-SQL
+  local data
+  data="$(readlink -f "$OMS_STATE_DIR/postgres")"
+  if postgres_write_hba "$data"; then
+    log "postgres: authentication updated (roles log in with passwords; postgres only through the socket)"
+    psql -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$OMS_PG_PORT" -U postgres -d postgres -c 'SELECT pg_reload_conf()' >/dev/null ||
+      die "postgres: could not reload the configuration"
+  fi
 }
 
 postgres_stop() {

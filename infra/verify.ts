@@ -11,6 +11,7 @@ import { SERVICE_NAMES } from '../db/migrator';
 import { loadConfig } from '../services/shared/config';
 import { createKafka, TOPIC_SPECS } from '../services/shared/kafka';
 import { connectRedis } from '../services/shared/redis';
+import { temporalConnectionOptions } from '../services/shared/temporal-connection';
 
 /** Custom search attributes the sagas keep current (registered by infra/stack.sh when Temporal starts). */
 export const REQUIRED_SEARCH_ATTRIBUTES = ['OrderId', 'CustomerId', 'SagaState'] as const;
@@ -56,7 +57,7 @@ for (const service of SERVICE_NAMES) {
 }
 
 await check('redis set/get', async () => {
-  const redis = await connectRedis(config.REDIS_URL);
+  const redis = await connectRedis(config);
   try {
     const key = `oms:verify:${randomUUID()}`;
     await redis.set(key, 'ok', 'EX', 30);
@@ -127,7 +128,7 @@ await check('kafka produce/consume round trip', async () => {
 });
 
 await check(`temporal namespace ${config.TEMPORAL_NAMESPACE} and search attributes`, async () => {
-  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS, connectTimeout: 5_000 });
+  const connection = await Connection.connect({ ...temporalConnectionOptions(config), connectTimeout: 5_000 });
   try {
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
     await client.workflowService.describeNamespace({ namespace: config.TEMPORAL_NAMESPACE });

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString, type Worker } from '@temporalio/worker';
 import { loadConfig } from '../services/shared/config';
 import { startOrExit } from '../services/shared/run-service';
+import { temporalConnectionOptions } from '../services/shared/temporal-connection';
 import { createSagaWorker } from './saga-worker';
 import { startEventRelayAndConsumers } from './outbox-worker';
 
@@ -20,7 +21,7 @@ startOrExit(async () => {
     },
   });
 
-  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  const connection = await NativeConnection.connect(temporalConnectionOptions(config));
   try {
     const events = await startEventRelayAndConsumers({ connection, config, identity });
     const workers: Worker[] = [await createSagaWorker({ connection, config, identity }), events.worker];

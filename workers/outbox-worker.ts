@@ -9,12 +9,13 @@ import type { Kafka } from 'kafkajs';
 import type { Kysely } from 'kysely';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { databaseUrl, openServiceDatabase } from '../db/databases';
+import { databaseOptions, openWorkerDatabase, workerDatabaseUrl } from '../db/databases';
 import type { SharedTables } from '../db/shared-tables';
 import { createOutboxRelayActivities, type OutboxRelayDependencies, type OutboxSource } from '../activities/outbox-relay';
 import type { Config } from '../services/shared/config';
 import { createKafka, ensureTopics } from '../services/shared/kafka';
 import { loggerOptions } from '../services/shared/logger';
+import { temporalConnectionOptions } from '../services/shared/temporal-connection';
 import { createMetricsRegistry } from '../services/shared/metrics';
 import { createConsumerMetrics, createOutboxMetrics } from '../services/shared/outbox-relay-metrics';
 import type { outboxRelayWorkflow } from '../workflows/outbox-relay';
@@ -43,7 +44,7 @@ export async function createOutboxWorker({ connection, config, identity, depende
   return Worker.create({ ...(await baseWorkerOptions({ connection, config, identity, taskQueue })), activities: createOutboxRelayActivities(dependencies) });
 }
 
-/** Opens the given service databases for the relay; `close` ends their pools. */
+/** Opens the given service databases for the relay, as the worker's role; `close` ends their pools. */
 export function openOutboxSources(
   config: Config,
   databases: readonly OutboxDatabaseName[] = OUTBOX_DATABASES,
@@ -51,8 +52,8 @@ export function openOutboxSources(
   const sources: Partial<Record<OutboxDatabaseName, OutboxSource>> = {};
   for (const database of databases) {
     sources[database] = {
-      db: openServiceDatabase(config, database, 'oms-outbox-relay') as unknown as Kysely<SharedTables>,
-      connectionString: databaseUrl(config, database),
+      db: openWorkerDatabase(config, database, 'oms-outbox-relay') as unknown as Kysely<SharedTables>,
+      listener: databaseOptions(config, workerDatabaseUrl(config, database), 'oms-outbox-listener'),
     };
   }
   return { sources, close: async () => void (await Promise.all(Object.values(sources).map((source) => source.db.destroy()))) };
@@ -100,12 +101,12 @@ export async function startEventRelayAndConsumers({ connection, config, identity
   const { sources, close: closeSources } = openOutboxSources(config);
   const worker = await createOutboxWorker({ connection, config, identity, dependencies: buildOutboxRelayDependencies(config, { sources, kafka, logger, registry }) });
 
-  const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const clientConnection = await Connection.connect(temporalConnectionOptions(config));
   const relays = await startOutboxRelays(new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE }));
   await clientConnection.close();
   logger.info({ relays }, 'outbox relay workflows running');
 
-  const orderDb = openServiceDatabase(config, 'order', 'oms-order-timeline');
+  const orderDb = openWorkerDatabase(config, 'order', 'oms-order-timeline');
   const consumerMetrics = createConsumerMetrics(registry);
   let consumer: RunningConsumer | undefined;
   let closing = false;

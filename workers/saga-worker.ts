@@ -5,7 +5,7 @@
  */
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import type { Kysely } from 'kysely';
-import { openServiceDatabase } from '../db/databases';
+import { openWorkerDatabase } from '../db/databases';
 import type { OrderDatabase } from '../db/order/schema';
 import { createDiagnosticsActivities } from '../activities/diagnostics';
 import { createJsonHttpClient, type JsonHttpClient } from '../activities/http';
@@ -33,7 +33,7 @@ export interface SagaWorkerOptions {
 
 export async function createSagaWorker({ connection, config, identity, taskQueue = config.TEMPORAL_TASK_QUEUE, dependencies = {} }: SagaWorkerOptions): Promise<Worker> {
   const http = { serviceToken: config.SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
-  const orderDb = dependencies.orderDb ?? openServiceDatabase(config, 'order', 'oms-saga-worker');
+  const orderDb = dependencies.orderDb ?? openWorkerDatabase(config, 'order', 'oms-saga-worker');
   const products = dependencies.products ?? createJsonHttpClient({ ...http, baseUrl: config.PRODUCT_SERVICE_URL });
   const payments = dependencies.payments ?? createJsonHttpClient({ ...http, baseUrl: config.PAYMENT_SERVICE_URL });
   return Worker.create({

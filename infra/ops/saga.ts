@@ -30,6 +30,7 @@ import { parseArgs } from 'node:util';
 import { Client, Connection, WorkflowIdReusePolicy, WorkflowNotFoundError } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { loadConfig } from '../../services/shared/config';
+import { temporalConnectionOptions } from '../../services/shared/temporal-connection';
 import {
   cancelOrderWorkflowId,
   createOrderWorkflowId,
@@ -221,7 +222,7 @@ async function main(argv: string[]): Promise<void> {
   const config = loadConfig();
   if (command === 'reset') return reset(args, config);
   if (command !== 'list' && command !== 'describe' && command !== 'retry') throw new UsageError(command ? `unknown saga command '${command}'` : 'missing command');
-  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const connection = await Connection.connect(temporalConnectionOptions(config));
   try {
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
     if (command === 'list') await list(client, args, config.TEMPORAL_UI_URL, config.TEMPORAL_NAMESPACE);

@@ -1,5 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { runService, startOrExit } from '../shared/run-service';
+import { temporalConnectionOptions } from '../shared/temporal-connection';
 import { buildOrderApp, orderSagasFor } from './app';
 import { startOrderReconciler } from './reconciler';
 
@@ -9,7 +10,7 @@ startOrExit(() =>
     port: (config) => config.ORDER_SERVICE_PORT,
     build: async (context) => {
       const { config, db, logger } = context;
-      const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+      const connection = await Connection.connect(temporalConnectionOptions(config));
       const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
       const app = await buildOrderApp({ ...context, temporal });
       // Starts the sagas of orders committed by a process that died before starting them.

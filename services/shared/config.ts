@@ -3,13 +3,14 @@
  * A bad value stops the process with a message naming the variable. Defaults are the local
  * no-Docker stack started by `./oms up`.
  */
+import { accessSync, constants } from 'node:fs';
 import { z } from 'zod';
 
 const url = z.string().url();
 const port = z.coerce.number().int().min(1).max(65_535);
 const positiveInt = z.coerce.number().int().positive();
-/** "true" or "false" (z.coerce.boolean would read "false" as true). */
-const flag = z.enum(['true', 'false']).transform((value) => value === 'true');
+/** "true"/"false" or "1"/"0" (z.coerce.boolean would read "false" as true). */
+const flag = z.enum(['true', 'false', '1', '0']).transform((value) => value === 'true' || value === '1');
 /** Comma-separated IP addresses (v4 or v6), e.g. "10.0.0.5,10.0.0.6"; empty for none. */
 const ipList = z
   .string()
@@ -37,13 +38,117 @@ const trustProxy = z
     return entries.join(',');
   });
 
+// ---------------------------------------------------------------------------------------------
+// Database roles, database timeouts and transport security (docs/security-infrastructure.md).
+
+/** A file the process must be able to read (a CA, a certificate, a key); checked at start-up. */
+const readableFile = z
+  .string()
+  .min(1)
+  .refine((path) => {
+    try {
+      accessSync(path, constants.R_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'file does not exist or is not readable');
+
+const infrastructureSecuritySchema = {
+  /** The worker's own role (oms_worker) on each database: only what its activities, relay and consumer do. */
+  WORKER_ORDER_DATABASE_URL: url.default('postgres://oms_worker:oms-dev-worker@127.0.0.1:5432/order_db'),
+  WORKER_PRODUCT_DATABASE_URL: url.default('postgres://oms_worker:oms-dev-worker@127.0.0.1:5432/product_db'),
+  WORKER_PAYMENT_DATABASE_URL: url.default('postgres://oms_worker:oms-dev-worker@127.0.0.1:5432/payment_db'),
+  /** Superuser (or CREATEROLE + CREATEDB) connection for db/provision.ts only; no service uses it. Default: the local cluster's socket. */
+  DATABASE_ADMIN_URL: url.default('postgres://postgres@localhost/postgres?host=/tmp&port=5432'),
+  /** Longest wait for a pooled connection (a free one, or a new one to be opened) before the query fails. */
+  DATABASE_ACQUIRE_TIMEOUT_MS: positiveInt.default(5_000),
+  /** PostgreSQL statement_timeout of the services' and the worker's sessions (migrations run without one). */
+  DATABASE_STATEMENT_TIMEOUT_MS: positiveInt.default(10_000),
+  /** PostgreSQL lock_timeout: a statement waiting this long for a row or table lock fails instead of queueing. */
+  DATABASE_LOCK_TIMEOUT_MS: positiveInt.default(5_000),
+  /** A session idle inside an open transaction this long is ended by the server, releasing its locks. */
+  DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: positiveInt.default(60_000),
+  /** CA that signed the PostgreSQL server certificate: TLS with full verification for every database URL. */
+  DATABASE_SSL_CA_FILE: readableFile.optional(),
+
+  /** CA for a rediss:// REDIS_URL whose server certificate is not signed by a public CA. */
+  REDIS_TLS_CA_FILE: readableFile.optional(),
+
+  KAFKA_SSL: flag.default(false),
+  KAFKA_SSL_CA_FILE: readableFile.optional(),
+  /** Client certificate and key (both or neither) for brokers that require mutual TLS. */
+  KAFKA_SSL_CERT_FILE: readableFile.optional(),
+  KAFKA_SSL_KEY_FILE: readableFile.optional(),
+  KAFKA_SASL_MECHANISM: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']).optional(),
+  KAFKA_SASL_USERNAME: z.string().min(1).optional(),
+  KAFKA_SASL_PASSWORD: z.string().min(1).optional(),
+
+  TEMPORAL_TLS: flag.default(false),
+  TEMPORAL_TLS_CA_FILE: readableFile.optional(),
+  /** Client certificate and key (both or neither) for a frontend that requires mutual TLS. */
+  TEMPORAL_TLS_CERT_FILE: readableFile.optional(),
+  TEMPORAL_TLS_KEY_FILE: readableFile.optional(),
+  /** Name checked against the server certificate when it differs from TEMPORAL_ADDRESS's host. */
+  TEMPORAL_TLS_SERVER_NAME: z.string().min(1).optional(),
+  /** API key (e.g. Temporal Cloud), sent as a bearer token; requires TEMPORAL_TLS. */
+  TEMPORAL_API_KEY: z.string().min(1).optional(),
+};
+
+type InfrastructureSecurityConfig = z.infer<z.ZodObject<typeof infrastructureSecuritySchema>> &
+  Pick<z.infer<typeof envSchema>, 'NODE_ENV' | 'HOST' | 'REDIS_URL' | 'ORDER_DATABASE_URL' | 'PRODUCT_DATABASE_URL' | 'PAYMENT_DATABASE_URL'>;
+
+/** The database passwords of the local development stack; refused where anyone else can reach the process. */
+export const DEVELOPMENT_DATABASE_PASSWORDS: ReadonlySet<string> = new Set(['oms-dev-order', 'oms-dev-product', 'oms-dev-payment', 'oms-dev-worker']);
+
+/** Whether HOST accepts connections from this machine only. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
+/** Combinations of the variables above that cannot work or would send a secret in clear; each names its variables. */
+function infrastructureSecurityProblems(config: InfrastructureSecurityConfig): string[] {
+  const problems: string[] = [];
+  const both = (a: keyof InfrastructureSecurityConfig, b: keyof InfrastructureSecurityConfig) => {
+    if ((config[a] === undefined) !== (config[b] === undefined)) problems.push(`${a}, ${b}: set both or neither`);
+  };
+  both('KAFKA_SSL_CERT_FILE', 'KAFKA_SSL_KEY_FILE');
+  both('TEMPORAL_TLS_CERT_FILE', 'TEMPORAL_TLS_KEY_FILE');
+  for (const name of ['KAFKA_SSL_CA_FILE', 'KAFKA_SSL_CERT_FILE'] as const) {
+    if (config[name] !== undefined && !config.KAFKA_SSL) problems.push(`${name}: requires KAFKA_SSL=true`);
+  }
+  for (const name of ['TEMPORAL_TLS_CA_FILE', 'TEMPORAL_TLS_CERT_FILE', 'TEMPORAL_TLS_SERVER_NAME', 'TEMPORAL_API_KEY'] as const) {
+    if (config[name] !== undefined && !config.TEMPORAL_TLS) problems.push(`${name}: requires TEMPORAL_TLS=true`);
+  }
+  const sasl = config.KAFKA_SASL_USERNAME !== undefined || config.KAFKA_SASL_PASSWORD !== undefined;
+  if (config.KAFKA_SASL_MECHANISM && (config.KAFKA_SASL_USERNAME === undefined || config.KAFKA_SASL_PASSWORD === undefined)) {
+    problems.push('KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD: required with KAFKA_SASL_MECHANISM');
+  } else if (sasl && !config.KAFKA_SASL_MECHANISM) {
+    problems.push('KAFKA_SASL_MECHANISM: required with KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD');
+  }
+  if (config.KAFKA_SASL_MECHANISM === 'plain' && !config.KAFKA_SSL) problems.push('KAFKA_SASL_MECHANISM: plain sends the password in clear; requires KAFKA_SSL=true');
+  if (config.REDIS_TLS_CA_FILE !== undefined && !config.REDIS_URL.startsWith('rediss://')) problems.push('REDIS_TLS_CA_FILE: requires a rediss:// REDIS_URL');
+  if (config.NODE_ENV === 'production' || !isLoopbackHost(config.HOST)) {
+    const where = config.NODE_ENV === 'production' ? 'in production' : `with HOST=${config.HOST} (not loopback)`;
+    const urls = ['ORDER_DATABASE_URL', 'PRODUCT_DATABASE_URL', 'PAYMENT_DATABASE_URL', 'WORKER_ORDER_DATABASE_URL', 'WORKER_PRODUCT_DATABASE_URL', 'WORKER_PAYMENT_DATABASE_URL'] as const;
+    for (const name of urls) {
+      if (DEVELOPMENT_DATABASE_PASSWORDS.has(decodeURIComponent(new URL(config[name]).password))) {
+        problems.push(`${name}: the development default password must not be used ${where}`);
+      }
+    }
+  }
+  return problems;
+}
+// ---------------------------------------------------------------------------------------------
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
-  ORDER_DATABASE_URL: url.default('postgres://postgres@127.0.0.1:5432/order_db'),
-  PRODUCT_DATABASE_URL: url.default('postgres://postgres@127.0.0.1:5432/product_db'),
-  PAYMENT_DATABASE_URL: url.default('postgres://postgres@127.0.0.1:5432/payment_db'),
+  /** Each service connects as its own database's owner role (see db/roles.ts); migrations run as it too. */
+  ORDER_DATABASE_URL: url.default('postgres://oms_order:oms-dev-order@127.0.0.1:5432/order_db'),
+  PRODUCT_DATABASE_URL: url.default('postgres://oms_product:oms-dev-product@127.0.0.1:5432/product_db'),
+  PAYMENT_DATABASE_URL: url.default('postgres://oms_payment:oms-dev-payment@127.0.0.1:5432/payment_db'),
   DATABASE_POOL_MAX: positiveInt.default(10),
 
   REDIS_URL: url.default('redis://127.0.0.1:6379'),
@@ -136,6 +241,7 @@ const envSchema = z.object({
   METRICS_ENABLED: flag.default(true),
   /** When set, GET /metrics requires `Authorization: Bearer <this>`. */
   METRICS_BEARER_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  ...infrastructureSecuritySchema,
 });
 
 export type Config = Readonly<z.infer<typeof envSchema>>;
@@ -157,5 +263,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (parsed.data.HTTP_HEADERS_TIMEOUT_MS > parsed.data.HTTP_REQUEST_TIMEOUT_MS) {
     throw new ConfigError('Invalid configuration:\n  HTTP_HEADERS_TIMEOUT_MS: must not exceed HTTP_REQUEST_TIMEOUT_MS (the headers are part of the request)');
   }
+  const infrastructureProblems = infrastructureSecurityProblems(parsed.data);
+  if (infrastructureProblems.length > 0) throw new ConfigError(`Invalid configuration:\n  ${infrastructureProblems.join('\n  ')}`);
   return Object.freeze(parsed.data);
 }

@@ -1,5 +1,6 @@
 /** Kafka topics of OMS (the guide's, plus a catch-all for unrouted events) and the client factory. */
-import { Kafka, logLevel, type ITopicConfig } from 'kafkajs';
+import { readFileSync } from 'node:fs';
+import { Kafka, logLevel, type ITopicConfig, type KafkaConfig, type SASLOptions } from 'kafkajs';
 import type { Config } from './config';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -42,13 +43,38 @@ export function topicConfig({ topic, partitions, retentionMs }: TopicSpec): ITop
   };
 }
 
-export function createKafka(config: Pick<Config, 'KAFKA_BROKERS' | 'KAFKA_CLIENT_ID'>, clientId = config.KAFKA_CLIENT_ID): Kafka {
+type KafkaSecurityConfig = Pick<
+  Config,
+  'KAFKA_SSL' | 'KAFKA_SSL_CA_FILE' | 'KAFKA_SSL_CERT_FILE' | 'KAFKA_SSL_KEY_FILE' | 'KAFKA_SASL_MECHANISM' | 'KAFKA_SASL_USERNAME' | 'KAFKA_SASL_PASSWORD'
+>;
+export type KafkaConnectionConfig = Pick<Config, 'KAFKA_BROKERS' | 'KAFKA_CLIENT_ID'> & Partial<KafkaSecurityConfig>;
+
+/**
+ * TLS and SASL for the brokers, from configuration (loadConfig has already refused combinations that
+ * cannot work, such as a certificate without its key or SASL PLAIN without TLS). Nothing set: plaintext.
+ */
+export function kafkaSecurityOptions(config: Partial<KafkaSecurityConfig>): Pick<KafkaConfig, 'ssl' | 'sasl'> {
+  const options: Pick<KafkaConfig, 'ssl' | 'sasl'> = {};
+  if (config.KAFKA_SSL) {
+    const read = (path: string | undefined) => (path ? readFileSync(path, 'utf8') : undefined);
+    const [ca, cert, key] = [read(config.KAFKA_SSL_CA_FILE), read(config.KAFKA_SSL_CERT_FILE), read(config.KAFKA_SSL_KEY_FILE)];
+    // `true`: TLS verified against the system CAs.
+    options.ssl = ca || cert ? { rejectUnauthorized: true, ca, cert, key } : true;
+  }
+  if (config.KAFKA_SASL_MECHANISM && config.KAFKA_SASL_USERNAME && config.KAFKA_SASL_PASSWORD) {
+    options.sasl = { mechanism: config.KAFKA_SASL_MECHANISM, username: config.KAFKA_SASL_USERNAME, password: config.KAFKA_SASL_PASSWORD } as SASLOptions;
+  }
+  return options;
+}
+
+export function createKafka(config: KafkaConnectionConfig, clientId = config.KAFKA_CLIENT_ID): Kafka {
   // We use kafkajs's v2 default partitioner (murmur2, Java-compatible) knowingly; silence its notice.
   process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
   return new Kafka({
     clientId,
     brokers: [...config.KAFKA_BROKERS],
     logLevel: logLevel.WARN,
+    ...kafkaSecurityOptions(config),
     connectionTimeout: 3_000,
     retry: { retries: 5, initialRetryTime: 200 },
   });

@@ -6,7 +6,7 @@ import type { Kysely } from 'kysely';
 import type { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { openServiceDatabase, type DatabaseByService } from '../../db/databases';
+import { openMigrationDatabase, openServiceDatabase, type DatabaseByService } from '../../db/databases';
 import { migrateToLatest, type ServiceName } from '../../db/migrator';
 import { loadConfig, type Config } from './config';
 import type { ServiceApp } from './http/app';
@@ -32,10 +32,17 @@ export interface RunServiceOptions<S extends ServiceName> {
 export async function runService<S extends ServiceName>({ service, port, build }: RunServiceOptions<S>): Promise<void> {
   const config = loadConfig();
   const logger = pino(loggerOptions(config, `${service}-service`));
+  // Migrations on a connection of their own: the serving pool's statement and lock timeouts would cut a long one short.
+  const migrationDb = openMigrationDatabase(config, service);
+  try {
+    const { results = [], privileges } = await migrateToLatest(migrationDb, service);
+    for (const migration of results) logger.info({ migration: migration.migrationName, status: migration.status }, 'migration');
+    if (privileges === 'worker-role-missing') logger.warn('role oms_worker does not exist: the worker cannot use this database until db/provision.ts has run');
+  } finally {
+    await migrationDb.destroy();
+  }
   const db = openServiceDatabase(config, service);
-  const { results = [] } = await migrateToLatest(db, service);
-  for (const migration of results) logger.info({ migration: migration.migrationName, status: migration.status }, 'migration');
-  const redis = createRedis(config.REDIS_URL);
+  const redis = createRedis(config);
   redis.on('error', (error: Error) => logger.warn({ err: error.message }, 'redis unavailable; using the database path'));
   const metrics = createMetricsRegistry(`${service}-service`);
 

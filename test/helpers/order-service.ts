@@ -22,6 +22,8 @@ export interface TestOrderService {
   app: ServiceApp;
   db: Kysely<OrderDatabase>;
   databaseUrl: string;
+  /** The same database as the worker reaches it (oms_worker), for a saga worker under test. */
+  workerDb: Kysely<OrderDatabase>;
   /** The service token internal endpoints (POST /customers) require. */
   token: string;
   config: Config;
@@ -38,12 +40,12 @@ export interface TestOrderServiceOptions {
   /** Extra configuration (e.g. CHECKOUT_HOLD_TTL_SECONDS for hold-expiry tests). */
   config?: Record<string, string>;
   /** A second instance of a running service: same database (left to that service to drop). */
-  sharedDatabaseOf?: Pick<TestOrderService, 'db' | 'databaseUrl'>;
+  sharedDatabaseOf?: Pick<TestOrderService, 'db' | 'databaseUrl' | 'workerDb'>;
 }
 
 export async function startTestOrderService({ productUrl, temporal, taskQueue, config: overrides = {}, sharedDatabaseOf }: TestOrderServiceOptions): Promise<TestOrderService> {
   const database = sharedDatabaseOf
-    ? { db: sharedDatabaseOf.db, url: sharedDatabaseOf.databaseUrl, destroy: () => Promise.resolve() }
+    ? { db: sharedDatabaseOf.db, url: sharedDatabaseOf.databaseUrl, worker: sharedDatabaseOf.workerDb, destroy: () => Promise.resolve() }
     : await createTestDatabase('order');
   const config = testConfig({
     PRODUCT_SERVICE_URL: productUrl,
@@ -55,7 +57,7 @@ export async function startTestOrderService({ productUrl, temporal, taskQueue, c
   let redis: Redis | undefined;
   let app: ServiceApp | undefined;
   try {
-    redis = await connectRedis(config.REDIS_URL);
+    redis = await connectRedis(config);
     app = await buildOrderApp({ config, db: database.db, redis, logger: false, metrics: createMetricsRegistry('order-service-test'), temporal: temporal.client });
     const address = await app.listen({ host: '127.0.0.1', port: 0 });
     const sagas = orderSagasFor(temporal.client, config);
@@ -66,6 +68,7 @@ export async function startTestOrderService({ productUrl, temporal, taskQueue, c
       app,
       db: database.db,
       databaseUrl: database.url,
+      workerDb: database.worker,
       token: config.SERVICE_TOKEN,
       config,
       sagas,

@@ -55,7 +55,8 @@ export async function startRelayHarness(suite: string, overrides: Record<string,
   });
   const logger = pino({ level: 'info' }, sink);
   const dependencies = buildOutboxRelayDependencies(config, {
-    sources: { order: { db: database.db as unknown as Kysely<SharedTables>, connectionString: database.url } },
+    // The relay runs as the worker's role, as in production.
+    sources: { order: { db: database.worker as unknown as Kysely<SharedTables>, listener: { connectionString: database.workerUrl } } },
     kafka,
     logger,
     registry,

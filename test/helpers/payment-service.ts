@@ -29,7 +29,7 @@ export interface TestPaymentService {
 export async function startTestPaymentService(overrides: Record<string, string> = {}): Promise<TestPaymentService> {
   const config = testConfig(overrides);
   const database = await createTestDatabase('payment');
-  const redis = await connectRedis(config.REDIS_URL);
+  const redis = await connectRedis(config);
   const app = await buildPaymentApp({ config, db: database.db, redis, logger: false, metrics: createMetricsRegistry('payment-service-test') });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   return {

@@ -39,7 +39,7 @@ export interface TestProductServiceOptions {
 export async function createTestProductService({ overrides = {}, listen = false, redisUrl }: TestProductServiceOptions = {}): Promise<TestProductService> {
   const config = testConfig(overrides);
   const database = await createTestDatabase('product');
-  const redis = createRedis(redisUrl ?? config.REDIS_URL);
+  const redis = createRedis(redisUrl ? { ...config, REDIS_URL: redisUrl } : config);
   // A test that points at a closed port expects errors; they must not crash the process.
   redis.on('error', () => undefined);
   // The stack's Redis is up: wait for the connection, so the first request does not meet a Redis

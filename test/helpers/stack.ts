@@ -10,6 +10,6 @@ import { loadConfig, type Config } from '../../services/shared/config';
 const TEST_LIMITS = { RATE_LIMIT_EXEMPT_ADDRESSES: '127.0.0.1,::1' };
 
 export function testConfig(overrides: Record<string, string> = {}): Config {
-  const { PG_ADMIN_URL: _admin, ...stack } = inject('stack');
+  const { PG_ADMIN_URL: _admin, PG_HOST: _host, ...stack } = inject('stack');
   return loadConfig({ ...process.env, NODE_ENV: 'test', LOG_LEVEL: 'silent', ...TEST_LIMITS, ...stack, ...overrides });
 }

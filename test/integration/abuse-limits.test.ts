@@ -27,7 +27,7 @@ describe('rate limits (Redis)', () => {
   let second: TestProductService;
 
   beforeAll(async () => {
-    redis = await connectRedis(testConfig().REDIS_URL);
+    redis = await connectRedis(testConfig());
     // Two instances of the product service, each with its own database, counting in the one Redis.
     first = await createTestProductService({ overrides: LIMITS });
     second = await createTestProductService({ overrides: LIMITS });

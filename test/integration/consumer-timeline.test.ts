@@ -99,7 +99,7 @@ describe('order timeline consumer', () => {
     await positionGroupAtEnd(kafka, groupId, ORDER_TIMELINE_TOPICS);
     consumer = await startOrderTimelineConsumer({
       kafka,
-      db: database.db,
+      db: database.worker,
       logger: pino({ level: 'info' }, sink),
       metrics: createConsumerMetrics(registry),
       groupId,
@@ -243,7 +243,7 @@ describe('order timeline consumer while order_db refuses connections', () => {
     const config = testConfig();
     const database = await createTestDatabase('order');
     // Our own pool, with an error listener: terminating its idle connections must not crash the test process.
-    const pool = new pg.Pool({ connectionString: database.url, max: 4 });
+    const pool = new pg.Pool({ connectionString: database.workerUrl, max: 4 });
     pool.on('error', () => undefined);
     const db = new Kysely<OrderDatabase>({ dialect: new PostgresDialect({ pool }) });
     const admin = new pg.Client({ connectionString: inject('stack').PG_ADMIN_URL });

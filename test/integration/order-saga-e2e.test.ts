@@ -50,7 +50,7 @@ describe('order API end to end, with the saga worker', () => {
       identity: `order-e2e-${randomUUID()}`,
       taskQueue: temporal.taskQueue,
       dependencies: {
-        orderDb: order.db,
+        orderDb: order.workerDb,
         products: createJsonHttpClient({ ...http, baseUrl: product.url }),
         payments: createJsonHttpClient({ ...http, baseUrl: payment.url }),
       },

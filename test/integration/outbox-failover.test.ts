@@ -99,7 +99,7 @@ describe('outbox relay failover', () => {
           ...process.env,
           NODE_ENV: 'test',
           LOG_LEVEL: 'warn',
-          ORDER_DATABASE_URL: databaseUrl,
+          WORKER_ORDER_DATABASE_URL: databaseUrl,
           KAFKA_BROKERS: stack.KAFKA_BROKERS,
           TEMPORAL_ADDRESS: stack.TEMPORAL_ADDRESS,
           OUTBOX_BATCH_SIZE: '5000',
@@ -138,7 +138,7 @@ describe('outbox relay failover', () => {
         const total = aggregates.length * 300;
         const isOurs = (m: ProbedMessage) => aggregates.includes(m.key!);
 
-        const first = await startWorkerProcess(database.url, taskQueue);
+        const first = await startWorkerProcess(database.workerUrl, taskQueue);
         await relay.temporal.client.workflow.start(outboxRelayWorkflow, {
           workflowId,
           taskQueue,
@@ -153,7 +153,7 @@ describe('outbox relay failover', () => {
         expect(published).toEqual([]);
         expect(new Set(probe.messages.filter(isOurs).map((m) => m.headers['event-id'])).size).toBeLessThan(total);
 
-        await startWorkerProcess(database.url, taskQueue);
+        await startWorkerProcess(database.workerUrl, taskQueue);
         await eventually(async () => {
           const pending = await db.selectFrom('outbox_events').select('id').where('status', '<>', 'PUBLISHED').execute();
           return pending.length === 0 ? true : undefined;

@@ -54,6 +54,7 @@ export async function startContainers(): Promise<{ env: StackEnv; stop: () => Pr
     );
     const env: StackEnv = {
       PG_ADMIN_URL: `postgres://postgres@${postgres.getHost()}:${postgres.getMappedPort(5432)}/postgres`,
+      PG_HOST: `${postgres.getHost()}:${postgres.getMappedPort(5432)}`,
       REDIS_URL: `redis://${redis.getHost()}:${redis.getMappedPort(6379)}`,
       KAFKA_BROKERS: `127.0.0.1:${kafka.getMappedPort(9092)}`,
       TEMPORAL_ADDRESS: `${temporal.getHost()}:${temporal.getMappedPort(7233)}`,

@@ -20,10 +20,9 @@ async function reachable(component: string, where: string, probe: () => Promise<
 
 export async function useLocalStack(): Promise<StackEnv> {
   const config = loadConfig();
-  const adminUrl = new URL(config.ORDER_DATABASE_URL);
-  adminUrl.pathname = '/postgres';
   const env: StackEnv = {
-    PG_ADMIN_URL: process.env.PG_ADMIN_URL ?? adminUrl.toString(),
+    PG_ADMIN_URL: process.env.PG_ADMIN_URL ?? config.DATABASE_ADMIN_URL,
+    PG_HOST: new URL(config.ORDER_DATABASE_URL).host,
     REDIS_URL: config.REDIS_URL,
     KAFKA_BROKERS: config.KAFKA_BROKERS.join(','),
     TEMPORAL_ADDRESS: config.TEMPORAL_ADDRESS,
@@ -35,7 +34,7 @@ export async function useLocalStack(): Promise<StackEnv> {
     await client.end();
   });
   await reachable('Redis', env.REDIS_URL, async () => {
-    const redis = await connectRedis(env.REDIS_URL);
+    const redis = await connectRedis(config);
     try {
       await redis.ping();
     } finally {

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../services/shared/config';
 
+/** Database URLs without the development passwords, which production refuses (see infrastructure-security.test.ts). */
+const PRODUCTION_DATABASE_URLS = Object.fromEntries(
+  ['ORDER', 'PRODUCT', 'PAYMENT', 'WORKER_ORDER', 'WORKER_PRODUCT', 'WORKER_PAYMENT'].map((name) => [`${name}_DATABASE_URL`, `postgres://role:secret-${name}@db.internal:5432/db`]),
+);
+
 describe('loadConfig', () => {
   it('gives the local stack defaults when nothing is set', () => {
     const config = loadConfig({});
@@ -33,6 +38,8 @@ describe('loadConfig', () => {
 
   it('refuses the development service token in production', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/SERVICE_TOKEN/);
-    expect(loadConfig({ NODE_ENV: 'production', SERVICE_TOKEN: 'a-real-secret-of-some-length' }).SERVICE_TOKEN).toBe('a-real-secret-of-some-length');
+    expect(loadConfig({ NODE_ENV: 'production', SERVICE_TOKEN: 'a-real-secret-of-some-length', ...PRODUCTION_DATABASE_URLS }).SERVICE_TOKEN).toBe(
+      'a-real-secret-of-some-length',
+    );
   });
 });

@@ -15,7 +15,8 @@ describe('order activities', () => {
   let activities: OrderActivities;
   beforeAll(async () => {
     order = await createTestDatabase('order');
-    activities = createOrderActivities({ db: order.db });
+    // As the worker runs them: as oms_worker, with only its privileges.
+    activities = createOrderActivities({ db: order.worker });
   });
   afterAll(() => order?.destroy());
 

@@ -83,7 +83,7 @@ export async function startSagaHarness(
       identity: `saga-test-${randomUUID()}`,
       taskQueue: temporal.taskQueue,
       dependencies: {
-        orderDb: order.db,
+        orderDb: order.worker,
         products: createJsonHttpClient({ ...http, baseUrl: product.url }),
         payments: createJsonHttpClient({ ...http, baseUrl: paymentProxy?.url ?? workerPaymentUrl ?? payment.url }),
       },

@@ -20,7 +20,7 @@ function startWorkerProcess(harness: SagaHarness): { child: ChildProcess; lines:
       NODE_ENV: 'test',
       LOG_LEVEL: 'silent',
       TEMPORAL_ADDRESS: inject('stack').TEMPORAL_ADDRESS,
-      ORDER_DATABASE_URL: harness.order.url,
+      WORKER_ORDER_DATABASE_URL: harness.order.workerUrl,
       PRODUCT_SERVICE_URL: harness.product.url,
       PAYMENT_SERVICE_URL: harness.payment.url,
       SERVICE_TOKEN: harness.payment.token,

@@ -2,6 +2,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
+import { databaseTimeoutKind } from '../../../db/connection';
 import { ApiError } from '../errors';
 import { errorBody } from './error-body';
 
@@ -50,6 +51,15 @@ export const errorHandlerPlugin = fp(
       if (known) return reply.status(known.status).send(errorBody(known.code, error.message));
       if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
         return reply.status(error.statusCode).send(errorBody('BAD_REQUEST', error.message));
+      }
+      // A statement, lock wait or pool acquire that hit its bound: the request may succeed later.
+      const databaseTimeout = databaseTimeoutKind(error);
+      if (databaseTimeout) {
+        request.log.warn({ err: error, databaseTimeout }, 'database timeout');
+        return reply
+          .status(503)
+          .header('retry-after', '1')
+          .send(errorBody('DATABASE_TIMEOUT', 'the database did not answer in time; try again', { requestId: request.id }));
       }
       if (isResponseSerializationError(error)) {
         request.log.error({ err: error, issues: error.cause.issues }, 'response does not match its schema');
