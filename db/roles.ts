@@ -26,6 +26,8 @@ export const WORKER_PRIVILEGES: Readonly<Record<ServiceName, readonly string[]>>
     // set the columns that go with it, append the transition's outbox event.
     'SELECT ON customers',
     'SELECT ON orders',
+    // The customer's version of a failure reason names only the order's own products.
+    'SELECT ON order_items',
     'UPDATE (status, payment_id, payment_reservation_id, failure_reason, cancellation_reason, updated_at) ON orders',
     'INSERT ON outbox_events',
     'USAGE ON SEQUENCE outbox_events_id_seq',
