@@ -56,7 +56,10 @@ const orderItemInputSchema = z.strictObject({
 });
 
 export const createOrderBodySchema = z.strictObject({
-  customerId: z.uuid(),
+  customerId: z
+    .uuid()
+    .optional()
+    .describe("Whose order: a customer's token decides it (leave it out, or send your own id; another is 403); an operator must name the customer"),
   items: z
     .array(orderItemInputSchema)
     .min(1)

@@ -14,6 +14,7 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import type { Registry } from 'prom-client';
+import { authenticationPlugin, securitySchemes, type Authenticator } from './auth';
 import { errorHandlerPlugin } from './error-handler';
 import { healthPlugin, type HealthCheck } from './health';
 import { metricsPlugin } from './metrics';
@@ -26,6 +27,8 @@ export interface ServiceAppOptions {
   logger: Logger | false;
   healthChecks: HealthCheck[];
   metrics: Registry;
+  /** Turns the Authorization header into request.principal (createAuthenticator(config)). */
+  authenticator: Authenticator;
   /** Largest accepted request body; larger ones get 413 PAYLOAD_TOO_LARGE. */
   bodyLimitBytes?: number;
 }
@@ -45,9 +48,7 @@ export async function buildServiceApp(options: ServiceAppOptions) {
     openapi: {
       openapi: '3.1.0',
       info: { title: `OMS ${options.service} service`, description: options.description, version: '0.1.0' },
-      components: {
-        securitySchemes: { serviceToken: { type: 'http', scheme: 'bearer', description: 'Internal service token (SERVICE_TOKEN)' } },
-      },
+      components: { securitySchemes },
     },
     transform: jsonSchemaTransform,
     transformObject: jsonSchemaTransformObject,
@@ -56,6 +57,7 @@ export async function buildServiceApp(options: ServiceAppOptions) {
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
 
   await app.register(errorHandlerPlugin);
+  await app.register(authenticationPlugin, { authenticator: options.authenticator });
   await app.register(rejectNulPlugin);
   await app.register(metricsPlugin, { registry: options.metrics });
   await app.register(healthPlugin, { service: options.service, checks: options.healthChecks });
