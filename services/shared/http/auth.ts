@@ -235,7 +235,9 @@ export const securitySchemes = {
   serviceCredential: {
     type: 'http',
     scheme: 'bearer',
-    description: "An OMS process's own static credential (the saga worker's WORKER_SERVICE_TOKEN), limited to its scopes",
+    description:
+      "An OMS process's own static credential (the saga worker's WORKER_SERVICE_TOKEN), limited to its scopes: " +
+      'stock:reserve (stock try/confirm/cancel), stock:restock, payments:reserve (payment try/confirm/cancel), payments:refund-order',
   },
 } as const;
 
