@@ -5,8 +5,8 @@
  * development setup, so these tokens open nothing anywhere else.
  */
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SignJWT } from 'jose';
 import { DEV_JWT_PUBLIC_KEY_FILENAME } from '../services/shared/config';
@@ -25,20 +25,26 @@ export function devKeyFiles(state = stateDir()): { privateKey: string; publicKey
   return { privateKey: join(dir, 'oms-dev-jwt-private.pem'), publicKey: join(dir, DEV_JWT_PUBLIC_KEY_FILENAME) };
 }
 
-/** Creates the development key pair unless it exists; returns its files. Safe to run again and again. */
+/** Creates the development key pair unless it exists; returns its files. Safe to run again, and at once. */
 export function ensureDevKeyPair(state = stateDir()): { privateKey: string; publicKey: string; created: boolean } {
   const files = devKeyFiles(state);
   if (existsSync(files.privateKey) && existsSync(files.publicKey)) return { ...files, created: false };
-  mkdirSync(dirname(files.privateKey), { recursive: true, mode: 0o700 });
+  const dir = dirname(files.privateKey);
+  mkdirSync(dirname(dir), { recursive: true });
+  // Both halves are written to a private directory that is then renamed into place: a reader never
+  // sees half a pair, and of two processes racing here exactly one pair wins.
+  const staging = mkdtempSync(join(dirname(dir), '.auth-'));
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  // Written aside and renamed, so a reader never sees half a key; the private key is the owner's only.
-  const write = (file: string, pem: string, mode: number) => {
-    writeFileSync(`${file}.tmp`, pem, { mode });
-    renameSync(`${file}.tmp`, file);
-  };
-  write(files.privateKey, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 0o600);
-  write(files.publicKey, publicKey.export({ type: 'spki', format: 'pem' }).toString(), 0o644);
-  return { ...files, created: true };
+  writeFileSync(join(staging, basename(files.privateKey)), privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  writeFileSync(join(staging, basename(files.publicKey)), publicKey.export({ type: 'spki', format: 'pem' }), { mode: 0o644 });
+  try {
+    renameSync(staging, dir);
+    return { ...files, created: true };
+  } catch (error) {
+    rmSync(staging, { recursive: true, force: true });
+    if (existsSync(files.privateKey) && existsSync(files.publicKey)) return { ...files, created: false };
+    throw new Error(`could not create the development key pair in ${dir} (${(error as Error).message}); remove that directory and retry`);
+  }
 }
 
 export function loadDevSigningKey(state = stateDir()): KeyObject {
