@@ -20,6 +20,8 @@ export async function buildPaymentApp({ config, db, redis, logger, metrics }: Pa
     logger,
     metrics,
     authenticator: await createAuthenticator(config),
+    config,
+    redis,
     healthChecks: [postgresCheck(db), redisCheck(redis)],
   });
   const paymentMetrics = createPaymentMetrics(metrics);

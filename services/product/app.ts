@@ -19,6 +19,8 @@ export async function buildProductApp({ config, db, redis, logger, metrics }: Pr
     logger,
     metrics,
     authenticator: await createAuthenticator(config),
+    config,
+    redis,
     healthChecks: [postgresCheck(db), redisCheck(redis)],
   });
   const productMetrics = createProductMetrics(metrics);

@@ -109,13 +109,15 @@ describe('order timeline consumer', () => {
       retryDelayMs: 20,
       fromBeginning: false,
     });
+    const appConfig = testConfig({ RATE_LIMIT_ENABLED: 'false' });
     app = await buildServiceApp({
       service: 'order',
       description: 'timeline test',
       logger: false,
       metrics: createMetricsRegistry('test'),
       healthChecks: [],
-      authenticator: await createAuthenticator(testConfig()),
+      config: appConfig,
+      authenticator: await createAuthenticator(appConfig),
     });
     await app.register(orderTimelineRoutes, { db: database.db });
   });

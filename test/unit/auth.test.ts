@@ -22,13 +22,15 @@ const errorIn = (response: Injected) => response.json<{ error: { code: string; m
 
 /** An app with one route per guard, each answering with the principal the hook set. */
 async function guardedApp(env: Record<string, string>): Promise<ServiceApp> {
+  const config = loadConfig({ ...env, RATE_LIMIT_ENABLED: 'false' });
   const app = await buildServiceApp({
     service: 'auth-test',
     description: 'authentication test',
     logger: false,
     metrics: createMetricsRegistry('auth-test'),
     healthChecks: [],
-    authenticator: await createAuthenticator(loadConfig(env)),
+    config,
+    authenticator: await createAuthenticator(config),
   });
   const answer = (request: { principal?: unknown }) => ({ principal: request.principal ?? null });
   const response = { response: { 200: principalSchema } };

@@ -76,7 +76,7 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
     {
       schema: {
         tags,
-        summary: 'List orders, newest first, optionally by customer and status',
+        summary: 'List orders, newest first, optionally by customer and status, a page at a time (keyset cursor)',
         description: "A customer's list holds only their own orders (a customerId of someone else is 403); an operator's holds everyone's.",
         security,
         querystring: listOrdersQuerySchema,
@@ -85,8 +85,8 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
     },
     async (request) => {
       const customerId = listedCustomerId(principalOf(request), request.query.customerId);
-      const { orders, total } = await listOrders(options.db, { ...request.query, customerId });
-      return { items: orders.map(toOrderResponse), total, limit: request.query.limit, offset: request.query.offset };
+      const { orders, nextCursor } = await listOrders(options.db, { ...request.query, customerId });
+      return { items: orders.map(toOrderResponse), nextCursor };
     },
   );
 
@@ -132,7 +132,7 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
       schema: {
         tags,
         summary: 'Cancel an order: the cancelOrder saga releases or restocks the stock and refunds a payment',
-        description: `FAILED, CANCELLING and CANCELLED orders answer 409 ORDER_NOT_CANCELLABLE. ${idempotencyHeader.description}.`,
+        description: `FAILED and CANCELLED orders answer 409 ORDER_NOT_CANCELLABLE. A CANCELLING order whose cancellation stopped halfway is cancelled again. ${idempotencyHeader.description}.`,
         security,
         params: idParamsSchema,
         body: cancelOrderBodySchema,

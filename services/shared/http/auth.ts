@@ -142,6 +142,13 @@ export async function createAuthenticator(
 
 // ---- the hook ----
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route reads the Authorization header itself (GET /metrics and METRICS_BEARER_TOKEN): the hook leaves it alone. */
+    checksOwnAuthorization?: boolean;
+  }
+}
+
 // RFC 6750 section 2.1: the b64token syntax.
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 
@@ -155,7 +162,7 @@ export const authenticationPlugin = fp(
     app.decorateRequest('principal', undefined);
     app.addHook('onRequest', async (request, reply) => {
       const header = request.headers.authorization;
-      if (header === undefined) return;
+      if (header === undefined || request.routeOptions.config.checksOwnAuthorization) return;
       const bearer = BEARER.exec(header)?.[1];
       if (!bearer) {
         challenge(reply, 'invalid_request');
