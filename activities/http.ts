@@ -9,8 +9,8 @@ import { FAILURE_TYPES } from '../workflows/order-contract';
 
 export interface JsonHttpClientOptions {
   baseUrl: string;
-  /** Sent as `Authorization: Bearer <token>`: the participants' TCC endpoints are service-only. */
-  serviceToken: string;
+  /** The caller's own service credential, sent as `Authorization: Bearer <credential>` (see services/shared/http/service-auth.ts). */
+  credential: string;
   timeoutMs: number;
 }
 
@@ -29,13 +29,13 @@ export class ParticipantUnavailableError extends Error {
   override name = 'ParticipantUnavailableError';
 }
 
-export function createJsonHttpClient({ baseUrl, serviceToken, timeoutMs }: JsonHttpClientOptions): JsonHttpClient {
+export function createJsonHttpClient({ baseUrl, credential, timeoutMs }: JsonHttpClientOptions): JsonHttpClient {
   async function send(method: 'GET' | 'POST', path: string, body?: unknown): Promise<JsonResponse> {
     const url = new URL(path, baseUrl);
     const response = await fetch(url, {
       method,
       headers: {
-        authorization: `Bearer ${serviceToken}`,
+        authorization: `Bearer ${credential}`,
         accept: 'application/json',
         ...(body === undefined ? {} : { 'content-type': 'application/json' }),
       },
@@ -76,7 +76,7 @@ export function errorMessage(response: JsonResponse): string {
 }
 
 /**
- * A 4xx the caller has no mapping for (400 validation, 401 token, 404 route): a defect or a
+ * A 4xx the caller has no mapping for (400 validation, 401 credential, 403 scope, 404 route): a defect or a
  * misconfiguration. Retrying the same request cannot help, so fail the step and let the saga compensate.
  */
 export function unexpectedResponse(what: string, response: JsonResponse): ApplicationFailure {

@@ -5,6 +5,9 @@
 #
 # The same pid/log conventions as infra/stack.sh. start is idempotent: a running, answering
 # process is left alone. Services migrate their own database before they open their port.
+# Unless AUTH_JWKS_URL or AUTH_JWT_PUBLIC_KEY_FILE names a real identity provider's keys, the
+# services trust the development key pair in $OMS_STATE_DIR/auth/ (made here once; `./oms token`
+# signs with it).
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -57,6 +60,14 @@ live_pid() {
   return 0
 }
 
+# Points the services at the development public key, creating the key pair the first time.
+use_dev_auth_keys() {
+  [[ -n ${AUTH_JWKS_URL:-} || -n ${AUTH_JWT_PUBLIC_KEY_FILE:-} ]] && return 0
+  AUTH_JWT_PUBLIC_KEY_FILE="$(cd "$REPO" && OMS_STATE_DIR="$OMS_STATE_DIR" node --import tsx infra/auth-cli.ts keys)" ||
+    die "could not create the development key pair in $OMS_STATE_DIR/auth"
+  export AUTH_JWT_PUBLIC_KEY_FILE
+}
+
 start_app() {
   local app="$1" pid port
   pid="$(live_pid "$app")"
@@ -106,9 +117,13 @@ main() {
   local app
   for app in "${apps[@]}"; do entry_point "$app" >/dev/null; done
   case "$command" in
-    start) for app in "${apps[@]}"; do start_app "$app"; done ;;
+    start)
+      use_dev_auth_keys
+      for app in "${apps[@]}"; do start_app "$app"; done
+      ;;
     stop) for ((i = ${#apps[@]} - 1; i >= 0; i--)); do stop_app "${apps[i]}"; done ;;
     restart)
+      use_dev_auth_keys
       for ((i = ${#apps[@]} - 1; i >= 0; i--)); do stop_app "${apps[i]}"; done
       for app in "${apps[@]}"; do start_app "$app"; done
       ;;

@@ -4,11 +4,13 @@
  * listing what failed.
  */
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import { sql } from 'kysely';
 import { openServiceDatabase } from '../db/databases';
 import { SERVICE_NAMES } from '../db/migrator';
 import { loadConfig } from '../services/shared/config';
+import { devKeyFiles, loadDevSigningKey, signAccessToken } from './dev-auth';
 import { createKafka, TOPIC_SPECS } from '../services/shared/kafka';
 import { connectRedis } from '../services/shared/redis';
 import { temporalConnectionOptions } from '../services/shared/temporal-connection';
@@ -161,6 +163,21 @@ if (withServices) {
       return url;
     });
   }
+}
+
+if (withServices) {
+  // The order API must refuse anonymous callers; with the development key pair, `./oms token`'s
+  // tokens must be accepted (the services trust the key it signs with).
+  await check('order-service sign-in', async () => {
+    const url = new URL('/orders?limit=1', config.ORDER_SERVICE_URL);
+    const anonymous = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+    if (anonymous.status !== 401) throw new Error(`GET /orders without a token answered ${anonymous.status}, expected 401`);
+    if (config.AUTH_JWKS_URL || !existsSync(devKeyFiles().privateKey)) return 'anonymous callers refused';
+    const token = await signAccessToken(loadDevSigningKey(), { operator: 'oms-verify' }, { issuer: config.AUTH_JWT_ISSUER, audience: config.AUTH_JWT_AUDIENCE, ttlSeconds: 60 });
+    const signedIn = await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5_000) });
+    if (signedIn.status !== 200) throw new Error(`GET /orders with a development operator token answered ${signedIn.status}, expected 200`);
+    return 'anonymous callers refused, development tokens accepted';
+  });
 }
 
 if (failures.length > 0) {

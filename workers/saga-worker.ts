@@ -32,7 +32,8 @@ export interface SagaWorkerOptions {
 }
 
 export async function createSagaWorker({ connection, config, identity, taskQueue = config.TEMPORAL_TASK_QUEUE, dependencies = {} }: SagaWorkerOptions): Promise<Worker> {
-  const http = { serviceToken: config.SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
+  // The worker's own credential: TCC, restock and order refunds, nothing else.
+  const http = { credential: config.WORKER_SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
   const orderDb = dependencies.orderDb ?? openWorkerDatabase(config, 'order', 'oms-saga-worker');
   const products = dependencies.products ?? createJsonHttpClient({ ...http, baseUrl: config.PRODUCT_SERVICE_URL });
   const payments = dependencies.payments ?? createJsonHttpClient({ ...http, baseUrl: config.PAYMENT_SERVICE_URL });

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { sagaTimeoutsFor } from '../../workflows/order-contract';
 import { peerServiceCheck, postgresCheck, redisCheck, temporalCheck } from '../shared/health-checks';
 import { buildServiceApp } from '../shared/http/app';
+import { createAuthenticator } from '../shared/http/auth';
 import { registerIdempotency } from '../shared/http/idempotency-plugin';
 import type { ServiceContext } from '../shared/run-service';
 import { createOrderSagas, type OrderSagas } from './order-sagas';
@@ -33,6 +34,7 @@ export async function buildOrderApp({ config, db, redis, logger, metrics, tempor
     description: 'Customers and orders. Placing, confirming and cancelling an order runs a saga on Temporal.',
     logger,
     metrics,
+    authenticator: await createAuthenticator(config),
     config,
     redis,
     healthChecks: [
@@ -44,7 +46,7 @@ export async function buildOrderApp({ config, db, redis, logger, metrics, tempor
   });
 
   await registerIdempotency(app, { namespace: 'order', db, redis, config });
-  await app.register(customerRoutes, { db, serviceToken: config.SERVICE_TOKEN });
+  await app.register(customerRoutes, { db });
   await app.register(orderRoutes, {
     db,
     catalog: createProductCatalog({ baseUrl: config.PRODUCT_SERVICE_URL, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS }),

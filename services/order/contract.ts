@@ -61,7 +61,9 @@ const orderItemInputSchema = z.strictObject({
 });
 
 export const createOrderBodySchema = z.strictObject({
-  customerId: uuidInput,
+  customerId: uuidInput
+    .optional()
+    .describe("Whose order: a customer's token decides it (leave it out, or send your own id; another is 403); an operator must name the customer"),
   items: z
     .array(orderItemInputSchema)
     .min(1)

@@ -1,6 +1,10 @@
 /**
  * Placing, confirming and cancelling orders: the decisions the order API makes before it hands an
  * order to its saga. Status changes after creation are the saga's (activities/order.ts).
+ *
+ * Every order is someone's: a customer sees and acts on their own orders only, and another
+ * customer's order is ORDER_NOT_FOUND exactly as a missing one, so ids reveal nothing; an operator
+ * sees and acts on all of them.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -11,13 +15,15 @@ import {
   tccPaymentWorkflowId,
   type CreateOrderInput,
 } from '../../workflows/order-contract';
-import { ApiError, ConflictError, NotFoundError } from '../shared/errors';
+import { ApiError, ConflictError, ForbiddenError, NotFoundError } from '../shared/errors';
+import { mayActForCustomer } from '../shared/http/auth';
+import type { Principal } from '../shared/http/principal';
 import { formatMinor, moneyInput } from '../shared/money';
 import { appendOutboxEvent } from '../shared/outbox';
 import { ORDER_ERROR_CODES, type CreateOrderBody, type OrderResponse, type SagaResponse, type SagaRunResponse } from './contract';
 import type { OrderSagas, SagaSnapshot } from './order-sagas';
 import type { ProductCatalog } from './product-catalog';
-import { countOpenCheckouts, findCustomer, findOrder, insertOrder, lockCustomer, type OrderDb, type OrderTrx, type OrderWithItems } from './repository';
+import { countOpenCheckouts, findCustomer, findOrder, findOrderCustomerId, insertOrder, lockCustomer, type OrderDb, type OrderTrx, type OrderWithItems } from './repository';
 
 export interface OrderDomainDependencies {
   db: OrderDb;
@@ -88,10 +94,40 @@ async function refuseBeyondOpenCheckouts(trx: OrderTrx, customerId: string, maxO
   }
 }
 
-async function requireOrder(db: OrderDb, id: string): Promise<OrderWithItems> {
+async function requireOrder(db: OrderDb, id: string, viewer: Principal): Promise<OrderWithItems> {
   const found = await findOrder(db, id);
-  if (!found) throw new NotFoundError('order', id);
+  if (!found || !mayActForCustomer(viewer, found.order.customer_id)) throw new NotFoundError('order', id);
   return found;
+}
+
+/** For routes that read only the order's id (its timeline): the same rule as every other order route. */
+export async function requireVisibleOrder(db: OrderDb, id: string, viewer: Principal): Promise<void> {
+  const customerId = await findOrderCustomerId(db, id);
+  if (customerId === undefined || !mayActForCustomer(viewer, customerId)) throw new NotFoundError('order', id);
+}
+
+/** Whose order a POST /orders places: a customer orders for themselves; an operator names the customer. */
+export function orderingCustomerId(principal: Principal, requested: string | undefined): string {
+  if (principal.kind === 'customer') {
+    if (requested !== undefined && requested !== principal.customerId) {
+      throw new ForbiddenError('a customer places orders only for themselves: leave out customerId or send your own');
+    }
+    return principal.customerId;
+  }
+  if (principal.kind !== 'operator') throw new ForbiddenError('only customers and operators place orders');
+  if (requested === undefined) {
+    throw new ApiError(400, 'VALIDATION_ERROR', 'invalid request body', {
+      issues: [{ path: '/customerId', message: 'required when an operator places an order' }],
+    });
+  }
+  return requested;
+}
+
+/** The customer filter of GET /orders: a customer lists only their own orders. */
+export function listedCustomerId(principal: Principal, requested: string | undefined): string | undefined {
+  if (principal.kind !== 'customer') return requested;
+  if (requested !== undefined && requested !== principal.customerId) throw new ForbiddenError('a customer may list only their own orders');
+  return principal.customerId;
 }
 
 /**
@@ -99,7 +135,7 @@ async function requireOrder(db: OrderDb, id: string): Promise<OrderWithItems> {
  * starts its createOrder saga. If the start fails (Temporal down, process killed) the order is
  * still accepted: the reconciler (reconciler.ts) starts the missing saga under the same id.
  */
-export async function placeOrder(deps: OrderDomainDependencies, body: CreateOrderBody): Promise<{ id: string; status: 'PENDING'; workflowId: string }> {
+export async function placeOrder(deps: OrderDomainDependencies, body: CreateOrderBody & { customerId: string }): Promise<{ id: string; status: 'PENDING'; workflowId: string }> {
   const customer = await findCustomer(deps.db, body.customerId);
   if (!customer) {
     throw new ApiError(422, ORDER_ERROR_CODES.unknownCustomer, `customer ${body.customerId} does not exist`, { customerId: body.customerId });
@@ -164,20 +200,20 @@ export async function placeOrder(deps: OrderDomainDependencies, body: CreateOrde
   return { id: orderId, status: 'PENDING', workflowId };
 }
 
-export async function getOrder(db: OrderDb, id: string): Promise<OrderResponse> {
-  return toOrderResponse(await requireOrder(db, id));
+export async function getOrder(db: OrderDb, id: string, viewer: Principal): Promise<OrderResponse> {
+  return toOrderResponse(await requireOrder(db, id, viewer));
 }
 
 /** Manual checkout: only an order holding its reservations (AWAITING_CONFIRMATION) can be confirmed. */
-export async function confirmOrder(deps: OrderDomainDependencies, id: string): Promise<OrderResponse> {
-  const { order } = await requireOrder(deps.db, id);
+export async function confirmOrder(deps: OrderDomainDependencies, id: string, viewer: Principal): Promise<OrderResponse> {
+  const { order } = await requireOrder(deps.db, id, viewer);
   const refuse = (reason: string, status: string) =>
     new ConflictError(ORDER_ERROR_CODES.orderNotAwaitingConfirmation, `order ${id} cannot be confirmed: ${reason}`, { status });
   if (order.status !== 'AWAITING_CONFIRMATION') throw refuse(`it is ${order.status}`, order.status);
   const outcome = await deps.sagas.confirmCheckout(id);
   if (outcome.kind === 'saga-not-found') throw refuse('its saga has ended', order.status);
   if (outcome.kind === 'refused') throw refuse(outcome.reason, order.status);
-  return getOrder(deps.db, id);
+  return getOrder(deps.db, id, viewer);
 }
 
 // CANCELLING stays cancellable: a cancel whose saga failed halfway is asked for again (a new
@@ -188,9 +224,10 @@ const NOT_CANCELLABLE = new Set(['FAILED', 'CANCELLED']);
 export async function cancelOrder(
   deps: OrderDomainDependencies,
   id: string,
+  viewer: Principal,
   reason: string,
 ): Promise<{ id: string; status: OrderResponse['status']; workflowId: string }> {
-  const { order } = await requireOrder(deps.db, id);
+  const { order } = await requireOrder(deps.db, id, viewer);
   if (NOT_CANCELLABLE.has(order.status)) {
     throw new ConflictError(ORDER_ERROR_CODES.orderNotCancellable, `order ${id} cannot be cancelled: it is ${order.status}`, { status: order.status });
   }
@@ -223,8 +260,8 @@ function toSagaRun(snapshot: SagaSnapshot, orderProductIds: readonly string[]): 
 }
 
 /** The order's sagas' live state, from Temporal: createOrder, its tccPayment child, and cancelOrder if asked for. */
-export async function getOrderSaga(deps: Pick<OrderDomainDependencies, 'db' | 'sagas'>, id: string): Promise<SagaResponse> {
-  const { order, items } = await requireOrder(deps.db, id);
+export async function getOrderSaga(deps: Pick<OrderDomainDependencies, 'db' | 'sagas'>, id: string, viewer: Principal): Promise<SagaResponse> {
+  const { order, items } = await requireOrder(deps.db, id, viewer);
   const productIds = items.map((item) => item.product_id);
   const [main, payment, cancellation] = await Promise.all([
     deps.sagas.snapshot(order.workflow_id),

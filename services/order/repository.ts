@@ -117,6 +117,12 @@ async function itemsOf(db: OrderDb, orderIds: string[]): Promise<Map<string, Ord
   return byOrder;
 }
 
+/** The customer an order belongs to, or undefined when there is no such order. */
+export async function findOrderCustomerId(db: OrderDb, id: string): Promise<string | undefined> {
+  const row = await db.selectFrom('orders').select('customer_id').where('id', '=', id).executeTakeFirst();
+  return row?.customer_id;
+}
+
 export async function findOrder(db: OrderDb, id: string): Promise<OrderWithItems | undefined> {
   const order = await db.selectFrom('orders').selectAll().where('id', '=', id).executeTakeFirst();
   if (!order) return undefined;

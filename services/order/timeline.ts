@@ -7,10 +7,11 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
 import type { OrderDatabase } from '../../db/order/schema';
-import { NotFoundError } from '../shared/errors';
+import { bearerJwtSecurity, principalOf, requireCustomerOrOperator } from '../shared/http/auth';
 import { errorBodySchema } from '../shared/http/error-body';
 import type { EventEnvelope } from '../shared/events';
 import { uuidInput } from '../shared/ids';
+import { requireVisibleOrder } from './orders';
 
 /**
  * Applies one event exactly once for `consumer`: the inbox row and the timeline row are written in
@@ -94,17 +95,19 @@ export const orderTimelineRoutes: FastifyPluginAsyncZod<OrderTimelineRoutesOptio
   app.get(
     '/orders/:id/events',
     {
+      onRequest: requireCustomerOrOperator,
       schema: {
         tags: ['orders'],
         summary: "The order's event timeline, as consumed from Kafka, ordered by when each event occurred",
+        description: "Same rule as GET /orders/{id}: another customer's order is 404 ORDER_NOT_FOUND.",
+        security: bearerJwtSecurity,
         params: timelineParamsSchema,
-        response: { 200: orderTimelineSchema, 400: errorBodySchema, 404: errorBodySchema },
+        response: { 200: orderTimelineSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema },
       },
     },
     async (request) => {
       const { id } = request.params;
-      const order = await db.selectFrom('orders').select('id').where('id', '=', id).executeTakeFirst();
-      if (!order) throw new NotFoundError('order', id);
+      await requireVisibleOrder(db, id, principalOf(request));
       return { orderId: id, events: await listTimeline(db, id) };
     },
   );

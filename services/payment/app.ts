@@ -1,27 +1,17 @@
 /** Payment service (8085): customer accounts, the payment TCC participant, refunds. */
-import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { postgresCheck, redisCheck } from '../shared/health-checks';
 import { buildServiceApp } from '../shared/http/app';
+import { createAuthenticator } from '../shared/http/auth';
 import { registerIdempotency } from '../shared/http/idempotency-plugin';
-import { requireServiceToken } from '../shared/http/service-auth';
 import type { ServiceContext } from '../shared/run-service';
 import { createPaymentMetrics } from './metrics';
 import { startReservationSweeper } from './reservation-sweeper';
 import { accountRoutes } from './routes/accounts';
-import type { PaymentRouteOptions } from './routes/options';
 import { paymentRoutes } from './routes/payments';
 import { tccRoutes } from './routes/tcc';
 
 export type PaymentAppDependencies = Omit<ServiceContext<'payment'>, 'logger'> & { logger: Logger | false };
-
-/** Every payment route is internal: one encapsulated plugin puts them all behind the service token. */
-const internalRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app, options) => {
-  app.addHook('onRequest', requireServiceToken(options.config.SERVICE_TOKEN));
-  await app.register(accountRoutes, options);
-  await app.register(tccRoutes, options);
-  await app.register(paymentRoutes, options);
-};
 
 export async function buildPaymentApp({ config, db, redis, logger, metrics }: PaymentAppDependencies) {
   const app = await buildServiceApp({
@@ -29,6 +19,7 @@ export async function buildPaymentApp({ config, db, redis, logger, metrics }: Pa
     description: 'Customer accounts; TCC try/confirm/cancel for payment holds; refunds.',
     logger,
     metrics,
+    authenticator: await createAuthenticator(config),
     config,
     redis,
     healthChecks: [postgresCheck(db), redisCheck(redis)],
@@ -36,7 +27,11 @@ export async function buildPaymentApp({ config, db, redis, logger, metrics }: Pa
   const paymentMetrics = createPaymentMetrics(metrics);
 
   await registerIdempotency(app, { namespace: 'payment', db, redis, config });
-  await app.register(internalRoutes, { db, config, metrics: paymentMetrics });
+  // No public route here: each declares who may call it (operator, the worker's scopes, a customer reading their account).
+  const routeOptions = { db, config, metrics: paymentMetrics };
+  await app.register(accountRoutes, routeOptions);
+  await app.register(tccRoutes, routeOptions);
+  await app.register(paymentRoutes, routeOptions);
 
   const sweeper = startReservationSweeper({ db, intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, log: app.log, metrics: paymentMetrics });
   app.addHook('onClose', () => sweeper.stop());

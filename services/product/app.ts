@@ -2,6 +2,7 @@
 import type { Logger } from 'pino';
 import { postgresCheck, redisCheck } from '../shared/health-checks';
 import { buildServiceApp } from '../shared/http/app';
+import { createAuthenticator } from '../shared/http/auth';
 import { registerIdempotency } from '../shared/http/idempotency-plugin';
 import type { ServiceContext } from '../shared/run-service';
 import { createProductMetrics } from './metrics';
@@ -17,6 +18,7 @@ export async function buildProductApp({ config, db, redis, logger, metrics }: Pr
     description: 'Catalogue and stock; TCC try/confirm/cancel for stock reservations.',
     logger,
     metrics,
+    authenticator: await createAuthenticator(config),
     config,
     redis,
     healthChecks: [postgresCheck(db), redisCheck(redis)],
@@ -24,8 +26,8 @@ export async function buildProductApp({ config, db, redis, logger, metrics }: Pr
   const productMetrics = createProductMetrics(metrics);
 
   await registerIdempotency(app, { namespace: 'product', db, redis, config });
-  await app.register(productRoutes, { db, serviceToken: config.SERVICE_TOKEN });
-  await app.register(stockRoutes, { db, serviceToken: config.SERVICE_TOKEN, reservationTtlSeconds: config.RESERVATION_TTL_SECONDS, metrics: productMetrics });
+  await app.register(productRoutes, { db });
+  await app.register(stockRoutes, { db, reservationTtlSeconds: config.RESERVATION_TTL_SECONDS, metrics: productMetrics });
 
   // The sweeper runs only while the app does: it starts when the app is ready (listen or inject)
   // and stops, waiting for a sweep in progress, before the app's dependencies close.

@@ -4,6 +4,8 @@
  * no-Docker stack started by `./oms up`.
  */
 import { accessSync, constants } from 'node:fs';
+import { isIP } from 'node:net';
+import { basename } from 'node:path';
 import { z } from 'zod';
 
 const url = z.string().url();
@@ -101,11 +103,6 @@ type InfrastructureSecurityConfig = z.infer<z.ZodObject<typeof infrastructureSec
 /** The database passwords of the local development stack; refused where anyone else can reach the process. */
 export const DEVELOPMENT_DATABASE_PASSWORDS: ReadonlySet<string> = new Set(['oms-dev-order', 'oms-dev-product', 'oms-dev-payment', 'oms-dev-worker']);
 
-/** Whether HOST accepts connections from this machine only. */
-export function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
-}
-
 /** Combinations of the variables above that cannot work or would send a secret in clear; each names its variables. */
 function infrastructureSecurityProblems(config: InfrastructureSecurityConfig): string[] {
   const problems: string[] = [];
@@ -140,6 +137,14 @@ function infrastructureSecurityProblems(config: InfrastructureSecurityConfig): s
   return problems;
 }
 // ---------------------------------------------------------------------------------------------
+/** Development defaults of the authentication settings; never accepted outside a loopback development setup. */
+export const DEV_JWT_ISSUER = 'oms-dev';
+export const DEV_JWT_AUDIENCE = 'oms-api';
+export const DEV_WORKER_SERVICE_TOKEN = 'oms-dev-worker-credential-not-a-secret';
+/** File name of the development public key that `./oms up` writes to $OMS_STATE_DIR/auth/. */
+export const DEV_JWT_PUBLIC_KEY_FILENAME = 'oms-dev-jwt-public.pem';
+/** JWS algorithms verified with a public key. HS* (shared secret) and "none" are never accepted. */
+export const ASYMMETRIC_JWT_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA'] as const;
 
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
@@ -180,8 +185,23 @@ const envSchema = z.object({
   PRODUCT_SERVICE_URL: url.default('http://127.0.0.1:8083'),
   PAYMENT_SERVICE_URL: url.default('http://127.0.0.1:8085'),
 
-  /** Bearer token that services present to each other's TCC, restock, refund and admin endpoints. */
-  SERVICE_TOKEN: z.string().min(16, 'must be at least 16 characters').default('oms-dev-service-token'),
+  // ---- authentication (services/shared/http/auth.ts; the model is described in README.md) ----
+  /** `iss` every bearer JWT must carry: the identity provider's issuer identifier. */
+  AUTH_JWT_ISSUER: z.string().min(1).default(DEV_JWT_ISSUER),
+  /** `aud` every bearer JWT must name: this API's identifier at the identity provider. */
+  AUTH_JWT_AUDIENCE: z.string().min(1).default(DEV_JWT_AUDIENCE),
+  /** Comma-separated signature algorithms accepted (asymmetric only: the services hold public keys). */
+  AUTH_JWT_ALGORITHMS: z
+    .string()
+    .default('ES256')
+    .transform((value) => value.split(',').map((algorithm) => algorithm.trim()).filter(Boolean))
+    .pipe(z.array(z.enum(ASYMMETRIC_JWT_ALGORITHMS)).min(1)),
+  /** The identity provider's JWKS endpoint (keys fetched and cached by `kid`); or AUTH_JWT_PUBLIC_KEY_FILE. */
+  AUTH_JWKS_URL: url.optional(),
+  /** A PEM (SPKI) public key file the JWTs are verified with; `./oms up` points it at the development key. */
+  AUTH_JWT_PUBLIC_KEY_FILE: z.string().min(1).optional(),
+  /** The saga worker's credential for the TCC, restock and order-refund endpoints (its scopes: http/service-auth.ts). */
+  WORKER_SERVICE_TOKEN: z.string().min(32, 'must be at least 32 characters').default(DEV_WORKER_SERVICE_TOKEN),
   /** Timeout for one service-to-service HTTP call (TCC try/confirm/cancel, price lookups). */
   HTTP_CLIENT_TIMEOUT_MS: positiveInt.default(5_000),
 
@@ -246,6 +266,27 @@ const envSchema = z.object({
 
 export type Config = Readonly<z.infer<typeof envSchema>>;
 
+/** True for a HOST that only this machine can reach: 127.0.0.0/8, ::1 or localhost. */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1' || host === '[::1]';
+}
+
+/**
+ * Variables still holding a development default that lets anyone in: the worker credential
+ * everyone can read in this repository, and the development key pair whose private half lies
+ * in the state directory.
+ */
+function developmentDefaultsInUse(config: z.infer<typeof envSchema>): string[] {
+  const problems: string[] = [];
+  if (config.WORKER_SERVICE_TOKEN === DEV_WORKER_SERVICE_TOKEN) problems.push('WORKER_SERVICE_TOKEN');
+  if (config.AUTH_JWT_PUBLIC_KEY_FILE && basename(config.AUTH_JWT_PUBLIC_KEY_FILE) === DEV_JWT_PUBLIC_KEY_FILENAME) {
+    problems.push('AUTH_JWT_PUBLIC_KEY_FILE');
+  }
+  return problems;
+}
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -257,13 +298,35 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
     throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
   }
-  if (parsed.data.NODE_ENV === 'production' && parsed.data.SERVICE_TOKEN === 'oms-dev-service-token') {
-    throw new ConfigError('Invalid configuration:\n  SERVICE_TOKEN: the development default must not be used in production');
+  const config = parsed.data;
+  const problems: string[] = [];
+  // A forgotten rename must not leave the worker holding a credential nobody checks any more.
+  if (env.SERVICE_TOKEN !== undefined) problems.push('SERVICE_TOKEN: replaced by per-caller credentials; set WORKER_SERVICE_TOKEN instead');
+  if (config.AUTH_JWKS_URL && config.AUTH_JWT_PUBLIC_KEY_FILE) {
+    problems.push('AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY_FILE: set one of them, not both');
   }
-  if (parsed.data.HTTP_HEADERS_TIMEOUT_MS > parsed.data.HTTP_REQUEST_TIMEOUT_MS) {
-    throw new ConfigError('Invalid configuration:\n  HTTP_HEADERS_TIMEOUT_MS: must not exceed HTTP_REQUEST_TIMEOUT_MS (the headers are part of the request)');
+  const exposed = config.NODE_ENV === 'production' ? 'NODE_ENV=production' : isLoopbackHost(config.HOST) ? undefined : `HOST=${config.HOST} is not a loopback address`;
+  if (exposed) {
+    for (const variable of developmentDefaultsInUse(config)) {
+      problems.push(`${variable}: the development default must not be used when ${exposed}`);
+    }
   }
-  const infrastructureProblems = infrastructureSecurityProblems(parsed.data);
-  if (infrastructureProblems.length > 0) throw new ConfigError(`Invalid configuration:\n  ${infrastructureProblems.join('\n  ')}`);
-  return Object.freeze(parsed.data);
+  if (config.HTTP_HEADERS_TIMEOUT_MS > config.HTTP_REQUEST_TIMEOUT_MS) {
+    problems.push('HTTP_HEADERS_TIMEOUT_MS: must not exceed HTTP_REQUEST_TIMEOUT_MS (the headers are part of the request)');
+  }
+  problems.push(...infrastructureSecurityProblems(config));
+  if (problems.length > 0) throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
+  return Object.freeze(config);
+}
+
+export type JwtKeySource = { kind: 'jwks'; url: string } | { kind: 'public-key-file'; path: string };
+
+/** Where the HTTP services get the keys that verify bearer JWTs; a service cannot start without one. */
+export function jwtKeySource(config: Pick<Config, 'AUTH_JWKS_URL' | 'AUTH_JWT_PUBLIC_KEY_FILE'>): JwtKeySource {
+  if (config.AUTH_JWKS_URL) return { kind: 'jwks', url: config.AUTH_JWKS_URL };
+  if (config.AUTH_JWT_PUBLIC_KEY_FILE) return { kind: 'public-key-file', path: config.AUTH_JWT_PUBLIC_KEY_FILE };
+  throw new ConfigError(
+    'Invalid configuration:\n  AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY_FILE: one is required to verify bearer tokens ' +
+      '(./oms up sets AUTH_JWT_PUBLIC_KEY_FILE to the development key in $OMS_STATE_DIR/auth/)',
+  );
 }

@@ -29,8 +29,16 @@ export class ConflictError extends ApiError {
   }
 }
 
+/** No credential, or one that does not authenticate anyone (bad signature, expired, unknown). */
 export class UnauthorizedError extends ApiError {
-  constructor(message = 'a valid service token is required (Authorization: Bearer <token>)') {
+  constructor(message = 'a valid bearer token is required (Authorization: Bearer <token>)') {
     super(401, 'UNAUTHORIZED', message);
+  }
+}
+
+/** The caller is known but may not do this. */
+export class ForbiddenError extends ApiError {
+  constructor(message: string) {
+    super(403, 'FORBIDDEN', message);
   }
 }

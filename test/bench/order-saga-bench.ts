@@ -8,10 +8,12 @@
  *
  * It creates its own product (stock = N) and customer account (enough money for N orders), so every
  * order should end PAID; any other outcome is reported. Loopback only; bounded in count and time.
+ * Signs in with the development key pair (`./oms up` made it): an operator sets up, the customer orders.
  */
 import { randomUUID } from 'node:crypto';
 import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
+import { ensureDevKeyPair, loadDevSigningKey, signAccessToken } from '../../infra/dev-auth';
 import { loadConfig } from '../../services/shared/config';
 
 const { values } = parseArgs({ options: { orders: { type: 'string', default: '200' }, concurrency: { type: 'string', default: '20' } } });
@@ -23,9 +25,12 @@ if (!Number.isInteger(orders) || orders < 1 || orders > 5_000 || !Number.isInteg
 }
 
 const config = loadConfig();
-const auth = { authorization: `Bearer ${config.SERVICE_TOKEN}`, 'content-type': 'application/json' };
+ensureDevKeyPair();
+const signingKey = loadDevSigningKey();
+const tokenSettings = { issuer: config.AUTH_JWT_ISSUER, audience: config.AUTH_JWT_AUDIENCE, ttlSeconds: 3_600 };
+const asOperator = { authorization: `Bearer ${await signAccessToken(signingKey, { operator: 'oms-bench' }, tokenSettings)}`, 'content-type': 'application/json' };
 
-async function post<T>(url: string, body: unknown, headers: Record<string, string> = auth): Promise<{ status: number; body: T }> {
+async function post<T>(url: string, body: unknown, headers: Record<string, string> = asOperator): Promise<{ status: number; body: T }> {
   const response = await fetch(url, { method: 'POST', headers, body: JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
   return { status: response.status, body: (await response.json()) as T };
 }
@@ -55,6 +60,8 @@ if (product.status !== 201 || customer.status !== 201 || account.status !== 201)
   process.exit(1);
 }
 
+const asCustomer = { authorization: `Bearer ${await signAccessToken(signingKey, { customerId: customer.body.id }, tokenSettings)}` };
+
 console.log(`Benchmark ${runId}: ${orders} orders, concurrency ${concurrency}, on ${cpus().length} cores (${cpus()[0]?.model}), ${Math.round(totalmem() / 2 ** 30)} GiB`);
 const requestLatencies: number[] = [];
 const orderIds: string[] = [];
@@ -68,8 +75,8 @@ await Promise.all(
       const t0 = performance.now();
       const response = await post<{ id: string }>(
         `${config.ORDER_SERVICE_URL}/orders`,
-        { customerId: customer.body.id, items: [{ productId: product.body.id, quantity: 1 }] },
-        { 'content-type': 'application/json', 'idempotency-key': randomUUID() },
+        { items: [{ productId: product.body.id, quantity: 1 }] },
+        { ...asCustomer, 'content-type': 'application/json', 'idempotency-key': randomUUID() },
       );
       requestLatencies.push(performance.now() - t0);
       if (response.status === 202) orderIds.push(response.body.id);
@@ -86,7 +93,7 @@ while (finals.size < orderIds.length && Date.now() < deadline) {
   const pending = orderIds.filter((id) => !finals.has(id));
   await Promise.all(
     pending.slice(0, 100).map(async (id) => {
-      const response = await fetch(`${config.ORDER_SERVICE_URL}/orders/${id}`);
+      const response = await fetch(`${config.ORDER_SERVICE_URL}/orders/${id}`, { headers: asCustomer });
       const order = (await response.json()) as { status: string; createdAt: string; updatedAt: string };
       if (['PAID', 'FAILED', 'CANCELLED'].includes(order.status)) {
         finals.set(id, { status: order.status, sagaMs: Date.parse(order.updatedAt) - Date.parse(order.createdAt) });

@@ -13,6 +13,7 @@ import type { Config } from '../../services/shared/config';
 import type { ServiceApp } from '../../services/shared/http/app';
 import { createMetricsRegistry } from '../../services/shared/metrics';
 import { connectRedis } from '../../services/shared/redis';
+import { asCustomer, asOperator, type AuthHeaders } from './auth';
 import { createTestDatabase } from './database';
 import { testConfig } from './stack';
 import type { TestTemporal } from './temporal';
@@ -24,8 +25,10 @@ export interface TestOrderService {
   databaseUrl: string;
   /** The same database as the worker reaches it (oms_worker), for a saga worker under test. */
   workerDb: Kysely<OrderDatabase>;
-  /** The service token internal endpoints (POST /customers) require. */
-  token: string;
+  /** Authorization of an operator: creating customers, and every order. */
+  operator: AuthHeaders;
+  /** Authorization of a signed-in customer: their own orders only. */
+  asCustomer: (customerId: string) => Promise<AuthHeaders>;
   config: Config;
   sagas: OrderSagas;
   /** One reconciler pass, with a grace period of `minAgeSeconds` (default 0: every PENDING order counts). */
@@ -69,7 +72,8 @@ export async function startTestOrderService({ productUrl, temporal, taskQueue, c
       db: database.db,
       databaseUrl: database.url,
       workerDb: database.worker,
-      token: config.SERVICE_TOKEN,
+      operator: await asOperator(),
+      asCustomer,
       config,
       sagas,
       reconcile: (minAgeSeconds = 0) =>

@@ -10,6 +10,7 @@ import type { Config } from '../../services/shared/config';
 import type { ServiceApp } from '../../services/shared/http/app';
 import { createMetricsRegistry } from '../../services/shared/metrics';
 import { connectRedis } from '../../services/shared/redis';
+import { asOperator, asWorker, type AuthHeaders } from './auth';
 import { createTestDatabase } from './database';
 import { testConfig } from './stack';
 
@@ -20,10 +21,17 @@ export interface TestPaymentService {
   db: Kysely<PaymentDatabase>;
   redis: Redis;
   config: Config;
-  /** The service token its internal routes require. */
-  token: string;
+  /** Authorization of an operator: accounts, payments, API refunds. */
+  operator: AuthHeaders;
+  /** Authorization of the saga worker: the payment TCC and the order refund. */
+  worker: AuthHeaders;
+  /** The authorization the real caller of `url` holds: the worker for the TCC and order-refund routes, an operator otherwise. */
+  authFor: (url: string) => AuthHeaders;
   close: () => Promise<void>;
 }
+
+/** The routes the saga worker calls (activities/payment.ts). */
+const WORKER_ROUTES = /^\/payments\/(try$|confirm\/|cancel\/|cancel-by-order\/|refund-by-order\/)/;
 
 /** `overrides` are configuration variables, e.g. { RESERVATION_TTL_SECONDS: '1' }. */
 export async function startTestPaymentService(overrides: Record<string, string> = {}): Promise<TestPaymentService> {
@@ -32,13 +40,16 @@ export async function startTestPaymentService(overrides: Record<string, string> 
   const redis = await connectRedis(config);
   const app = await buildPaymentApp({ config, db: database.db, redis, logger: false, metrics: createMetricsRegistry('payment-service-test') });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  const operator = await asOperator();
   return {
     app,
     url,
     db: database.db,
     redis,
     config,
-    token: config.SERVICE_TOKEN,
+    operator,
+    worker: asWorker(),
+    authFor: (path) => (WORKER_ROUTES.test(path) ? asWorker() : operator),
     close: async () => {
       await app.close();
       await redis.quit();

@@ -10,6 +10,7 @@ import { buildProductApp } from '../../services/product/app';
 import type { Config } from '../../services/shared/config';
 import { createMetricsRegistry } from '../../services/shared/metrics';
 import { createRedis } from '../../services/shared/redis';
+import { asOperator, asWorker, type AuthHeaders } from './auth';
 import { createTestDatabase } from './database';
 import { testConfig } from './stack';
 
@@ -20,10 +21,12 @@ export interface TestProductService {
   db: Kysely<ProductDatabase>;
   config: Config;
   redis: Redis;
-  /** The service token the TCC and admin routes require. */
-  token: string;
-  /** Authorization header carrying the token. */
-  auth: { authorization: string };
+  /** Authorization of an operator: creating products. */
+  operator: AuthHeaders;
+  /** Authorization of the saga worker: the stock TCC and restock routes. */
+  worker: AuthHeaders;
+  /** The authorization the real caller of `url` holds: the worker for /stock/*, an operator otherwise. */
+  authFor: (url: string) => AuthHeaders;
   close: () => Promise<void>;
 }
 
@@ -46,6 +49,7 @@ export async function createTestProductService({ overrides = {}, listen = false,
   // that is still connecting (commands fail fast instead of queueing).
   if (!redisUrl && redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
   const app = await buildProductApp({ config, db: database.db, redis, logger: false, metrics: createMetricsRegistry('product-service') });
+  const operator = await asOperator();
   let url = '';
   if (listen) {
     url = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -58,8 +62,9 @@ export async function createTestProductService({ overrides = {}, listen = false,
     db: database.db,
     config,
     redis,
-    token: config.SERVICE_TOKEN,
-    auth: { authorization: `Bearer ${config.SERVICE_TOKEN}` },
+    operator,
+    worker: asWorker(),
+    authFor: (path) => (path.startsWith('/stock/') ? asWorker() : operator),
     close: async () => {
       await app.close();
       redis.disconnect();
@@ -84,7 +89,7 @@ export async function createTestProduct(
   const response = await service.app.inject({
     method: 'POST',
     url: '/products',
-    headers: service.auth,
+    headers: service.operator,
     payload: { sku: `SKU-${process.pid}-${skuCounter}-${Date.now()}`, name: `Test product ${skuCounter}`, price, currency, stockQuantity },
   });
   if (response.statusCode !== 201) throw new Error(`creating a test product answered ${response.statusCode}: ${response.body}`);

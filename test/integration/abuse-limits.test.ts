@@ -9,6 +9,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { buildServiceApp, type ServiceApp } from '../../services/shared/http/app';
+import { createAuthenticator } from '../../services/shared/http/auth';
 import type { Principal } from '../../services/shared/http/principal';
 import { createMetricsRegistry } from '../../services/shared/metrics';
 import { connectRedis } from '../../services/shared/redis';
@@ -71,7 +72,8 @@ describe('rate limits (Redis)', () => {
     for (let i = 0; i < 6; i += 1) {
       statuses.push((await first.app.inject({ method: 'GET', url: '/products', remoteAddress, headers: { authorization: 'Bearer forged' } })).statusCode);
     }
-    expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+    // Refused by authentication (a forged token is 401 even on a public route), counted all the same.
+    expect(statuses).toEqual([401, 401, 401, 401, 401, 429]);
     // Unknown routes count too (a scan is a flood like any other).
     const scan: number[] = [];
     const other = freshAddress();
@@ -89,7 +91,7 @@ describe('rate limits (Redis)', () => {
         method: 'POST',
         url: '/stock/try',
         remoteAddress,
-        headers: first.auth,
+        headers: first.worker,
         payload: { orderId: `limit-${randomUUID()}`, items: [{ productId: randomUUID(), quantity: 1 }] },
       });
       // Unknown product: a 404 decision from the participant, never a 429.
@@ -133,6 +135,7 @@ describe('rate limits (Redis)', () => {
         metrics: createMetricsRegistry('limits-test'),
         healthChecks: [],
         config: testConfig(LIMITS),
+        authenticator: await createAuthenticator(testConfig(LIMITS)),
         redis,
       });
       // Stands in for the authentication hook: registered after the app's own hooks, like it.
@@ -218,7 +221,7 @@ describe('server timeouts', () => {
 
   it('answers 408 (or closes) when a request body never completes', async () => {
     const { socket, closed } = rawConnection(service.url);
-    socket.write(`POST /products HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${service.auth.authorization}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"sku":`);
+    socket.write(`POST /products HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${service.operator.authorization}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"sku":`);
     const drip = setInterval(() => socket.writable && socket.write(' '), 100);
     const { afterMs, received } = await closed;
     clearInterval(drip);

@@ -14,12 +14,14 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { OrderDatabase } from '../../db/order/schema';
 import type { EventEnvelope, EventType } from '../../services/shared/events';
 import { buildServiceApp, type ServiceApp } from '../../services/shared/http/app';
+import { createAuthenticator } from '../../services/shared/http/auth';
 import { createKafka, TOPICS } from '../../services/shared/kafka';
 import { createMetricsRegistry } from '../../services/shared/metrics';
 import { createConsumerMetrics } from '../../services/shared/outbox-relay-metrics';
 import { eventHeaders, topicForEventType } from '../../services/shared/outbox-relay';
 import { orderTimelineRoutes } from '../../services/order/timeline';
 import { ORDER_TIMELINE_TOPICS, startOrderTimelineConsumer, type RunningConsumer } from '../../workers/order-events-consumer';
+import { asOperator } from '../helpers/auth';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { eventually, positionGroupAtEnd, startKafkaProbe, type KafkaProbe } from '../helpers/kafka-probe';
 import { testConfig } from '../helpers/stack';
@@ -107,7 +109,16 @@ describe('order timeline consumer', () => {
       retryDelayMs: 20,
       fromBeginning: false,
     });
-    app = await buildServiceApp({ service: 'order', description: 'timeline test', logger: false, metrics: createMetricsRegistry('test'), healthChecks: [], config: testConfig({ RATE_LIMIT_ENABLED: 'false' }) });
+    const appConfig = testConfig({ RATE_LIMIT_ENABLED: 'false' });
+    app = await buildServiceApp({
+      service: 'order',
+      description: 'timeline test',
+      logger: false,
+      metrics: createMetricsRegistry('test'),
+      healthChecks: [],
+      config: appConfig,
+      authenticator: await createAuthenticator(appConfig),
+    });
     await app.register(orderTimelineRoutes, { db: database.db });
   });
   afterAll(async () => {
@@ -216,7 +227,7 @@ describe('order timeline consumer', () => {
     for (const event of [paid, reserved, confirmed]) await deliver(event);
     await eventually(async () => ((await timelineRows(orderId)).length === 3 ? true : undefined), 30_000, 'three timeline rows');
 
-    const response = await app.inject({ method: 'GET', url: `/orders/${orderId}/events` });
+    const response = await app.inject({ method: 'GET', url: `/orders/${orderId}/events`, headers: await asOperator() });
     expect(response.statusCode).toBe(200);
     const body = response.json<{ orderId: string; events: { eventId: string; eventType: string; topic: string; occurredAt: string; payload: Record<string, unknown> }[] }>();
     expect(body.orderId).toBe(orderId);
@@ -229,10 +240,10 @@ describe('order timeline consumer', () => {
   });
 
   it('answers 404 for an unknown order and 400 for a malformed id', async () => {
-    const missing = await app.inject({ method: 'GET', url: `/orders/${randomUUID()}/events` });
+    const missing = await app.inject({ method: 'GET', url: `/orders/${randomUUID()}/events`, headers: await asOperator() });
     expect(missing.statusCode).toBe(404);
     expect(missing.json()).toMatchObject({ error: { code: 'ORDER_NOT_FOUND' } });
-    const malformed = await app.inject({ method: 'GET', url: '/orders/not-a-uuid/events' });
+    const malformed = await app.inject({ method: 'GET', url: '/orders/not-a-uuid/events', headers: await asOperator() });
     expect(malformed.statusCode).toBe(400);
     expect(malformed.json()).toHaveProperty('error.code');
   });

@@ -236,12 +236,12 @@ describe('hostile input on every route', () => {
     // No worker polls this task queue: accepted orders keep the state they were accepted in.
     order = await startTestOrderService({ productUrl: product.url, temporal, taskQueue: temporal.taskQueue, config: { ...unlimited, HTTP_CLIENT_TIMEOUT_MS: '1500' } });
 
-    const customer = await order.app.inject({ method: 'POST', url: '/customers', headers: { authorization: `Bearer ${order.token}` }, payload: { name: 'Mallory', email: `mallory-${randomUUID()}@example.com` } });
+    const customer = await order.app.inject({ method: 'POST', url: '/customers', headers: order.operator, payload: { name: 'Mallory', email: `mallory-${randomUUID()}@example.com` } });
     const customerId = customer.json<{ id: string }>().id;
-    const account = await payment.app.inject({ method: 'POST', url: '/accounts', headers: { authorization: `Bearer ${payment.token}` }, payload: { customerId, balance: '100.00', currency: 'USD' } });
+    const account = await payment.app.inject({ method: 'POST', url: '/accounts', headers: payment.operator, payload: { customerId, balance: '100.00', currency: 'USD' } });
     expect(account.statusCode).toBe(201);
     const productId = await createTestProduct(product, { stockQuantity: 50, price: '10.00' });
-    const placed = await order.app.inject({ method: 'POST', url: '/orders', payload: { customerId, items: [{ productId, quantity: 1 }] } });
+    const placed = await order.app.inject({ method: 'POST', url: '/orders', headers: order.operator, payload: { customerId, items: [{ productId, quantity: 1 }] } });
     expect(placed.statusCode).toBe(202);
     ids = { customerId, productId, orderId: placed.json<{ id: string }>().id };
   });
@@ -292,7 +292,8 @@ describe('hostile input on every route', () => {
           if (body !== undefined) headers['content-type'] = type;
           if (key !== undefined) headers['idempotency-key'] = key;
           if (authorization === 'valid') {
-            if (route.internal) headers.authorization = `Bearer ${target.token}`;
+            // The route's real caller: an operator on the order API, the worker or an operator on the participants.
+            Object.assign(headers, route.service === 'order' ? order.operator : route.service === 'product' ? product.authFor(url) : payment.authFor(url));
           } else if (authorization !== undefined) {
             headers.authorization = authorization;
           }

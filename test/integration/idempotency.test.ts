@@ -4,6 +4,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createIdempotencyStore } from '../../services/shared/idempotency';
+import { idempotencyStoreKey } from '../../services/shared/http/idempotency-plugin';
+import type { Principal } from '../../services/shared/http/principal';
+import { testOperator, testWorker } from '../helpers/auth';
 import { createTestProduct, createTestProductService, stockOf, type TestProductService, refuseForcedOrderReservations } from '../helpers/product-service';
 
 /** A local port nothing listens on: a Redis there is a Redis that is down. */
@@ -32,12 +35,15 @@ function idempotencySuite(name: string, options: { redisDown: boolean }) {
     });
     afterAll(() => service.close());
 
-    const post = (url: string, key: string | undefined, payload?: Record<string, unknown>) =>
-      service.app.inject({ method: 'POST', url, headers: { ...service.auth, ...(key ? { 'idempotency-key': key } : {}) }, ...(payload ? { payload } : {}) });
+    const post = (url: string, key: string | undefined, payload?: Record<string, unknown>, auth = service.authFor(url)) =>
+      service.app.inject({ method: 'POST', url, headers: { ...auth, ...(key ? { 'idempotency-key': key } : {}) }, ...(payload ? { payload } : {}) });
     const productBody = (sku: string) => ({ sku, name: 'Idempotent widget', price: '9.99', currency: 'USD', stockQuantity: 5 });
     const countProducts = async (sku: string) =>
       Number((await service.db.selectFrom('products').select((eb) => eb.fn.countAll<string>().as('n')).where('sku', '=', sku).executeTakeFirstOrThrow()).n);
-    const recordOf = (key: string) => service.db.selectFrom('idempotency_records').selectAll().where('idempotency_key', '=', key).executeTakeFirst();
+    // Keys are stored within their caller's key space: the operator's for products, the worker's for /stock/*.
+    const storedKey = (key: string, caller: Principal = testOperator) => idempotencyStoreKey(caller, key);
+    const recordOf = (key: string, caller?: Principal) =>
+      service.db.selectFrom('idempotency_records').selectAll().where('idempotency_key', '=', storedKey(key, caller)).executeTakeFirst();
 
     if (options.redisDown) {
       it('really has no Redis: /health reports it down', async () => {
@@ -61,7 +67,7 @@ function idempotencySuite(name: string, options: { redisDown: boolean }) {
       expect(await countProducts(sku)).toBe(1);
       expect(await recordOf(key)).toMatchObject({ status: 'COMPLETED', response_status: 201 });
       // With Redis up the outcome is cached there too (the fast path); with it down only PostgreSQL has it.
-      const cached = await service.redis.get(`oms:idempotency:product:${key}`).catch(() => null);
+      const cached = await service.redis.get(`oms:idempotency:product:${storedKey(key)}`).catch(() => null);
       expect(cached === null).toBe(options.redisDown);
 
       // Without the key the same body is a new request: it meets the sku rule instead.
@@ -108,8 +114,11 @@ function idempotencySuite(name: string, options: { redisDown: boolean }) {
       expect(reused.json()).toMatchObject({ error: { code: 'IDEMPOTENCY_KEY_REUSED' } });
       expect(await countProducts(otherSku)).toBe(0);
       // The same key on another endpoint is another request as well.
-      const elsewhere = await post(`/stock/cancel/${randomUUID()}`, key);
+      const elsewhere = await post(`/stock/cancel/${randomUUID()}`, key, undefined, service.operator);
       expect(elsewhere.statusCode).toBe(422);
+      // The same key from another caller is that caller's own key: it runs.
+      const otherCaller = await post(`/stock/cancel/${randomUUID()}`, key, undefined, service.worker);
+      expect(otherCaller.statusCode).toBe(200);
     });
 
     it('a request refused by validation does not claim its key', async () => {
@@ -149,8 +158,8 @@ function idempotencySuite(name: string, options: { redisDown: boolean }) {
         const firstRequest = post('/stock/try', key, body);
         // Wait until the first request has claimed the key (it is now blocked on the row lock).
         const deadline = Date.now() + 10_000;
-        while ((await recordOf(key))?.status !== 'PROCESSING' && Date.now() < deadline) await sleep(20);
-        expect((await recordOf(key))?.status).toBe('PROCESSING');
+        while ((await recordOf(key, testWorker))?.status !== 'PROCESSING' && Date.now() < deadline) await sleep(20);
+        expect((await recordOf(key, testWorker))?.status).toBe('PROCESSING');
 
         const concurrent = await post('/stock/try', key, body);
         expect(concurrent.statusCode).toBe(409);
@@ -180,7 +189,7 @@ function idempotencySuite(name: string, options: { redisDown: boolean }) {
       try {
         const failed = await post('/stock/try', key, body);
         expect(failed.statusCode).toBe(500);
-        expect(await recordOf(key)).toMatchObject({ status: 'FAILED' });
+        expect(await recordOf(key, testWorker)).toMatchObject({ status: 'FAILED' });
       } finally {
         await allowForcedOrders();
       }
@@ -209,7 +218,7 @@ function idempotencySuite(name: string, options: { redisDown: boolean }) {
       // Records live IDEMPOTENCY_TTL_HOURS (24 h by default).
       expect(live!.expires_at.getTime() - live!.created_at.getTime()).toBe(service.config.IDEMPOTENCY_TTL_HOURS * 3_600_000);
 
-      await service.db.updateTable('idempotency_records').set({ expires_at: sql<Date>`now() - interval '1 second'` }).where('idempotency_key', '=', expiredKey).execute();
+      await service.db.updateTable('idempotency_records').set({ expires_at: sql<Date>`now() - interval '1 second'` }).where('idempotency_key', '=', storedKey(expiredKey)).execute();
       expect(await store.deleteExpired()).toBe(1);
       expect(await recordOf(expiredKey)).toBeUndefined();
       expect(await recordOf(liveKey)).toBeDefined();
@@ -220,7 +229,7 @@ function idempotencySuite(name: string, options: { redisDown: boolean }) {
         const key = randomUUID();
         const sku = `IDEM-${randomUUID().slice(0, 8)}`;
         await post('/products', key, productBody(sku));
-        await service.db.updateTable('idempotency_records').set({ expires_at: sql<Date>`now() - interval '1 second'` }).where('idempotency_key', '=', key).execute();
+        await service.db.updateTable('idempotency_records').set({ expires_at: sql<Date>`now() - interval '1 second'` }).where('idempotency_key', '=', storedKey(key)).execute();
         const otherSku = `IDEM-${randomUUID().slice(0, 8)}`;
         const reused = await post('/products', key, productBody(otherSku));
         expect(reused.statusCode).toBe(201);

@@ -50,7 +50,7 @@ describe('order API', () => {
     await temporal?.close();
   });
 
-  const auth = () => ({ authorization: `Bearer ${service.token}` });
+  const operator = () => service.operator;
   const count = async (table: 'orders' | 'order_items' | 'outbox_events' | 'idempotency_records' | 'customers') =>
     Number((await service.db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
 
@@ -58,7 +58,7 @@ describe('order API', () => {
     const response = await service.app.inject({
       method: 'POST',
       url: '/customers',
-      headers: auth(),
+      headers: operator(),
       payload: { name: 'Ada Lovelace', email: overrides.email ?? `ada-${randomUUID()}@example.com`, ...(overrides.status ? { status: overrides.status } : {}) },
     });
     expect(response.statusCode).toBe(201);
@@ -93,7 +93,7 @@ describe('order API', () => {
     return { orderId, items };
   }
 
-  it('documents every order route in OpenAPI, with its error answers and the service-token requirement', async () => {
+  it('documents every order route in OpenAPI, with its error answers and the bearer-token requirement', async () => {
     const spec = (await service.app.inject({ method: 'GET', url: '/openapi.json' })).json<{
       paths: Record<string, Record<string, { responses: Record<string, unknown>; security?: unknown[] }>>;
     }>();
@@ -103,14 +103,16 @@ describe('order API', () => {
     );
     expect(Object.keys(paths['/orders']!.post!.responses)).toEqual(expect.arrayContaining(['202', '400', '409', '422', '503']));
     expect(Object.keys(paths['/orders/{id}/cancel']!.post!.responses)).toEqual(expect.arrayContaining(['202', '404', '409']));
-    expect(paths['/customers']!.post!.security).toEqual([{ serviceToken: [] }]);
+    expect(paths['/customers']!.post!.security).toEqual([{ bearerJwt: [] }]);
+    expect(paths['/orders']!.post!.security).toEqual([{ bearerJwt: [] }]);
+    expect(Object.keys(paths['/orders/{id}']!.get!.responses)).toEqual(expect.arrayContaining(['200', '401', '404']));
     expect(paths['/orders']!.get!.responses['200']).toBeDefined();
   });
 
   describe('customers', () => {
-    it('creates a customer with the service token, with CUSTOMER_CREATED in its outbox', async () => {
+    it('creates a customer as an operator, with CUSTOMER_CREATED in its outbox', async () => {
       const email = `Grace-${randomUUID()}@Example.com`;
-      const response = await service.app.inject({ method: 'POST', url: '/customers', headers: auth(), payload: { name: 'Grace Hopper', email } });
+      const response = await service.app.inject({ method: 'POST', url: '/customers', headers: operator(), payload: { name: 'Grace Hopper', email } });
       expect(response.statusCode).toBe(201);
       const customer = response.json<{ id: string; email: string; status: string; createdAt: string }>();
       expect(customer).toMatchObject({ name: 'Grace Hopper', email: email.toLowerCase(), status: 'ACTIVE' });
@@ -120,18 +122,21 @@ describe('order API', () => {
       expect(events.map((event) => event.event_type)).toEqual(['CUSTOMER_CREATED']);
       expect(events[0]!.payload).toMatchObject({ payload: { customerId: customer.id, email: email.toLowerCase(), status: 'ACTIVE' } });
 
-      const read = await service.app.inject({ method: 'GET', url: `/customers/${customer.id}` });
+      const read = await service.app.inject({ method: 'GET', url: `/customers/${customer.id}`, headers: await service.asCustomer(customer.id) });
       expect(read.statusCode).toBe(200);
       expect(read.json()).toEqual(customer);
     });
 
-    it('refuses a caller without the service token, writing nothing', async () => {
+    it('refuses a caller without an operator token, writing nothing', async () => {
       const before = await count('customers');
       const response = await service.app.inject({ method: 'POST', url: '/customers', payload: { name: 'Mallory', email: 'mallory@example.com' } });
       expect(response.statusCode).toBe(401);
       expect(response.json()).toMatchObject({ error: { code: 'UNAUTHORIZED' } });
       const wrongToken = await service.app.inject({ method: 'POST', url: '/customers', headers: { authorization: 'Bearer not-the-token-at-all' }, payload: { name: 'M', email: 'm@example.com' } });
       expect(wrongToken.statusCode).toBe(401);
+      const customer = await service.app.inject({ method: 'POST', url: '/customers', headers: await service.asCustomer(randomUUID()), payload: { name: 'M', email: 'm@example.com' } });
+      expect(customer.statusCode).toBe(403);
+      expect(customer.json()).toMatchObject({ error: { code: 'FORBIDDEN' } });
       expect(await count('customers')).toBe(before);
     });
 
@@ -139,7 +144,7 @@ describe('order API', () => {
       const email = `linus-${randomUUID()}@example.com`;
       await createCustomer({ email });
       const before = await count('outbox_events');
-      const response = await service.app.inject({ method: 'POST', url: '/customers', headers: auth(), payload: { name: 'Linus', email: email.toUpperCase() } });
+      const response = await service.app.inject({ method: 'POST', url: '/customers', headers: operator(), payload: { name: 'Linus', email: email.toUpperCase() } });
       expect(response.statusCode).toBe(409);
       expect(response.json()).toMatchObject({ error: { code: 'EMAIL_ALREADY_EXISTS' } });
       expect(await count('outbox_events')).toBe(before);
@@ -147,22 +152,22 @@ describe('order API', () => {
 
     it('validates the body: bad email, empty name, unknown status', async () => {
       for (const payload of [{ name: 'X', email: 'not-an-email' }, { name: '', email: 'x@example.com' }, { name: 'X', email: 'x@example.com', status: 'BANNED' }]) {
-        const response = await service.app.inject({ method: 'POST', url: '/customers', headers: auth(), payload });
+        const response = await service.app.inject({ method: 'POST', url: '/customers', headers: operator(), payload });
         expect(response.statusCode).toBe(400);
         expect(response.json()).toMatchObject({ error: { code: 'VALIDATION_ERROR' } });
       }
     });
 
-    it('deactivates a customer with the service token; 404 CUSTOMER_NOT_FOUND for an unknown one', async () => {
+    it('deactivates a customer as an operator; 404 CUSTOMER_NOT_FOUND for an unknown one', async () => {
       const id = await createCustomer();
       const refused = await service.app.inject({ method: 'PATCH', url: `/customers/${id}/status`, payload: { status: 'INACTIVE' } });
       expect(refused.statusCode).toBe(401);
-      const response = await service.app.inject({ method: 'PATCH', url: `/customers/${id}/status`, headers: auth(), payload: { status: 'INACTIVE' } });
+      const response = await service.app.inject({ method: 'PATCH', url: `/customers/${id}/status`, headers: operator(), payload: { status: 'INACTIVE' } });
       expect(response.statusCode).toBe(200);
       expect(response.json()).toMatchObject({ id, status: 'INACTIVE' });
-      expect((await service.app.inject({ method: 'GET', url: `/customers/${id}` })).json()).toMatchObject({ status: 'INACTIVE' });
+      expect((await service.app.inject({ method: 'GET', url: `/customers/${id}`, headers: operator() })).json()).toMatchObject({ status: 'INACTIVE' });
 
-      const unknown = await service.app.inject({ method: 'GET', url: `/customers/${randomUUID()}` });
+      const unknown = await service.app.inject({ method: 'GET', url: `/customers/${randomUUID()}`, headers: operator() });
       expect(unknown.statusCode).toBe(404);
       expect(unknown.json()).toMatchObject({ error: { code: 'CUSTOMER_NOT_FOUND' } });
     });
@@ -187,7 +192,7 @@ describe('order API', () => {
       const response = await service.app.inject({
         method: 'POST',
         url: '/orders',
-        headers: { 'idempotency-key': `validation-${randomUUID()}` },
+        headers: { ...(await service.asCustomer(customerId)), 'idempotency-key': `validation-${randomUUID()}` },
         payload: { customerId, ...body },
       });
       expect(response.statusCode).toBe(400);
@@ -199,7 +204,8 @@ describe('order API', () => {
 
     it('422 UNKNOWN_CUSTOMER for a customer that does not exist', async () => {
       const unknown = randomUUID();
-      const response = await service.app.inject({ method: 'POST', url: '/orders', payload: { customerId: unknown, items: [{ productId: randomUUID(), quantity: 1 }] } });
+      // A valid token whose customer does not exist (deleted, or a provider that knows more people than we do).
+      const response = await service.app.inject({ method: 'POST', url: '/orders', headers: await service.asCustomer(unknown), payload: { items: [{ productId: randomUUID(), quantity: 1 }] } });
       expect(response.statusCode).toBe(422);
       expect(response.json()).toMatchObject({ error: { code: 'UNKNOWN_CUSTOMER', details: { customerId: unknown } } });
       expect(await count('orders')).toBe(0);
@@ -207,7 +213,7 @@ describe('order API', () => {
 
     it('503 DEPENDENCY_UNAVAILABLE when the product service is down; a retry with the same key runs again', async () => {
       const key = `down-${randomUUID()}`;
-      const request = { method: 'POST' as const, url: '/orders', headers: { 'idempotency-key': key }, payload: { customerId, items: [{ productId: randomUUID(), quantity: 1 }] } };
+      const request = { method: 'POST' as const, url: '/orders', headers: { ...(await service.asCustomer(customerId)), 'idempotency-key': key }, payload: { items: [{ productId: randomUUID(), quantity: 1 }] } };
       const first = await service.app.inject(request);
       expect(first.statusCode).toBe(503);
       expect(first.json()).toMatchObject({ error: { code: 'DEPENDENCY_UNAVAILABLE', details: { dependency: 'product-service' } } });
@@ -236,7 +242,7 @@ describe('order API', () => {
     try {
       const customerId = await createCustomer();
       const before = await count('orders');
-      const response = await slow.app.inject({ method: 'POST', url: '/orders', payload: { customerId, items: [{ productId: randomUUID(), quantity: 1 }] } });
+      const response = await slow.app.inject({ method: 'POST', url: '/orders', headers: await service.asCustomer(customerId), payload: { items: [{ productId: randomUUID(), quantity: 1 }] } });
       expect(response.statusCode).toBe(503);
       expect(response.json()).toMatchObject({ error: { code: 'DEPENDENCY_UNAVAILABLE', details: { dependency: 'product-service', reason: 'no answer within 300 ms' } } });
       expect(await count('orders')).toBe(before);
@@ -251,7 +257,7 @@ describe('order API', () => {
     it('GET /orders/:id shows the stored unit prices, totals and ids; 404 ORDER_NOT_FOUND otherwise', async () => {
       const customerId = await createCustomer();
       const { orderId, items } = await seedOrder(customerId);
-      const response = await service.app.inject({ method: 'GET', url: `/orders/${orderId}` });
+      const response = await service.app.inject({ method: 'GET', url: `/orders/${orderId}`, headers: await service.asCustomer(customerId) });
       expect(response.statusCode).toBe(200);
       expect(response.json()).toMatchObject({
         id: orderId,
@@ -270,10 +276,10 @@ describe('order API', () => {
         workflowId: createOrderWorkflowId(orderId),
       });
 
-      const missing = await service.app.inject({ method: 'GET', url: `/orders/${randomUUID()}` });
+      const missing = await service.app.inject({ method: 'GET', url: `/orders/${randomUUID()}`, headers: operator() });
       expect(missing.statusCode).toBe(404);
       expect(missing.json()).toMatchObject({ error: { code: 'ORDER_NOT_FOUND' } });
-      const malformed = await service.app.inject({ method: 'GET', url: '/orders/not-a-uuid' });
+      const malformed = await service.app.inject({ method: 'GET', url: '/orders/not-a-uuid', headers: operator() });
       expect(malformed.statusCode).toBe(400);
     });
 
@@ -283,21 +289,21 @@ describe('order API', () => {
       const newer = await seedOrder(customerId, 'FAILED');
       await seedOrder(await createCustomer(), 'PAID');
 
-      const all = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}` })).json<{ items: { id: string }[]; nextCursor: string | null }>();
+      const all = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}`, headers: operator() })).json<{ items: { id: string }[]; nextCursor: string | null }>();
       expect(all.items.map((order) => order.id)).toEqual([newer.orderId, older.orderId]);
       expect(all.nextCursor).toBeNull();
 
-      const paid = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}&status=PAID` })).json<{ items: { id: string }[] }>();
+      const paid = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}&status=PAID`, headers: operator() })).json<{ items: { id: string }[] }>();
       expect(paid.items.map((order) => order.id)).toEqual([older.orderId]);
 
-      const first = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}&limit=1` })).json<{ items: { id: string }[]; nextCursor: string }>();
+      const first = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}&limit=1`, headers: operator() })).json<{ items: { id: string }[]; nextCursor: string }>();
       expect(first.items.map((order) => order.id)).toEqual([newer.orderId]);
-      const second = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}&limit=1&cursor=${first.nextCursor}` })).json<{ items: { id: string }[]; nextCursor: string | null }>();
+      const second = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}&limit=1&cursor=${first.nextCursor}`, headers: operator() })).json<{ items: { id: string }[]; nextCursor: string | null }>();
       expect(second).toEqual({ items: [expect.objectContaining({ id: older.orderId })], nextCursor: null });
 
-      const bad = await service.app.inject({ method: 'GET', url: '/orders?status=SHIPPED' });
+      const bad = await service.app.inject({ method: 'GET', url: '/orders?status=SHIPPED', headers: operator() });
       expect(bad.statusCode).toBe(400);
-      const forged = await service.app.inject({ method: 'GET', url: `/orders?cursor=${Buffer.from('[1,2]').toString('base64url')}` });
+      const forged = await service.app.inject({ method: 'GET', url: `/orders?cursor=${Buffer.from('[1,2]').toString('base64url')}`, headers: operator() });
       expect(forged.statusCode).toBe(400);
       expect(forged.json()).toMatchObject({ error: { code: 'INVALID_CURSOR' } });
     });
@@ -314,7 +320,7 @@ describe('order API', () => {
       let cursor: string | null = null;
       do {
         const url: string = `/orders?customerId=${customerId}&limit=3${cursor ? `&cursor=${cursor}` : ''}`;
-        const page = (await service.app.inject({ method: 'GET', url })).json<Page>();
+        const page = (await service.app.inject({ method: 'GET', url, headers: operator() })).json<Page>();
         seen.push(...page.items);
         cursor = page.nextCursor;
         // A new order between pages is newer than every page still to come: it never shows up twice or pushes one off.
@@ -329,15 +335,16 @@ describe('order API', () => {
 
   describe('confirm and cancel check the order state', () => {
     it.each(['PENDING', 'PAID', 'FAILED', 'CANCELLED'] as const)('confirming a %s order answers 409 ORDER_NOT_AWAITING_CONFIRMATION', async (status) => {
-      const { orderId } = await seedOrder(await createCustomer(), status);
-      const response = await service.app.inject({ method: 'POST', url: `/orders/${orderId}/confirm` });
+      const customerId = await createCustomer();
+      const { orderId } = await seedOrder(customerId, status);
+      const response = await service.app.inject({ method: 'POST', url: `/orders/${orderId}/confirm`, headers: await service.asCustomer(customerId) });
       expect(response.statusCode).toBe(409);
       expect(response.json()).toMatchObject({ error: { code: 'ORDER_NOT_AWAITING_CONFIRMATION', details: { status } } });
     });
 
     it('confirming an AWAITING_CONFIRMATION order whose saga is gone answers 409, not 500', async () => {
       const { orderId } = await seedOrder(await createCustomer(), 'AWAITING_CONFIRMATION');
-      const response = await service.app.inject({ method: 'POST', url: `/orders/${orderId}/confirm` });
+      const response = await service.app.inject({ method: 'POST', url: `/orders/${orderId}/confirm`, headers: operator() });
       expect(response.statusCode).toBe(409);
       expect(response.json()).toMatchObject({ error: { code: 'ORDER_NOT_AWAITING_CONFIRMATION' } });
     });
@@ -346,7 +353,7 @@ describe('order API', () => {
       const { orderId } = await seedOrder(await createCustomer(), 'CANCELLING');
       const workflowId = cancelOrderWorkflowId(orderId);
       startedWorkflows.push(workflowId);
-      const cancel = () => service.app.inject({ method: 'POST', url: `/orders/${orderId}/cancel`, payload: { reason: 'changed my mind' } });
+      const cancel = () => service.app.inject({ method: 'POST', url: `/orders/${orderId}/cancel`, headers: operator(), payload: { reason: 'changed my mind' } });
 
       const first = await cancel();
       expect(first.statusCode).toBe(202);
@@ -366,7 +373,7 @@ describe('order API', () => {
 
     it.each(['FAILED', 'CANCELLED'] as const)('cancelling a %s order answers 409 ORDER_NOT_CANCELLABLE and starts nothing', async (status) => {
       const { orderId } = await seedOrder(await createCustomer(), status);
-      const response = await service.app.inject({ method: 'POST', url: `/orders/${orderId}/cancel`, payload: { reason: 'changed my mind' } });
+      const response = await service.app.inject({ method: 'POST', url: `/orders/${orderId}/cancel`, headers: operator(), payload: { reason: 'changed my mind' } });
       expect(response.statusCode).toBe(409);
       expect(response.json()).toMatchObject({ error: { code: 'ORDER_NOT_CANCELLABLE', details: { status } } });
       await expect(temporal.client.workflow.getHandle(cancelOrderWorkflowId(orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
@@ -377,7 +384,8 @@ describe('order API', () => {
       const { orderId } = await seedOrder(customerId, 'PAID');
       const workflowId = cancelOrderWorkflowId(orderId);
       startedWorkflows.push(workflowId);
-      const request = { method: 'POST' as const, url: `/orders/${orderId}/cancel`, headers: { 'idempotency-key': `cancel-${orderId}` }, payload: { reason: 'changed my mind' } };
+      const asOwner = await service.asCustomer(customerId);
+      const request = { method: 'POST' as const, url: `/orders/${orderId}/cancel`, headers: { ...asOwner, 'idempotency-key': `cancel-${orderId}` }, payload: { reason: 'changed my mind' } };
 
       const first = await service.app.inject(request);
       expect(first.statusCode).toBe(202);
@@ -385,7 +393,7 @@ describe('order API', () => {
       const replay = await service.app.inject(request);
       expect(replay.statusCode).toBe(202);
       expect(replay.headers['idempotent-replayed']).toBe('true');
-      const withoutKey = await service.app.inject({ ...request, headers: {} });
+      const withoutKey = await service.app.inject({ ...request, headers: asOwner });
       expect(withoutKey.statusCode).toBe(202);
 
       const description = await temporal.client.workflow.getHandle(workflowId).describe();
@@ -400,7 +408,7 @@ describe('order API', () => {
     });
 
     it('cancelling an unknown order answers 404 ORDER_NOT_FOUND', async () => {
-      const response = await service.app.inject({ method: 'POST', url: `/orders/${randomUUID()}/cancel`, payload: { reason: 'x' } });
+      const response = await service.app.inject({ method: 'POST', url: `/orders/${randomUUID()}/cancel`, headers: operator(), payload: { reason: 'x' } });
       expect(response.statusCode).toBe(404);
       expect(response.json()).toMatchObject({ error: { code: 'ORDER_NOT_FOUND' } });
     });
@@ -409,7 +417,7 @@ describe('order API', () => {
   describe('the saga view and the reconciler', () => {
     it('GET /orders/:id/saga answers 404 SAGA_NOT_FOUND before the saga exists', async () => {
       const { orderId } = await seedOrder(await createCustomer());
-      const response = await service.app.inject({ method: 'GET', url: `/orders/${orderId}/saga` });
+      const response = await service.app.inject({ method: 'GET', url: `/orders/${orderId}/saga`, headers: operator() });
       expect(response.statusCode).toBe(404);
       expect(response.json()).toMatchObject({ error: { code: 'SAGA_NOT_FOUND', details: { workflowId: createOrderWorkflowId(orderId) } } });
     });
@@ -465,7 +473,7 @@ describe('order API', () => {
       startedWorkflows.push(workflowId);
       const { runId } = await temporal.client.workflow.getHandle(workflowId).describe();
 
-      const response = await service.app.inject({ method: 'GET', url: `/orders/${orderId}/saga` });
+      const response = await service.app.inject({ method: 'GET', url: `/orders/${orderId}/saga`, headers: await service.asCustomer(customerId) });
       expect(response.statusCode).toBe(200);
       expect(response.json()).toMatchObject({
         workflowId,

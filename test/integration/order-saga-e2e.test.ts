@@ -2,7 +2,9 @@
  * The order API end to end, all real: the order service over HTTP, the product and payment services
  * on free ports over their own databases, Temporal, and a saga worker on a private task queue. Shows
  * that prices come from the product service, that one Idempotency-Key gives one order and one saga,
- * and that confirm, cancel and the saga view act on the workflows the API started.
+ * and that confirm, cancel and the saga view act on the workflows the API started. The first test
+ * is a signed-in customer's whole journey; the others act as an operator (who may act on any order)
+ * to keep the focus on the sagas; test/integration/auth.test.ts covers who may do what.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
@@ -43,7 +45,7 @@ describe('order API end to end, with the saga worker', () => {
     [product, payment] = await Promise.all([startTestProductService(), startTestPaymentService()]);
     order = await startTestOrderService({ productUrl: product.url, temporal, taskQueue: temporal.taskQueue });
     const config = testConfig();
-    const http = { serviceToken: config.SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
+    const http = { credential: config.WORKER_SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
     worker = await createSagaWorker({
       connection: temporal.workerConnection,
       config,
@@ -65,21 +67,22 @@ describe('order API end to end, with the saga worker', () => {
     await temporal?.close();
   });
 
+  /** POST to the order service; as the operator unless `headers` carry another Authorization. */
   async function post<T = unknown>(url: string, payload: unknown, headers: Record<string, string> = {}) {
-    const response = await fetch(new URL(url, order.url), { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(payload) });
+    const response = await fetch(new URL(url, order.url), { method: 'POST', headers: { 'content-type': 'application/json', ...order.operator, ...headers }, body: JSON.stringify(payload) });
     return { status: response.status, headers: response.headers, body: (await response.json()) as T };
   }
-  async function get<T = unknown>(url: string) {
-    const response = await fetch(new URL(url, order.url));
+  async function get<T = unknown>(url: string, headers: Record<string, string> = order.operator) {
+    const response = await fetch(new URL(url, order.url), { headers });
     return { status: response.status, body: (await response.json()) as T };
   }
 
   async function customerWithAccount({ balance = '1000.00', status = 'ACTIVE' }: { balance?: string; status?: 'ACTIVE' | 'INACTIVE' } = {}): Promise<string> {
-    const created = await post<{ id: string }>('/customers', { name: 'E2E Customer', email: `e2e-${randomUUID()}@example.com`, status }, { authorization: `Bearer ${order.token}` });
+    const created = await post<{ id: string }>('/customers', { name: 'E2E Customer', email: `e2e-${randomUUID()}@example.com`, status });
     expect(created.status).toBe(201);
     const account = await fetch(new URL('/accounts', payment.url), {
       method: 'POST',
-      headers: { authorization: `Bearer ${payment.token}`, 'content-type': 'application/json' },
+      headers: { ...payment.operator, 'content-type': 'application/json' },
       body: JSON.stringify({ customerId: created.body.id, balance, currency: 'USD' }),
     });
     expect(account.status).toBe(201);
@@ -110,19 +113,21 @@ describe('order API end to end, with the saga worker', () => {
     const customerId = await customerWithAccount();
     const productId = await createTestProduct(product, { stockQuantity: 10, price: '12.50' });
     const key = `order-${randomUUID()}`;
-    const body = { customerId, items: [{ productId, quantity: 3 }] };
+    // A signed-in customer: the order is theirs because the token says so, the body names no customer.
+    const body = { items: [{ productId, quantity: 3 }] };
+    const asCustomer = await order.asCustomer(customerId);
 
-    const first = await post<{ id: string; status: string; workflowId: string }>('/orders', body, { 'idempotency-key': key });
+    const first = await post<{ id: string; status: string; workflowId: string }>('/orders', body, { ...asCustomer, 'idempotency-key': key });
     expect(first.status).toBe(202);
     expect(first.body.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(first.body).toEqual({ id: first.body.id, status: 'PENDING', workflowId: createOrderWorkflowId(first.body.id) });
     expect(first.headers.get('location')).toBe(`/orders/${first.body.id}`);
-    const again = await post('/orders', body, { 'idempotency-key': key });
+    const again = await post('/orders', body, { ...asCustomer, 'idempotency-key': key });
     expect(again.status).toBe(202);
     expect(again.body).toEqual(first.body);
     expect(again.headers.get('idempotent-replayed')).toBe('true');
 
-    const reused = await post<{ error: { code: string } }>('/orders', { ...body, items: [{ productId, quantity: 4 }] }, { 'idempotency-key': key });
+    const reused = await post<{ error: { code: string } }>('/orders', { ...body, items: [{ productId, quantity: 4 }] }, { ...asCustomer, 'idempotency-key': key });
     expect(reused.status).toBe(422);
     expect(reused.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
 
@@ -325,7 +330,7 @@ describe('order API end to end, with the saga worker', () => {
     await waitForStatus(placed.body.id, 'CANCELLED');
     // Undone under the canonical id: stock back on the shelf, the captured money refunded.
     expect(await stockOf(product.db, productId)).toEqual({ stock: 4, reserved: 0, available: 4 });
-    const account = await fetch(new URL(`/accounts/${customerId}`, payment.url), { headers: { authorization: `Bearer ${payment.token}` } });
+    const account = await fetch(new URL(`/accounts/${customerId}`, payment.url), { headers: payment.operator });
     expect(await account.json()).toMatchObject({ balance: '100.00', available: '100.00' });
   });
 
@@ -337,7 +342,7 @@ describe('order API end to end, with the saga worker', () => {
 
     const response = await fetch(new URL(`/orders/${placed.body.id}/cancel`, order.url), {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...(await order.asCustomer(customerId)), 'content-type': 'application/json' },
       // A lone high surrogate, as a client's broken JSON encoder writes it.
       body: '{"reason":"why \\ud83d"}',
     });
@@ -367,7 +372,7 @@ describe('order API end to end, with the saga worker', () => {
     expect(cancel.body.status).toBe('AWAITING_CONFIRMATION');
     await waitForStatus(placed.body.id, 'CANCELLED');
     expect(await stockOf(product.db, productId)).toEqual({ stock: 4, reserved: 0, available: 4 });
-    const account = await fetch(new URL(`/accounts/${customerId}`, payment.url), { headers: { authorization: `Bearer ${payment.token}` } });
+    const account = await fetch(new URL(`/accounts/${customerId}`, payment.url), { headers: await order.asCustomer(customerId) });
     expect(await account.json()).toMatchObject({ balance: '100.00', available: '100.00' });
 
     // The order is no longer waiting: a late confirm is refused.
@@ -394,25 +399,25 @@ describe('order API end to end, with the saga worker', () => {
       const created = await isolated.app.inject({
         method: 'POST',
         url: '/customers',
-        headers: { authorization: `Bearer ${isolated.token}` },
+        headers: isolated.operator,
         payload: { name: 'Stranded', email: `stranded-${randomUUID()}@example.com` },
       });
       const customerId = created.json<{ id: string }>().id;
       await fetch(new URL('/accounts', payment.url), {
         method: 'POST',
-        headers: { authorization: `Bearer ${payment.token}`, 'content-type': 'application/json' },
+        headers: { ...payment.operator, 'content-type': 'application/json' },
         body: JSON.stringify({ customerId, balance: '50.00', currency: 'USD' }),
       });
       const productId = await createTestProduct(product, { stockQuantity: 3, price: '5.00' });
 
-      const placed = await isolated.app.inject({ method: 'POST', url: '/orders', payload: { customerId, items: [{ productId, quantity: 1 }] } });
+      const placed = await isolated.app.inject({ method: 'POST', url: '/orders', headers: await isolated.asCustomer(customerId), payload: { items: [{ productId, quantity: 1 }] } });
       expect(placed.statusCode).toBe(202);
       const orderId = placed.json<{ id: string }>().id;
       const row = await isolated.db.selectFrom('orders').select(['status']).where('id', '=', orderId).executeTakeFirstOrThrow();
       expect(row.status).toBe('PENDING');
       await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
       // Asking this instance for the saga is a 503 that names the dependency, not its address.
-      const saga = await isolated.app.inject({ method: 'GET', url: `/orders/${orderId}/saga` });
+      const saga = await isolated.app.inject({ method: 'GET', url: `/orders/${orderId}/saga`, headers: await isolated.asCustomer(customerId) });
       expect(saga.statusCode).toBe(503);
       expect(saga.json()).toEqual({ error: { code: 'DEPENDENCY_UNAVAILABLE', message: 'Temporal is unavailable; retry later', details: { dependency: 'temporal' } } });
       expect(saga.body).not.toContain(String(port));

@@ -33,7 +33,7 @@ interface Answer {
 async function post(path: string, body?: unknown): Promise<Answer> {
   const response = await fetch(`${service.url}${path}`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${service.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: { ...service.authFor(path), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return { status: response.status, body: (await response.json()) as Answer['body'] };

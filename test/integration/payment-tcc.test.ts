@@ -8,6 +8,8 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expirePaymentReservations } from '../../services/payment/reservation-sweeper';
 import { parseEvent } from '../../services/shared/events';
+import { idempotencyStoreKey } from '../../services/shared/http/idempotency-plugin';
+import { testOperator } from '../helpers/auth';
 import { startTestPaymentService, type TestPaymentService } from '../helpers/payment-service';
 
 let service: TestPaymentService;
@@ -68,7 +70,8 @@ async function call(method: 'GET' | 'POST', url: string, { body, key, token, hea
     method,
     url,
     headers: {
-      ...(token === null ? {} : { authorization: `Bearer ${token ?? service.token}` }),
+      // By default as the route's real caller: the saga worker for the TCC routes, an operator for the rest.
+      ...(token === null ? {} : token === undefined ? service.authFor(url) : { authorization: `Bearer ${token}` }),
       ...(key ? { 'idempotency-key': key } : {}),
       ...headers,
     },
@@ -376,10 +379,10 @@ describe('expiry', () => {
   it('the service sweeps on its own with a short TTL', async () => {
     const fast = await startTestPaymentService({ RESERVATION_TTL_SECONDS: '1', RESERVATION_SWEEP_INTERVAL_MS: '200' });
     try {
-      const headers = { authorization: `Bearer ${fast.token}` };
+      const headers = fast.operator;
       const customerId = `cust-${randomUUID()}`;
       await fast.app.inject({ method: 'POST', url: '/accounts', headers, payload: { customerId, balance: '5.00', currency: 'USD' } });
-      const tried = await fast.app.inject({ method: 'POST', url: '/payments/try', headers, payload: { orderId: `o-${randomUUID()}`, customerId, amount: '5.00', currency: 'USD' } });
+      const tried = await fast.app.inject({ method: 'POST', url: '/payments/try', headers: fast.worker, payload: { orderId: `o-${randomUUID()}`, customerId, amount: '5.00', currency: 'USD' } });
       expect(tried.statusCode).toBe(201);
       await expect
         .poll(async () => (await fast.app.inject({ method: 'GET', url: `/accounts/${customerId}`, headers })).json<{ held: string }>().held, { timeout: 10_000, interval: 200 })
@@ -455,8 +458,8 @@ describe('refunds', () => {
     // storing it (the record's lock then passes) or storing it failed (FAILED). Either way the
     // record lets the same request run again, and nothing in Redis says otherwise.
     const loseAnswer = async () => {
-      await service.db.updateTable('idempotency_records').set({ status: 'FAILED', response_status: null, response_data: null }).where('idempotency_key', '=', key).execute();
-      await service.redis.del(`oms:idempotency:payment:${key}`);
+      await service.db.updateTable('idempotency_records').set({ status: 'FAILED', response_status: null, response_data: null }).where('idempotency_key', '=', idempotencyStoreKey(testOperator, key)).execute();
+      await service.redis.del(`oms:idempotency:payment:${idempotencyStoreKey(testOperator, key)}`);
     };
     await loseAnswer();
 
@@ -469,8 +472,8 @@ describe('refunds', () => {
 
     // Once the key's record is gone altogether (expired and deleted), the refund still remembers
     // its key: another amount under it is refused rather than refunded.
-    await service.db.deleteFrom('idempotency_records').where('idempotency_key', '=', key).execute();
-    await service.redis.del(`oms:idempotency:payment:${key}`);
+    await service.db.deleteFrom('idempotency_records').where('idempotency_key', '=', idempotencyStoreKey(testOperator, key)).execute();
+    await service.redis.del(`oms:idempotency:payment:${idempotencyStoreKey(testOperator, key)}`);
     const otherAmount = await call('POST', `/payments/${paymentId}/refunds`, { body: { amount: '5.00' }, key });
     expect(otherAmount.status).toBe(422);
     expect(otherAmount.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
@@ -495,7 +498,7 @@ describe('refunds', () => {
 });
 
 describe('what clients get wrong', () => {
-  it('answers 401 without the service token, on every internal route, and changes nothing', async () => {
+  it('answers 401 without a valid credential, on every route, and changes nothing', async () => {
     const customerId = `cust-${randomUUID()}`;
     const cancelledOrder = `order-${randomUUID()}`;
     const routes: Array<['GET' | 'POST', string, unknown]> = [

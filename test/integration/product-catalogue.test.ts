@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { asCustomer } from '../helpers/auth';
 import { createTestProductService, outboxEventTypes, type TestProductService } from '../helpers/product-service';
 
-// The catalogue over a real PostgreSQL: creating (admin, service token), reading, listing,
+// The catalogue over a real PostgreSQL: creating (operator), reading (public), listing,
 // PRODUCT_CREATED in the outbox with the row, and every kind of bad input refused unchanged.
 describe('product service: catalogue', () => {
   let service: TestProductService;
@@ -12,7 +13,7 @@ describe('product service: catalogue', () => {
   });
   afterAll(() => service.close());
 
-  const create = (payload: Record<string, unknown>, headers: Record<string, string> = service.auth) =>
+  const create = (payload: Record<string, unknown>, headers: Record<string, string> = service.operator) =>
     service.app.inject({ method: 'POST', url: '/products', headers, payload });
   const countRows = async () => {
     const products = await service.db.selectFrom('products').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
@@ -64,13 +65,18 @@ describe('product service: catalogue', () => {
     expect(await countRows()).toEqual(before);
   });
 
-  it('requires the service token to create a product (401) and creates nothing without it', async () => {
+  it('requires an operator to create a product (401 anonymous, 403 for the worker or a customer) and creates nothing otherwise', async () => {
     const before = await countRows();
     const anonymous = await create({ sku: 'ANON-1', name: 'Anon', price: '1.00', currency: 'USD', stockQuantity: 1 }, {});
     expect(anonymous.statusCode).toBe(401);
     expect(anonymous.json()).toMatchObject({ error: { code: 'UNAUTHORIZED' } });
     const wrong = await create({ sku: 'ANON-1', name: 'Anon', price: '1.00', currency: 'USD', stockQuantity: 1 }, { authorization: 'Bearer wrong-token-wrong-token' });
     expect(wrong.statusCode).toBe(401);
+    for (const caller of [service.worker, await asCustomer(randomUUID())]) {
+      const refused = await create({ sku: 'ANON-1', name: 'Anon', price: '1.00', currency: 'USD', stockQuantity: 1 }, caller);
+      expect(refused.statusCode).toBe(403);
+      expect(refused.json()).toMatchObject({ error: { code: 'FORBIDDEN' } });
+    }
     expect(await countRows()).toEqual(before);
   });
 
@@ -99,7 +105,7 @@ describe('product service: catalogue', () => {
 
   it('refuses malformed JSON (400) and an oversized body (413) and creates nothing', async () => {
     const before = await countRows();
-    const malformed = await service.app.inject({ method: 'POST', url: '/products', headers: { ...service.auth, 'content-type': 'application/json' }, payload: '{"sku": ' });
+    const malformed = await service.app.inject({ method: 'POST', url: '/products', headers: { ...service.operator, 'content-type': 'application/json' }, payload: '{"sku": ' });
     expect(malformed.statusCode).toBe(400);
     expect(malformed.json()).toMatchObject({ error: { code: 'MALFORMED_JSON' } });
     const oversized = await create({ sku: 'BIG-1', name: 'Big', price: '1.00', currency: 'USD', stockQuantity: 1, description: 'x'.repeat(70_000) });
@@ -180,7 +186,9 @@ describe('product service: catalogue', () => {
       expect(operation!.tags?.length).toBeGreaterThan(0);
       expect(Object.keys(operation!.responses)).toContain('500');
     }
-    expect(spec.paths['/stock/try']!.post!.security).toEqual([{ serviceToken: [] }]);
-    expect(Object.keys(spec.paths['/stock/try']!.post!.responses)).toEqual(expect.arrayContaining(['201', '400', '401', '404', '409']));
+    expect(spec.paths['/stock/try']!.post!.security).toEqual([{ serviceCredential: [] }, { bearerJwt: [] }]);
+    expect(spec.paths['/products']!.post!.security).toEqual([{ bearerJwt: [] }]);
+    expect(spec.paths['/products']!.get!.security).toBeUndefined();
+    expect(Object.keys(spec.paths['/stock/try']!.post!.responses)).toEqual(expect.arrayContaining(['201', '400', '401', '403', '404', '409']));
   });
 });

@@ -15,7 +15,7 @@ describe('product service: stock under concurrency', () => {
   });
   afterAll(() => service.close());
 
-  const post = (url: string, payload?: Record<string, unknown>) => service.app.inject({ method: 'POST', url, headers: service.auth, ...(payload ? { payload } : {}) });
+  const post = (url: string, payload?: Record<string, unknown>) => service.app.inject({ method: 'POST', url, headers: service.authFor(url), ...(payload ? { payload } : {}) });
 
   /** For every order: how many events of each kind its outbox rows say happened. */
   async function eventCountsByOrder(): Promise<Map<string, Record<string, number>>> {

@@ -19,7 +19,7 @@ describe('product service: stock reservation expiry', () => {
   });
   afterAll(() => service.close());
 
-  const post = (url: string, payload?: Record<string, unknown>) => service.app.inject({ method: 'POST', url, headers: service.auth, ...(payload ? { payload } : {}) });
+  const post = (url: string, payload?: Record<string, unknown>) => service.app.inject({ method: 'POST', url, headers: service.authFor(url), ...(payload ? { payload } : {}) });
   const statusesOf = async (orderId: string) =>
     (await service.db.selectFrom('stock_reservations').select('status').where('order_id', '=', orderId).execute()).map((row) => row.status);
 
@@ -148,7 +148,7 @@ describe('product service: the reservation sweeper runs on its interval', () => 
   it('frees an unconfirmed reservation without anyone calling it, and counts it in /metrics', async () => {
     const a = await createTestProduct(service, { stockQuantity: 7 });
     const orderId = randomUUID();
-    await service.app.inject({ method: 'POST', url: '/stock/try', headers: service.auth, payload: { orderId, items: [{ productId: a, quantity: 7 }] } });
+    await service.app.inject({ method: 'POST', url: '/stock/try', headers: service.worker, payload: { orderId, items: [{ productId: a, quantity: 7 }] } });
     expect((await stockOf(service.db, a)).reserved).toBe(7);
 
     const deadline = Date.now() + 10_000;

@@ -12,10 +12,11 @@ describe('product service over HTTP', () => {
   });
   afterAll(() => service.close());
 
-  const call = (method: 'GET' | 'POST', path: string, body?: unknown, token: string | null = service.token) =>
+  /** As the route's real caller; `anonymous` sends no credential. */
+  const call = (method: 'GET' | 'POST', path: string, body?: unknown, anonymous = false) =>
     fetch(new URL(path, service.url), {
       method,
-      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: { ...(anonymous ? {} : service.authFor(path)), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
 
@@ -33,7 +34,7 @@ describe('product service over HTTP', () => {
     expect(created.status).toBe(201);
     const { id: productId } = (await created.json()) as { id: string };
 
-    const product = await call('GET', `/products/${productId}`, undefined, null);
+    const product = await call('GET', `/products/${productId}`, undefined, true);
     expect(await product.json()).toMatchObject({ price: '4.20', availableQuantity: 3 });
 
     const orderId = randomUUID();
@@ -51,7 +52,7 @@ describe('product service over HTTP', () => {
     expect(restocked.status).toBe(200);
     expect(await stockOf(service.db, productId)).toEqual({ stock: 3, reserved: 0, available: 3 });
 
-    const anonymous = await call('POST', `/stock/cancel/${orderId}`, {}, null);
+    const anonymous = await call('POST', `/stock/cancel/${orderId}`, {}, true);
     expect(anonymous.status).toBe(401);
   });
 });

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { asCustomer } from '../helpers/auth';
 import { createTestProduct, createTestProductService, outboxEventTypes, stockOf, type TestProductService, refuseForcedOrderReservations } from '../helpers/product-service';
 
 // The stock TCC participant against a real PostgreSQL: every rule of try/confirm/cancel/restock,
@@ -13,7 +14,7 @@ describe('product service: stock TCC', () => {
   });
   afterAll(() => service.close());
 
-  const post = (url: string, payload?: unknown, headers: Record<string, string> = service.auth) =>
+  const post = (url: string, payload?: unknown, headers: Record<string, string> = service.worker) =>
     service.app.inject({ method: 'POST', url, headers, ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }) });
   const tryStock = (orderId: string, items: { productId: string; quantity: number }[]) => post('/stock/try', { orderId, items });
   const reservationsOf = (orderId: string) =>
@@ -288,7 +289,7 @@ describe('product service: stock TCC', () => {
     });
 
     it('malformed JSON -> 400 MALFORMED_JSON', async () => {
-      const response = await service.app.inject({ method: 'POST', url: '/stock/try', headers: { ...service.auth, 'content-type': 'application/json' }, payload: '{"orderId": "o-1", "items": [' });
+      const response = await service.app.inject({ method: 'POST', url: '/stock/try', headers: { ...service.worker, 'content-type': 'application/json' }, payload: '{"orderId": "o-1", "items": [' });
       expect(response.statusCode).toBe(400);
       expect(response.json()).toMatchObject({ error: { code: 'MALFORMED_JSON' } });
       expect(await snapshot()).toEqual(before);
@@ -312,13 +313,15 @@ describe('product service: stock TCC', () => {
       ['POST', '/stock/confirm/o-1'],
       ['POST', '/stock/cancel/o-1'],
       ['POST', '/stock/restock/o-1'],
-    ] as const)('%s %s without the service token -> 401, and with a wrong one -> 401', async (method, url) => {
+    ] as const)('%s %s without a credential -> 401, with a wrong one -> 401, as a customer -> 403', async (method, url) => {
       const payload = url === '/stock/try' ? { orderId: 'o-1', items: [{ productId, quantity: 1 }] } : undefined;
       const anonymous = await service.app.inject({ method, url, ...(payload ? { payload } : {}) });
       expect(anonymous.statusCode).toBe(401);
       expect(anonymous.json()).toMatchObject({ error: { code: 'UNAUTHORIZED' } });
       const wrong = await service.app.inject({ method, url, headers: { authorization: 'Bearer not-the-service-token' }, ...(payload ? { payload } : {}) });
       expect(wrong.statusCode).toBe(401);
+      const customer = await service.app.inject({ method, url, headers: await asCustomer(randomUUID()), ...(payload ? { payload } : {}) });
+      expect(customer.statusCode).toBe(403);
       expect(await snapshot()).toEqual(before);
       expect(await barriersOf('o-1')).toEqual([]);
     });

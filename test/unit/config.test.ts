@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../services/shared/config';
+import { ConfigError, DEV_WORKER_SERVICE_TOKEN, isLoopbackHost, jwtKeySource, loadConfig } from '../../services/shared/config';
 
 /** Database URLs without the development passwords, which production refuses (see infrastructure-security.test.ts). */
 const PRODUCTION_DATABASE_URLS = Object.fromEntries(
@@ -36,10 +36,50 @@ describe('loadConfig', () => {
     expect(attempt).toThrow(/KAFKA_BROKERS/);
   });
 
-  it('refuses the development service token in production', () => {
-    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/SERVICE_TOKEN/);
-    expect(loadConfig({ NODE_ENV: 'production', SERVICE_TOKEN: 'a-real-secret-of-some-length', ...PRODUCTION_DATABASE_URLS }).SERVICE_TOKEN).toBe(
-      'a-real-secret-of-some-length',
-    );
+  describe('authentication settings', () => {
+    const realCredential = 'a-real-worker-credential-of-32-chars-or-more';
+    const devKey = '/srv/oms/.oms/auth/oms-dev-jwt-public.pem';
+
+    it('refuses the development worker credential in production, naming the variable', () => {
+      expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/WORKER_SERVICE_TOKEN: the development default must not be used when NODE_ENV=production/);
+      expect(loadConfig({ NODE_ENV: 'production', WORKER_SERVICE_TOKEN: realCredential, ...PRODUCTION_DATABASE_URLS }).WORKER_SERVICE_TOKEN).toBe(realCredential);
+    });
+
+    it('refuses the development defaults on a non-loopback HOST even outside production', () => {
+      const attempt = () => loadConfig({ NODE_ENV: 'development', HOST: '0.0.0.0', AUTH_JWT_PUBLIC_KEY_FILE: devKey });
+      expect(attempt).toThrow(/WORKER_SERVICE_TOKEN: the development default must not be used when HOST=0.0.0.0 is not a loopback address/);
+      expect(attempt).toThrow(/AUTH_JWT_PUBLIC_KEY_FILE: the development default/);
+      expect(() => loadConfig({ HOST: '10.0.0.5', WORKER_SERVICE_TOKEN: realCredential, AUTH_JWT_PUBLIC_KEY_FILE: '/etc/oms/idp.pem', ...PRODUCTION_DATABASE_URLS })).not.toThrow();
+    });
+
+    it('accepts the development defaults on loopback addresses', () => {
+      for (const HOST of ['127.0.0.1', '127.0.1.1', 'localhost', '::1']) {
+        expect(loadConfig({ HOST, AUTH_JWT_PUBLIC_KEY_FILE: devKey }).WORKER_SERVICE_TOKEN).toBe(DEV_WORKER_SERVICE_TOKEN);
+      }
+    });
+
+    it('tells loopback from reachable addresses', () => {
+      expect(['127.0.0.1', '127.255.0.9', 'localhost', '::1', '[::1]'].every(isLoopbackHost)).toBe(true);
+      expect(['0.0.0.0', '::', '10.1.2.3', '192.168.0.1', 'oms.example.com', '127.example.com', '1127.0.0.1'].some(isLoopbackHost)).toBe(false);
+    });
+
+    it('refuses the retired SERVICE_TOKEN instead of ignoring it', () => {
+      expect(() => loadConfig({ SERVICE_TOKEN: 'anything-at-all-of-some-length' })).toThrow(/SERVICE_TOKEN: replaced by per-caller credentials; set WORKER_SERVICE_TOKEN/);
+    });
+
+    it('refuses short credentials, symmetric or unknown algorithms, and two key sources', () => {
+      expect(() => loadConfig({ WORKER_SERVICE_TOKEN: 'short' })).toThrow(/WORKER_SERVICE_TOKEN: must be at least 32 characters/);
+      expect(() => loadConfig({ AUTH_JWT_ALGORITHMS: 'RS256,HS256' })).toThrow(/AUTH_JWT_ALGORITHMS/);
+      expect(() => loadConfig({ AUTH_JWT_ALGORITHMS: 'none' })).toThrow(/AUTH_JWT_ALGORITHMS/);
+      expect(loadConfig({ AUTH_JWT_ALGORITHMS: 'RS256, ES256' }).AUTH_JWT_ALGORITHMS).toEqual(['RS256', 'ES256']);
+      expect(() => loadConfig({ AUTH_JWKS_URL: 'https://idp.example.com/jwks', AUTH_JWT_PUBLIC_KEY_FILE: '/k.pem' })).toThrow(/AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY_FILE: set one of them, not both/);
+    });
+
+    it('gives the HTTP services their key source, or names the variables when there is none', () => {
+      expect(jwtKeySource(loadConfig({ AUTH_JWKS_URL: 'https://idp.example.com/.well-known/jwks.json' }))).toEqual({ kind: 'jwks', url: 'https://idp.example.com/.well-known/jwks.json' });
+      expect(jwtKeySource(loadConfig({ AUTH_JWT_PUBLIC_KEY_FILE: '/k.pem' }))).toEqual({ kind: 'public-key-file', path: '/k.pem' });
+      expect(() => jwtKeySource(loadConfig({}))).toThrow(ConfigError);
+      expect(() => jwtKeySource(loadConfig({}))).toThrow(/AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY_FILE: one is required/);
+    });
   });
 });

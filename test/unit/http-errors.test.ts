@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { loadConfig } from '../../services/shared/config';
 import { ConflictError } from '../../services/shared/errors';
+import { loadConfig } from '../../services/shared/config';
 import { buildServiceApp, type ServiceApp } from '../../services/shared/http/app';
+import { createAuthenticator } from '../../services/shared/http/auth';
 import { createMetricsRegistry } from '../../services/shared/metrics';
+import { testAuthEnv } from '../helpers/auth';
 
 // Every service gets its error format from buildServiceApp; this exercises it with a tiny route.
 describe('HTTP error format', () => {
@@ -16,6 +18,7 @@ describe('HTTP error format', () => {
       description: 'error format test',
       logger: false,
       metrics: createMetricsRegistry('test'),
+      authenticator: await createAuthenticator(loadConfig(testAuthEnv)),
       healthChecks: [{ name: 'dependency', check: () => (healthy ? Promise.resolve() : Promise.reject(new Error('connection refused'))) }],
       bodyLimitBytes: 1024,
       // Rate limits need Redis; they have their own integration test (test/integration/abuse-limits.test.ts).

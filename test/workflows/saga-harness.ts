@@ -75,7 +75,8 @@ export async function startSagaHarness(
   ]);
   const paymentProxy = faultyPayments ? await startFaultProxy(payment.url) : undefined;
   const config = testConfig();
-  const http = { serviceToken: config.SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
+  // The worker calls the participants with its own credential, as in production.
+  const http = { credential: config.WORKER_SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
   const startWorker = async () => {
     const worker = await createSagaWorker({
       connection: temporal.workerConnection,
@@ -123,7 +124,7 @@ export async function createCustomer(harness: SagaHarness, { status = 'ACTIVE', 
     .executeTakeFirstOrThrow();
   const response = await fetch(new URL('/accounts', harness.payment.url), {
     method: 'POST',
-    headers: { authorization: `Bearer ${harness.payment.token}`, 'content-type': 'application/json' },
+    headers: { ...harness.payment.operator, 'content-type': 'application/json' },
     body: JSON.stringify({ customerId: customer.id, balance, currency: 'USD' }),
   });
   if (response.status !== 201) throw new Error(`opening an account answered ${response.status}: ${await response.text()}`);
@@ -228,7 +229,7 @@ export async function waitForOrderStatus(harness: SagaHarness, orderId: string, 
 
 /** The customer's account as the payment service reports it (decimal strings). */
 export async function accountOf(harness: SagaHarness, customerId: string): Promise<{ balance: string; held: string; available: string }> {
-  const response = await fetch(new URL(`/accounts/${customerId}`, harness.payment.url), { headers: { authorization: `Bearer ${harness.payment.token}` } });
+  const response = await fetch(new URL(`/accounts/${customerId}`, harness.payment.url), { headers: harness.payment.operator });
   if (response.status !== 200) throw new Error(`reading account answered ${response.status}`);
   return (await response.json()) as { balance: string; held: string; available: string };
 }

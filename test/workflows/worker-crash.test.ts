@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { testAuthEnv } from '../helpers/auth';
 import { tccPaymentWorkflowId } from '../../workflows/order-contract';
 import { accountOf, createCustomer, createProduct, orderEvents, orderRow, paymentsOf, placeOrder, startCreateOrder, startSagaHarness, stockOf, type SagaHarness } from './saga-harness';
 
@@ -23,7 +24,7 @@ function startWorkerProcess(harness: SagaHarness): { child: ChildProcess; lines:
       WORKER_ORDER_DATABASE_URL: harness.order.workerUrl,
       PRODUCT_SERVICE_URL: harness.product.url,
       PAYMENT_SERVICE_URL: harness.payment.url,
-      SERVICE_TOKEN: harness.payment.token,
+      WORKER_SERVICE_TOKEN: testAuthEnv.WORKER_SERVICE_TOKEN,
       OMS_TEST_TASK_QUEUE: harness.temporal.taskQueue,
     },
     stdio: ['ignore', 'pipe', 'inherit'],

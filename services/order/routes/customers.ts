@@ -1,16 +1,15 @@
-/** Customers: created and (de)activated by internal callers holding the service token; read by anyone. */
+/** Customers: created and (de)activated by operators; read by the customer themselves or an operator. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { CustomerRow, OrderDb } from '../repository';
 import { findCustomer, insertCustomer, updateCustomerStatus } from '../repository';
-import { ConflictError, NotFoundError } from '../../shared/errors';
+import { ConflictError, ForbiddenError, NotFoundError } from '../../shared/errors';
 import { errorBodySchema } from '../../shared/http/error-body';
-import { requireServiceToken, serviceTokenSecurity } from '../../shared/http/service-auth';
+import { bearerJwtSecurity, mayActForCustomer, principalOf, requireAuthenticated, requireOperator } from '../../shared/http/auth';
 import { appendOutboxEvent } from '../../shared/outbox';
 import { createCustomerBodySchema, customerSchema, idParamsSchema, ORDER_ERROR_CODES, updateCustomerStatusBodySchema, type CustomerResponse } from '../contract';
 
 export interface CustomerRoutesOptions {
   db: OrderDb;
-  serviceToken: string;
 }
 
 function toCustomerResponse(row: CustomerRow): CustomerResponse {
@@ -22,20 +21,20 @@ function isEmailTaken(error: unknown): boolean {
   return pgError.code === '23505' && pgError.constraint === 'uq_customers_email';
 }
 
-export const customerRoutes: FastifyPluginAsyncZod<CustomerRoutesOptions> = async (app, { db, serviceToken }) => {
+export const customerRoutes: FastifyPluginAsyncZod<CustomerRoutesOptions> = async (app, { db }) => {
   const tags = ['customers'];
 
   app.post(
     '/customers',
     {
-      onRequest: requireServiceToken(serviceToken),
+      onRequest: requireOperator,
       config: { idempotent: true },
       schema: {
         tags,
-        summary: 'Create a customer (internal: service token)',
-        security: serviceTokenSecurity,
+        summary: 'Create a customer (operator)',
+        security: bearerJwtSecurity,
         body: createCustomerBodySchema,
-        response: { 201: customerSchema, 400: errorBodySchema, 401: errorBodySchema, 409: errorBodySchema, 422: errorBodySchema },
+        response: { 201: customerSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 409: errorBodySchema, 422: errorBodySchema },
       },
     },
     async (request, reply) => {
@@ -65,14 +64,19 @@ export const customerRoutes: FastifyPluginAsyncZod<CustomerRoutesOptions> = asyn
   app.get(
     '/customers/:id',
     {
+      onRequest: requireAuthenticated,
       schema: {
         tags,
         summary: 'A customer and whether they may place orders (ACTIVE) or not (INACTIVE)',
+        description: "A customer reads only themselves: another id is 403 whether or not it exists (an operator reads anyone's).",
+        security: bearerJwtSecurity,
         params: idParamsSchema,
-        response: { 200: customerSchema, 400: errorBodySchema, 404: errorBodySchema },
+        response: { 200: customerSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema },
       },
     },
     async (request) => {
+      // Decided from the id alone, before any lookup, so the answer says nothing about other customers.
+      if (!mayActForCustomer(principalOf(request), request.params.id)) throw new ForbiddenError('a customer may read only their own record');
       const row = await findCustomer(db, request.params.id);
       if (!row) throw new NotFoundError('customer', request.params.id);
       return toCustomerResponse(row);
@@ -82,14 +86,14 @@ export const customerRoutes: FastifyPluginAsyncZod<CustomerRoutesOptions> = asyn
   app.patch(
     '/customers/:id/status',
     {
-      onRequest: requireServiceToken(serviceToken),
+      onRequest: requireOperator,
       schema: {
         tags,
-        summary: 'Activate or deactivate a customer (internal: service token); an INACTIVE customer\'s orders fail',
-        security: serviceTokenSecurity,
+        summary: 'Activate or deactivate a customer (operator); an INACTIVE customer\'s orders fail',
+        security: bearerJwtSecurity,
         params: idParamsSchema,
         body: updateCustomerStatusBodySchema,
-        response: { 200: customerSchema, 400: errorBodySchema, 401: errorBodySchema, 404: errorBodySchema },
+        response: { 200: customerSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema },
       },
     },
     async (request) => {

@@ -1,5 +1,9 @@
-/** The order API: place, read, list, confirm and cancel orders, and look at an order's saga on Temporal. */
+/**
+ * The order API: place, read, list, confirm and cancel orders, and look at an order's saga on Temporal.
+ * Customers and operators only (bearer JWT); ownership rules are in ../orders.ts.
+ */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { bearerJwtSecurity, principalOf, requireCustomerOrOperator } from '../../shared/http/auth';
 import { errorBodySchema } from '../../shared/http/error-body';
 import {
   cancelOrderBodySchema,
@@ -12,7 +16,17 @@ import {
   orderSchema,
   sagaSchema,
 } from '../contract';
-import { cancelOrder, confirmOrder, getOrder, getOrderSaga, placeOrder, toOrderResponse, type OrderDomainDependencies } from '../orders';
+import {
+  cancelOrder,
+  confirmOrder,
+  getOrder,
+  getOrderSaga,
+  listedCustomerId,
+  orderingCustomerId,
+  placeOrder,
+  toOrderResponse,
+  type OrderDomainDependencies,
+} from '../orders';
 import { listOrders } from '../repository';
 
 export type OrderRoutesOptions = Omit<OrderDomainDependencies, 'log'>;
@@ -23,6 +37,9 @@ const idempotencyHeader = {
 
 export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app, options) => {
   const tags = ['orders'];
+  const security = bearerJwtSecurity;
+  // Every route here needs a customer or an operator; 401 and 403 are the same on each.
+  app.addHook('onRequest', requireCustomerOrOperator);
   const deps = (log: OrderDomainDependencies['log']): OrderDomainDependencies => ({ ...options, log });
 
   app.post(
@@ -32,11 +49,14 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
       schema: {
         tags,
         summary: 'Place an order: priced by the product service, then paid by the createOrder saga',
-        description: `Answers 202 once the order is stored; its saga runs on Temporal. ${idempotencyHeader.description}.`,
+        description: `Answers 202 once the order is stored; its saga runs on Temporal. A customer orders for themselves. ${idempotencyHeader.description}.`,
+        security,
         body: createOrderBodySchema,
         response: {
           202: orderAcceptedSchema,
           400: errorBodySchema,
+          401: errorBodySchema,
+          403: errorBodySchema,
           409: errorBodySchema,
           422: errorBodySchema,
           503: errorBodySchema,
@@ -44,7 +64,8 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
       },
     },
     async (request, reply) => {
-      const accepted = await placeOrder(deps(request.log), request.body);
+      const customerId = orderingCustomerId(principalOf(request), request.body.customerId);
+      const accepted = await placeOrder(deps(request.log), { ...request.body, customerId });
       reply.status(202).header('location', `/orders/${accepted.id}`);
       return accepted;
     },
@@ -56,12 +77,15 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
       schema: {
         tags,
         summary: 'List orders, newest first, optionally by customer and status, a page at a time (keyset cursor)',
+        description: "A customer's list holds only their own orders (a customerId of someone else is 403); an operator's holds everyone's.",
+        security,
         querystring: listOrdersQuerySchema,
-        response: { 200: orderListSchema, 400: errorBodySchema },
+        response: { 200: orderListSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema },
       },
     },
     async (request) => {
-      const { orders, nextCursor } = await listOrders(options.db, request.query);
+      const customerId = listedCustomerId(principalOf(request), request.query.customerId);
+      const { orders, nextCursor } = await listOrders(options.db, { ...request.query, customerId });
       return { items: orders.map(toOrderResponse), nextCursor };
     },
   );
@@ -72,11 +96,13 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
       schema: {
         tags,
         summary: 'An order with its priced items, status, failure reason and payment ids',
+        description: "Another customer's order is 404 ORDER_NOT_FOUND, as a missing one.",
+        security,
         params: idParamsSchema,
-        response: { 200: orderSchema, 400: errorBodySchema, 404: errorBodySchema },
+        response: { 200: orderSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema },
       },
     },
-    async (request) => getOrder(options.db, request.params.id),
+    async (request) => getOrder(options.db, request.params.id, principalOf(request)),
   );
 
   app.post(
@@ -87,12 +113,13 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
         tags,
         summary: 'Confirm a manual checkout: capture the held payment and stock',
         description: `Only an order in AWAITING_CONFIRMATION; otherwise 409 ORDER_NOT_AWAITING_CONFIRMATION. ${idempotencyHeader.description}.`,
+        security,
         params: idParamsSchema,
-        response: { 202: orderCommandAcceptedSchema, 400: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 503: errorBodySchema },
+        response: { 202: orderCommandAcceptedSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 503: errorBodySchema },
       },
     },
     async (request, reply) => {
-      const order = await confirmOrder(deps(request.log), request.params.id);
+      const order = await confirmOrder(deps(request.log), request.params.id, principalOf(request));
       reply.status(202);
       return { id: order.id, status: order.status, workflowId: order.workflowId };
     },
@@ -106,13 +133,14 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
         tags,
         summary: 'Cancel an order: the cancelOrder saga releases or restocks the stock and refunds a payment',
         description: `FAILED and CANCELLED orders answer 409 ORDER_NOT_CANCELLABLE. A CANCELLING order whose cancellation stopped halfway is cancelled again. ${idempotencyHeader.description}.`,
+        security,
         params: idParamsSchema,
         body: cancelOrderBodySchema,
-        response: { 202: orderCommandAcceptedSchema, 400: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 503: errorBodySchema },
+        response: { 202: orderCommandAcceptedSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 503: errorBodySchema },
       },
     },
     async (request, reply) => {
-      const accepted = await cancelOrder(deps(request.log), request.params.id, request.body.reason);
+      const accepted = await cancelOrder(deps(request.log), request.params.id, principalOf(request), request.body.reason);
       reply.status(202).header('location', `/orders/${accepted.id}`);
       return accepted;
     },
@@ -124,10 +152,11 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
       schema: {
         tags,
         summary: "The live state of the order's createOrder saga on Temporal, with a link to the Web UI",
+        security,
         params: idParamsSchema,
-        response: { 200: sagaSchema, 400: errorBodySchema, 404: errorBodySchema, 503: errorBodySchema },
+        response: { 200: sagaSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 503: errorBodySchema },
       },
     },
-    async (request) => getOrderSaga(options, request.params.id),
+    async (request) => getOrderSaga(options, request.params.id, principalOf(request)),
   );
 };

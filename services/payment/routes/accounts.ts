@@ -1,7 +1,8 @@
-/** Admin: open a customer account and read its balance, held and available amounts. */
+/** Accounts: operators open them (with the money in them); a customer reads their own balance. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { errorBodySchema } from '../../shared/http/error-body';
-import { serviceTokenSecurity } from '../../shared/http/service-auth';
+import { ForbiddenError } from '../../shared/errors';
+import { bearerJwtSecurity, mayActForCustomer, principalOf, requireAuthenticated, requireOperator } from '../../shared/http/auth';
 import { accountView } from '../domain';
 import { getAccount, openAccount } from '../ledger';
 import type { PaymentRouteOptions } from './options';
@@ -11,13 +12,14 @@ export const accountRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
   app.post(
     '/accounts',
     {
+      onRequest: requireOperator,
       config: { idempotent: true },
       schema: {
         tags: ['accounts'],
-        summary: 'Open a customer account with an opening balance',
-        security: serviceTokenSecurity,
+        summary: 'Open a customer account with an opening balance (operator)',
+        security: bearerJwtSecurity,
         body: openAccountBodySchema,
-        response: { 201: accountSchema, 400: errorBodySchema, 401: errorBodySchema, 409: errorBodySchema, 422: errorBodySchema },
+        response: { 201: accountSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 409: errorBodySchema, 422: errorBodySchema },
       },
     },
     async (request, reply) => {
@@ -30,14 +32,19 @@ export const accountRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
   app.get(
     '/accounts/:customerId',
     {
+      onRequest: requireAuthenticated,
       schema: {
         tags: ['accounts'],
-        summary: "A customer's balance, held and available amounts",
-        security: serviceTokenSecurity,
+        summary: "A customer's balance, held and available amounts (the customer themselves, or an operator)",
+        description: "Another customer's account is 403 whether or not it exists.",
+        security: bearerJwtSecurity,
         params: customerParamsSchema,
-        response: { 200: accountSchema, 400: errorBodySchema, 401: errorBodySchema, 404: errorBodySchema },
+        response: { 200: accountSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema },
       },
     },
-    async (request) => accountView(await getAccount(db, request.params.customerId)),
+    async (request) => {
+      if (!mayActForCustomer(principalOf(request), request.params.customerId)) throw new ForbiddenError('a customer may read only their own account');
+      return accountView(await getAccount(db, request.params.customerId));
+    },
   );
 };

@@ -1,7 +1,8 @@
-/** Captured payments and their refunds: reads, API refunds, and the order saga's refund. */
+/** Captured payments and their refunds: operators read and refund; the order saga refunds an order (its own scope). */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { errorBodySchema } from '../../shared/http/error-body';
-import { serviceTokenSecurity } from '../../shared/http/service-auth';
+import { bearerJwtSecurity, requireOperator, requireScope, serviceCredentialSecurity } from '../../shared/http/auth';
+import { SERVICE_SCOPES } from '../../shared/http/service-auth';
 import { paymentView, refundView } from '../domain';
 import { getPayment, listPayments, refundOrder, refundPayment } from '../ledger';
 import { counted } from '../metrics';
@@ -22,12 +23,13 @@ export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
   app.get(
     '/payments',
     {
+      onRequest: requireOperator,
       schema: {
         tags: ['payments'],
         summary: 'Captured payments with their refunds, newest first, filtered by order or customer',
-        security: serviceTokenSecurity,
+        security: bearerJwtSecurity,
         querystring: listPaymentsQuerySchema,
-        response: { 200: paymentListSchema, 400: errorBodySchema, 401: errorBodySchema },
+        response: { 200: paymentListSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema },
       },
     },
     async (request) => {
@@ -39,12 +41,13 @@ export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
   app.get(
     '/payments/:paymentId',
     {
+      onRequest: requireOperator,
       schema: {
         tags: ['payments'],
         summary: 'One captured payment with its refunds',
-        security: serviceTokenSecurity,
+        security: bearerJwtSecurity,
         params: paymentParamsSchema,
-        response: { 200: paymentSchema, 400: errorBodySchema, 401: errorBodySchema, 404: errorBodySchema },
+        response: { 200: paymentSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema },
       },
     },
     async (request) => {
@@ -56,6 +59,7 @@ export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
   app.post(
     '/payments/:paymentId/refunds',
     {
+      onRequest: requireOperator,
       config: { idempotent: true },
       schema: {
         tags: ['payments'],
@@ -63,10 +67,10 @@ export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
         description:
           'Send an Idempotency-Key: a retry with the same key replays the first answer and moves no money again, even when that answer was lost (the refund keeps its key). ' +
           '409 REFUND_EXCEEDS_PAYMENT when more than the unrefunded amount is asked for; 422 IDEMPOTENCY_KEY_REUSED when the key was used for another request.',
-        security: serviceTokenSecurity,
+        security: bearerJwtSecurity,
         params: paymentParamsSchema,
         body: refundBodySchema,
-        response: { 201: refundResponseSchema, 400: errorBodySchema, 401: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 422: errorBodySchema },
+        response: { 201: refundResponseSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 422: errorBodySchema },
       },
     },
     async (request, reply) => {
@@ -85,13 +89,14 @@ export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
   app.post(
     '/payments/refund-by-order/:orderId',
     {
+      onRequest: requireScope(SERVICE_SCOPES.paymentsRefundOrder),
       config: { idempotent: true },
       schema: {
         tags: ['payments'],
         summary: "The order saga's refund: return what is left of the order's payment, exactly once",
         description:
           '201 when this call refunded; 200 with the existing refund on every later call (naturally idempotent, no key needed). refund is null when earlier refunds had already returned everything. 404 PAYMENT_NOT_FOUND when the order has no captured payment.',
-        security: serviceTokenSecurity,
+        security: serviceCredentialSecurity,
         params: orderParamsSchema,
         body: refundByOrderBodySchema,
         response: {
@@ -99,6 +104,7 @@ export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
           201: orderRefundResponseSchema,
           400: errorBodySchema,
           401: errorBodySchema,
+          403: errorBodySchema,
           404: errorBodySchema,
           409: errorBodySchema,
           422: errorBodySchema,

@@ -4,7 +4,8 @@
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { errorBodySchema } from '../../shared/http/error-body';
-import { serviceTokenSecurity } from '../../shared/http/service-auth';
+import { requireScope, serviceCredentialSecurity } from '../../shared/http/auth';
+import { SERVICE_SCOPES } from '../../shared/http/service-auth';
 import { confirmationView, reservationView } from '../domain';
 import { cancelReservation, confirmReservation, tryReservePayment, type CancelOutcome } from '../ledger';
 import { counted } from '../metrics';
@@ -22,21 +23,26 @@ import {
 const cancelView = (outcome: CancelOutcome) => ({ reservationId: outcome.reservationId, orderId: outcome.orderId, status: outcome.status });
 
 export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app, { db, config, metrics }) => {
+  // The saga worker's credential (or an operator): holds and captures move customers' money.
+  const reserve = requireScope(SERVICE_SCOPES.paymentsReserve);
+
   app.post(
     '/payments/try',
     {
+      onRequest: reserve,
       config: { idempotent: true },
       schema: {
         tags: ['tcc'],
         summary: 'TCC try: hold the amount on the customer account (idempotent per orderId)',
         description:
           'A repeated try for the same orderId returns the existing reservation as it now is. 402 INSUFFICIENT_FUNDS holds nothing and records PAYMENT_FAILED; 409 TRY_AFTER_CANCEL when the order was cancelled first.',
-        security: serviceTokenSecurity,
+        security: serviceCredentialSecurity,
         body: tryBodySchema,
         response: {
           201: reservationSchema,
           400: errorBodySchema,
           401: errorBodySchema,
+          403: errorBodySchema,
           402: errorBodySchema,
           404: errorBodySchema,
           409: errorBodySchema,
@@ -59,15 +65,16 @@ export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app,
   app.post(
     '/payments/confirm/:reservationId',
     {
+      onRequest: reserve,
       config: { idempotent: true },
       schema: {
         tags: ['tcc'],
         summary: 'TCC confirm: capture the held amount (confirm after confirm returns the same payment)',
         description: '409 RESERVATION_CANCELLED after a cancel, 409 RESERVATION_EXPIRED once the hold has expired.',
-        security: serviceTokenSecurity,
+        security: serviceCredentialSecurity,
         params: reservationParamsSchema,
         body: confirmBodySchema,
-        response: { 200: confirmResponseSchema, 400: errorBodySchema, 401: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 422: errorBodySchema },
+        response: { 200: confirmResponseSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 422: errorBodySchema },
       },
     },
     async (request) => {
@@ -84,14 +91,15 @@ export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app,
   app.post(
     '/payments/cancel/:reservationId',
     {
+      onRequest: reserve,
       config: { idempotent: true },
       schema: {
         tags: ['tcc'],
         summary: 'TCC cancel: release the held amount (cancel after cancel succeeds without effect)',
         description: '409 RESERVATION_ALREADY_CONFIRMED after a confirm; status "expired" when the hold had already expired.',
-        security: serviceTokenSecurity,
+        security: serviceCredentialSecurity,
         params: reservationParamsSchema,
-        response: { 200: cancelResponseSchema, 400: errorBodySchema, 401: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 422: errorBodySchema },
+        response: { 200: cancelResponseSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 422: errorBodySchema },
       },
     },
     async (request) =>
@@ -101,15 +109,16 @@ export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app,
   app.post(
     '/payments/cancel-by-order/:orderId',
     {
+      onRequest: reserve,
       config: { idempotent: true },
       schema: {
         tags: ['tcc'],
         summary: "TCC cancel by order id, for a caller that never saw the try's answer",
         description:
           'Same rules as cancel. When no try has arrived, records the barrier (reservationId null) so a late try is refused with 409 TRY_AFTER_CANCEL and nothing is held.',
-        security: serviceTokenSecurity,
+        security: serviceCredentialSecurity,
         params: orderParamsSchema,
-        response: { 200: cancelResponseSchema, 400: errorBodySchema, 401: errorBodySchema, 409: errorBodySchema, 422: errorBodySchema },
+        response: { 200: cancelResponseSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 409: errorBodySchema, 422: errorBodySchema },
       },
     },
     async (request) =>

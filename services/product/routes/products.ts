@@ -1,18 +1,17 @@
-/** Catalogue routes: reading products is public, creating them needs the service token (admin). */
-import type { FastifyPluginAsyncZod, ZodTypeProvider } from 'fastify-type-provider-zod';
+/** Catalogue routes: reading products is public (shoppers browse without signing in); creating them is for operators. */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Kysely } from 'kysely';
 import type { ProductDatabase } from '../../../db/product/schema';
-import { requireServiceToken, serviceTokenSecurity } from '../../shared/http/service-auth';
+import { bearerJwtSecurity, requireOperator } from '../../shared/http/auth';
 import { createProduct, getProduct, listCatalogue } from '../catalogue';
 import { createProductBodySchema, listProductsQuerySchema, productIdParamsSchema, productListSchema, productSchema } from '../contract';
 import { errorResponses } from './responses';
 
 export interface ProductRoutesOptions {
   db: Kysely<ProductDatabase>;
-  serviceToken: string;
 }
 
-export const productRoutes: FastifyPluginAsyncZod<ProductRoutesOptions> = async (app, { db, serviceToken }) => {
+export const productRoutes: FastifyPluginAsyncZod<ProductRoutesOptions> = async (app, { db }) => {
   app.get(
     '/products',
     {
@@ -39,26 +38,22 @@ export const productRoutes: FastifyPluginAsyncZod<ProductRoutesOptions> = async 
     async (request) => getProduct(db, request.params.id),
   );
 
-  await app.register(async (instance) => {
-    // Encapsulated: the token hook guards only the routes registered in here.
-    const admin = instance.withTypeProvider<ZodTypeProvider>();
-    admin.addHook('onRequest', requireServiceToken(serviceToken));
-    admin.post(
-      '/products',
-      {
-        config: { idempotent: true },
-        schema: {
-          tags: ['products'],
-          summary: 'Create a product (admin; service token)',
-          security: serviceTokenSecurity,
-          body: createProductBodySchema,
-          response: { 201: productSchema, ...errorResponses(400, 401, 409, 413, 415, 422) },
-        },
+  app.post(
+    '/products',
+    {
+      onRequest: requireOperator,
+      config: { idempotent: true },
+      schema: {
+        tags: ['products'],
+        summary: 'Create a product (operator)',
+        security: bearerJwtSecurity,
+        body: createProductBodySchema,
+        response: { 201: productSchema, ...errorResponses(400, 401, 403, 409, 413, 415, 422) },
       },
-      async (request, reply) => {
-        const product = await createProduct(db, request.body);
-        return reply.status(201).send(product);
-      },
-    );
-  });
+    },
+    async (request, reply) => {
+      const product = await createProduct(db, request.body);
+      return reply.status(201).send(product);
+    },
+  );
 };

@@ -1,9 +1,10 @@
-/** The stock TCC participant's routes (service token): try, confirm, cancel, and restock. */
+/** The stock TCC participant's routes, for the saga worker's credential (or an operator): try, confirm, cancel, and restock. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Kysely } from 'kysely';
 import type { ProductDatabase } from '../../../db/product/schema';
 import { ApiError } from '../../shared/errors';
-import { requireServiceToken, serviceTokenSecurity } from '../../shared/http/service-auth';
+import { requireScope, serviceCredentialSecurity } from '../../shared/http/auth';
+import { SERVICE_SCOPES } from '../../shared/http/service-auth';
 import {
   cancelStockResponseSchema,
   confirmStockResponseSchema,
@@ -18,13 +19,12 @@ import { errorResponses } from './responses';
 
 export interface StockRoutesOptions {
   db: Kysely<ProductDatabase>;
-  serviceToken: string;
   reservationTtlSeconds: number;
   metrics: ProductMetrics;
 }
 
-export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app, { db, serviceToken, reservationTtlSeconds, metrics }) => {
-  app.addHook('onRequest', requireServiceToken(serviceToken));
+export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app, { db, reservationTtlSeconds, metrics }) => {
+  const reserve = requireScope(SERVICE_SCOPES.stockReserve);
 
   async function measured<T>(operation: TccOperationName, run: () => Promise<Outcome<T>>): Promise<Outcome<T>> {
     try {
@@ -41,6 +41,7 @@ export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app
   app.post(
     '/stock/try',
     {
+      onRequest: reserve,
       config: { idempotent: true },
       schema: {
         tags: ['stock TCC'],
@@ -49,9 +50,9 @@ export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app
           'Errors: 404 PRODUCT_NOT_FOUND (details.productIds), 409 INSUFFICIENT_STOCK (details: productId, requested, available, shortages), ' +
           '409 TRY_AFTER_CANCEL (the order was cancelled first), 409 TRY_CONFLICT (the order reserved other items), ' +
           '409 RESERVATION_CANCELLED / RESERVATION_EXPIRED (a repeated try after the reservation ended).',
-        security: serviceTokenSecurity,
+        security: serviceCredentialSecurity,
         body: tryStockBodySchema,
-        response: { 201: tryStockResponseSchema, 200: tryStockResponseSchema, ...errorResponses(400, 401, 404, 409, 413, 415, 422) },
+        response: { 201: tryStockResponseSchema, 200: tryStockResponseSchema, ...errorResponses(400, 401, 403, 404, 409, 413, 415, 422) },
       },
     },
     async (request, reply) => {
@@ -63,14 +64,15 @@ export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app
   app.post(
     '/stock/confirm/:orderId',
     {
+      onRequest: reserve,
       config: { idempotent: true },
       schema: {
         tags: ['stock TCC'],
         summary: 'CONFIRM: deduct the reserved units from stock (a repeated confirm changes nothing)',
         description: 'Errors: 404 RESERVATION_NOT_FOUND, 409 RESERVATION_CANCELLED, 409 RESERVATION_EXPIRED (also when expiry is detected now).',
-        security: serviceTokenSecurity,
+        security: serviceCredentialSecurity,
         params: orderIdParamsSchema,
-        response: { 200: confirmStockResponseSchema, ...errorResponses(400, 401, 404, 409, 422) },
+        response: { 200: confirmStockResponseSchema, ...errorResponses(400, 401, 403, 404, 409, 422) },
       },
     },
     async (request) => (await measured('confirm', () => confirmStock(db, request.params.orderId))).response,
@@ -79,14 +81,15 @@ export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app
   app.post(
     '/stock/cancel/:orderId',
     {
+      onRequest: reserve,
       config: { idempotent: true },
       schema: {
         tags: ['stock TCC'],
         summary: 'CANCEL: release the reserved units (repeats and unknown orders answer 200; a cancel before its try blocks that try)',
         description: 'Errors: 409 RESERVATION_ALREADY_CONFIRMED (restock instead).',
-        security: serviceTokenSecurity,
+        security: serviceCredentialSecurity,
         params: orderIdParamsSchema,
-        response: { 200: cancelStockResponseSchema, ...errorResponses(400, 401, 409, 422) },
+        response: { 200: cancelStockResponseSchema, ...errorResponses(400, 401, 403, 409, 422) },
       },
     },
     async (request) => (await measured('cancel', () => cancelStock(db, request.params.orderId))).response,
@@ -95,14 +98,15 @@ export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app
   app.post(
     '/stock/restock/:orderId',
     {
+      onRequest: requireScope(SERVICE_SCOPES.stockRestock),
       config: { idempotent: true },
       schema: {
         tags: ['stock TCC'],
         summary: "Return a cancelled paid order's confirmed units to stock, exactly once",
         description: 'Errors: 404 RESERVATION_NOT_FOUND, 409 RESERVATION_NOT_CONFIRMED.',
-        security: serviceTokenSecurity,
+        security: serviceCredentialSecurity,
         params: orderIdParamsSchema,
-        response: { 200: restockResponseSchema, ...errorResponses(400, 401, 404, 409, 422) },
+        response: { 200: restockResponseSchema, ...errorResponses(400, 401, 403, 404, 409, 422) },
       },
     },
     async (request) => (await measured('restock', () => restockOrder(db, request.params.orderId))).response,

@@ -18,6 +18,7 @@ import {
 } from 'fastify-type-provider-zod';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config';
+import { authenticationPlugin, securitySchemes, type Authenticator } from './auth';
 import { errorHandlerPlugin, frameworkErrorHandler } from './error-handler';
 import { healthPlugin, type HealthCheck } from './health';
 import { metricsPlugin } from './metrics';
@@ -32,6 +33,8 @@ export interface ServiceAppOptions {
   logger: Logger | false;
   healthChecks: HealthCheck[];
   metrics: Registry;
+  /** Turns the Authorization header into request.principal (createAuthenticator(config)). */
+  authenticator: Authenticator;
   /** Largest accepted request body; larger ones get 413 PAYLOAD_TOO_LARGE. */
   bodyLimitBytes?: number;
   /** Timeouts, rate limits, proxy trust, docs and metrics exposure. */
@@ -47,9 +50,7 @@ const docsPlugin = fp(
       openapi: {
         openapi: '3.1.0',
         info: { title: `OMS ${options.service} service`, description: options.description, version: '0.1.0' },
-        components: {
-          securitySchemes: { serviceToken: { type: 'http', scheme: 'bearer', description: 'Internal service token (SERVICE_TOKEN)' } },
-        },
+        components: { securitySchemes },
       },
       transform: jsonSchemaTransform,
       transformObject: jsonSchemaTransformObject,
@@ -89,6 +90,7 @@ export async function buildServiceApp(options: ServiceAppOptions) {
 
   if (config.EXPOSE_DOCS) await app.register(docsPlugin, { service: options.service, description: options.description });
   await app.register(errorHandlerPlugin);
+  await app.register(authenticationPlugin, { authenticator: options.authenticator });
   await app.register(rejectUnstorableTextPlugin);
   await app.register(metricsPlugin, { registry: options.metrics, expose: config.METRICS_ENABLED, bearerToken: config.METRICS_BEARER_TOKEN });
   await app.register(healthPlugin, { service: options.service, checks: options.healthChecks });

@@ -2,15 +2,19 @@
  * Applies the Idempotency-Key semantics (../idempotency.ts) to every route that declares
  * `config: { idempotent: true }`. Runs after validation (preHandler), so a request that fails
  * validation never claims its key; stores the response in onSend, whatever produced it.
+ * Keys are per caller: two customers who happen to send the same key are two requests, and
+ * neither is ever answered with the other's response.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { createHash } from 'node:crypto';
 import { ApiError } from '../errors';
 import type { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
 import type { SharedTables } from '../../../db/shared-tables';
 import type { Config } from '../config';
 import type { ServiceApp } from './app';
+import { principalKey, type Principal } from './principal';
 import { createIdempotencyStore, requestFingerprint, type IdempotencyStore } from '../idempotency';
 
 declare module 'fastify' {
@@ -19,7 +23,8 @@ declare module 'fastify' {
     idempotent?: boolean;
   }
   interface FastifyRequest {
-    idempotency?: { key: string; requestHash: string };
+    /** `key` as the client sent it; `storeKey` is that key within the caller's own key space. */
+    idempotency?: { key: string; storeKey: string; requestHash: string };
   }
 }
 
@@ -42,6 +47,15 @@ function readKey(request: FastifyRequest): string | undefined {
   return key;
 }
 
+/**
+ * The key as stored: the caller's identity and the client's key. Hashed when that would not fit
+ * the 255-character column (a long operator subject with a long key).
+ */
+export function idempotencyStoreKey(principal: Principal | undefined, key: string): string {
+  const scoped = `${principalKey(principal)}/${key}`;
+  return scoped.length <= MAX_KEY_LENGTH ? scoped : `sha256:${createHash('sha256').update(scoped).digest('hex')}`;
+}
+
 export const idempotencyPlugin = fp(
   (app: FastifyInstance, { store, cleanupIntervalMs }: IdempotencyPluginOptions) => {
     app.addHook('preHandler', async (request, reply) => {
@@ -50,12 +64,13 @@ export const idempotencyPlugin = fp(
       if (!key) return;
       const route = request.routeOptions.url ?? request.url;
       const requestHash = requestFingerprint({ method: request.method, route, params: request.params, query: request.query, body: request.body });
+      const storeKey = idempotencyStoreKey(request.principal, key);
       // The record names the path for operators; the query string (unbounded, and already part of
       // the fingerprint) is left out so that a long URL cannot overflow the column.
-      const outcome = await store.begin(key, requestHash, request.method, request.url.split('?', 1)[0]!);
+      const outcome = await store.begin(storeKey, requestHash, request.method, request.url.split('?', 1)[0]!);
       switch (outcome.kind) {
         case 'proceed':
-          request.idempotency = { key, requestHash };
+          request.idempotency = { key, storeKey, requestHash };
           return;
         case 'replay':
           // A string payload skips the route's serializer: the stored body is sent as it was.
@@ -77,7 +92,7 @@ export const idempotencyPlugin = fp(
       if (!claim) return payload;
       request.idempotency = undefined;
       if (reply.statusCode >= 500) {
-        await store.fail(claim.key, claim.requestHash, `answered ${reply.statusCode}`);
+        await store.fail(claim.storeKey, claim.requestHash, `answered ${reply.statusCode}`);
         return payload;
       }
       let body: unknown = null;
@@ -88,7 +103,7 @@ export const idempotencyPlugin = fp(
           body = payload;
         }
       }
-      await store.complete(claim.key, claim.requestHash, { statusCode: reply.statusCode, body });
+      await store.complete(claim.storeKey, claim.requestHash, { statusCode: reply.statusCode, body });
       return payload;
     });
 

@@ -37,7 +37,8 @@ export const metricsPlugin = fp(
       {
         schema: { hide: true },
         // Prometheus scrapes on a schedule: never throttled per address.
-        config: { rateLimit: false },
+        // Its Authorization header is METRICS_BEARER_TOKEN, checked here, not a caller's credential.
+        config: { rateLimit: false, checksOwnAuthorization: true },
         onRequest: async (request) => {
           if (bearerToken !== undefined && !bearerTokenMatches(request.headers.authorization, bearerToken)) {
             throw new UnauthorizedError('GET /metrics requires Authorization: Bearer <METRICS_BEARER_TOKEN>');

@@ -15,3 +15,16 @@ declare module 'fastify' {
     principal?: Principal;
   }
 }
+
+/** A stable name for the caller, for per-caller keys and log lines: customer:<id>, operator:<sub>, service:<name>, anonymous. */
+export function principalKey(principal: Principal | undefined): string {
+  if (!principal) return 'anonymous';
+  switch (principal.kind) {
+    case 'customer':
+      return `customer:${principal.customerId}`;
+    case 'operator':
+      return `operator:${principal.subject}`;
+    case 'service':
+      return `service:${principal.name}`;
+  }
+}

@@ -10,7 +10,7 @@
  *
  * Not counted per address: routes with `config: { rateLimit: false }` (health and metrics, which
  * probes and Prometheus poll), routes that declare they require a service credential (their
- * OpenAPI `security` names the serviceToken scheme: the saga worker's TCC calls, admin), and the
+ * OpenAPI `security` names the serviceCredential scheme: the saga worker's TCC calls), and the
  * addresses in RATE_LIMIT_EXEMPT_ADDRESSES. Over a limit: 429 RATE_LIMITED with Retry-After.
  * Redis unavailable: requests pass (Redis is a fast path everywhere in OMS, never a gate).
  */
@@ -21,11 +21,11 @@ import type { Redis } from 'ioredis';
 import { isIPv4 } from 'node:net';
 import { ApiError } from '../errors';
 import { errorBodySchema } from './error-body';
-import { serviceTokenSecurity } from './service-auth';
+import type { securitySchemes } from './auth';
 
 export const RATE_LIMITED = 'RATE_LIMITED';
-/** The OpenAPI security schemes that mean "requires the service credential". */
-const serviceCredentialSchemes = new Set(serviceTokenSecurity.flatMap((requirement) => Object.keys(requirement)));
+/** The OpenAPI security scheme that means "an internal route, for a service credential" (auth.ts). */
+const serviceCredentialScheme: keyof typeof securitySchemes = 'serviceCredential';
 
 export interface RateLimitOptions {
   /** Keys are per service: `oms:rate-limit:<service>:<limit>:<who>`. */
@@ -72,7 +72,7 @@ function plainAddress(ip: string): string {
 
 function requiresServiceCredential(schema: unknown): boolean {
   const security = (schema as { security?: Record<string, unknown>[] } | undefined)?.security;
-  return security?.some((requirement) => Object.keys(requirement).some((scheme) => serviceCredentialSchemes.has(scheme))) ?? false;
+  return security?.some((requirement) => serviceCredentialScheme in requirement) ?? false;
 }
 
 async function enforce(check: RateLimitCheck, request: FastifyRequest, reply: FastifyReply, limit: 'address' | 'customer'): Promise<void> {
