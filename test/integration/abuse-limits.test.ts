@@ -151,6 +151,7 @@ describe('rate limits (Redis)', () => {
         request.principal = principals[kind ?? ''];
       });
       app.get('/things', { schema: { response: { 200: z.object({ ok: z.boolean() }) } } }, () => ({ ok: true }));
+      app.post('/things', { schema: { body: z.object({ quantity: z.number().int().positive() }), response: { 200: z.object({ ok: z.boolean() }) } } }, () => ({ ok: true }));
       await app.ready();
     });
     afterAll(() => app?.close());
@@ -176,6 +177,15 @@ describe('rate limits (Redis)', () => {
         }
         expect(answered).toEqual([200, 200, 200, 200]);
       }
+    });
+
+    it("counts a customer's invalid requests too: the limit runs before the body is parsed and validated", async () => {
+      const headers = { 'x-test-principal': `customer:${randomUUID()}` };
+      const statuses: number[] = [];
+      for (const quantity of [0, -1, 'many', 1]) {
+        statuses.push((await app.inject({ method: 'POST', url: '/things', remoteAddress: freshAddress(), headers, payload: { quantity } })).statusCode);
+      }
+      expect(statuses).toEqual([400, 400, 400, 429]);
     });
   });
 });

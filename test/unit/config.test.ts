@@ -82,4 +82,19 @@ describe('loadConfig', () => {
       expect(() => jwtKeySource(loadConfig({}))).toThrow(/AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY_FILE: one is required/);
     });
   });
+
+  it('parses the abuse limits and refuses bad values naming the variable', () => {
+    const config = loadConfig({ RATE_LIMIT_ENABLED: 'false', RATE_LIMIT_EXEMPT_ADDRESSES: '10.0.0.5, ::1', TRUST_PROXY: '10.0.0.0/8,192.168.1.1', EXPOSE_DOCS: 'false' });
+    expect(config).toMatchObject({ RATE_LIMIT_ENABLED: false, RATE_LIMIT_EXEMPT_ADDRESSES: ['10.0.0.5', '::1'], TRUST_PROXY: '10.0.0.0/8,192.168.1.1', EXPOSE_DOCS: false });
+    expect(loadConfig({})).toMatchObject({ RATE_LIMIT_ENABLED: true, RATE_LIMIT_EXEMPT_ADDRESSES: [], TRUST_PROXY: false, METRICS_ENABLED: true, MAX_OPEN_CHECKOUTS_PER_CUSTOMER: 3 });
+    for (const [variable, value] of [
+      ['RATE_LIMIT_ENABLED', 'yes'],
+      ['RATE_LIMIT_EXEMPT_ADDRESSES', 'localhost'],
+      ['TRUST_PROXY', 'true'],
+      ['METRICS_BEARER_TOKEN', 'short'],
+      ['RATE_LIMIT_PER_ADDRESS_PER_MINUTE', '0'],
+    ] as const) {
+      expect(() => loadConfig({ [variable]: value }), variable).toThrow(new RegExp(variable));
+    }
+  });
 });
