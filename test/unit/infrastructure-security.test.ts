@@ -71,14 +71,17 @@ describe('database sessions', () => {
 });
 
 describe('development credentials', () => {
+  /** The sign-in settings have development defaults of their own, refused in the same places. */
+  const REAL_WORKER_CREDENTIAL = 'a-real-worker-credential-of-32-chars-or-more';
+
   it('are refused in production and on a non-loopback HOST, naming each database URL', () => {
-    const production = problems({ NODE_ENV: 'production', SERVICE_TOKEN: 'a-real-secret-of-some-length' });
+    const production = problems({ NODE_ENV: 'production', WORKER_SERVICE_TOKEN: REAL_WORKER_CREDENTIAL });
     for (const name of ['ORDER_DATABASE_URL', 'PRODUCT_DATABASE_URL', 'PAYMENT_DATABASE_URL', 'WORKER_ORDER_DATABASE_URL', 'WORKER_PRODUCT_DATABASE_URL', 'WORKER_PAYMENT_DATABASE_URL']) {
       expect(production).toContain(`${name}: the development default password must not be used in production`);
     }
     expect(problems({ HOST: '0.0.0.0' })).toContain('ORDER_DATABASE_URL: the development default password must not be used with HOST=0.0.0.0 (not loopback)');
-    expect(loadConfig({ HOST: '0.0.0.0', ...nonDevelopmentUrls }).HOST).toBe('0.0.0.0');
-    expect(loadConfig({ NODE_ENV: 'production', SERVICE_TOKEN: 'a-real-secret-of-some-length', ...nonDevelopmentUrls }).NODE_ENV).toBe('production');
+    expect(loadConfig({ HOST: '0.0.0.0', WORKER_SERVICE_TOKEN: REAL_WORKER_CREDENTIAL, ...nonDevelopmentUrls }).HOST).toBe('0.0.0.0');
+    expect(loadConfig({ NODE_ENV: 'production', WORKER_SERVICE_TOKEN: REAL_WORKER_CREDENTIAL, ...nonDevelopmentUrls }).NODE_ENV).toBe('production');
   });
 
   it('are fine on loopback outside production', () => {
