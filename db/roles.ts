@@ -23,11 +23,11 @@ export const WORKER_PRIVILEGES: Readonly<Record<ServiceName, readonly string[]>>
   order: [
     ...outboxRelayPrivileges,
     // Order activities (activities/order.ts): validate the customer, move the order's status and
-    // set the columns that go with it, append the transition's outbox event.
+    // set the columns that go with it, append the transition's outbox event; a failure reason is
+    // worded for the customer from the order's product ids.
     'SELECT ON customers',
     'SELECT ON orders',
-    // The customer's version of a failure reason names only the order's own products.
-    'SELECT ON order_items',
+    'SELECT (order_id, product_id) ON order_items',
     'UPDATE (status, payment_id, payment_reservation_id, failure_reason, cancellation_reason, updated_at) ON orders',
     'INSERT ON outbox_events',
     'USAGE ON SEQUENCE outbox_events_id_seq',
