@@ -5,8 +5,8 @@
 import { Migrator, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
 import { idempotencyMigration, inboxMigration, outboxMigration, tccBarrierMigration } from './shared-migrations';
 import { orderCompensationFailedMigration, orderListKeysetMigration, ordersMigration, orderTimelineMigration } from './order/migrations';
-import { productCatalogueMigration, productListKeysetMigration, stockReservationsMigration } from './product/migrations';
-import { paymentLedgerMigration, refundIdempotencyKeyMigration, refundSourceMigration } from './payment/migrations';
+import { productCatalogueMigration, productInitialStockMigration, productListKeysetMigration, stockReservationsMigration } from './product/migrations';
+import { accountInitialBalanceMigration, paymentLedgerMigration, refundIdempotencyKeyMigration, refundSourceMigration } from './payment/migrations';
 import { applyDatabasePrivileges, type PrivilegesOutcome } from './roles';
 
 export type ServiceName = 'order' | 'product' | 'payment';
@@ -30,6 +30,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0005_products': productCatalogueMigration,
     '0006_stock_reservations': stockReservationsMigration,
     '0007_product_list_keyset': productListKeysetMigration,
+    '0008_product_initial_stock': productInitialStockMigration,
   },
   payment: {
     '0001_outbox_events': outboxMigration,
@@ -39,6 +40,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0005_payment_ledger': paymentLedgerMigration,
     '0006_refund_source': refundSourceMigration,
     '0007_refund_idempotency_key': refundIdempotencyKeyMigration,
+    '0008_account_initial_balance': accountInitialBalanceMigration,
   },
 };
 

@@ -100,3 +100,31 @@ export const refundIdempotencyKeyMigration: Migration = {
     await sql`ALTER TABLE refunds DROP COLUMN idempotency_key`.execute(db);
   },
 };
+
+/**
+ * The balance an account was opened with, recorded by the database whatever path inserts the row,
+ * so that conservation can be checked (./oms check): initial + refunded = balance + captured. Rows
+ * that predate it get the value their payments and refunds imply.
+ */
+export const accountInitialBalanceMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`ALTER TABLE customer_accounts ADD COLUMN initial_balance_minor BIGINT`.execute(db);
+    await sql`
+      UPDATE customer_accounts a SET initial_balance_minor = a.balance_minor
+        + COALESCE((SELECT sum(p.amount_minor) FROM payments p WHERE p.customer_id = a.customer_id), 0)
+        - COALESCE((SELECT sum(r.amount_minor) FROM refunds r JOIN payments p ON p.id = r.payment_id WHERE p.customer_id = a.customer_id), 0)`.execute(db);
+    await sql`ALTER TABLE customer_accounts ALTER COLUMN initial_balance_minor SET NOT NULL`.execute(db);
+    await sql`
+      CREATE FUNCTION record_initial_balance() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        NEW.initial_balance_minor := NEW.balance_minor;
+        RETURN NEW;
+      END $$`.execute(db);
+    await sql`CREATE TRIGGER record_initial_balance BEFORE INSERT ON customer_accounts FOR EACH ROW EXECUTE FUNCTION record_initial_balance()`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP TRIGGER record_initial_balance ON customer_accounts`.execute(db);
+    await sql`DROP FUNCTION record_initial_balance()`.execute(db);
+    await sql`ALTER TABLE customer_accounts DROP COLUMN initial_balance_minor`.execute(db);
+  },
+};

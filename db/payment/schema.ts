@@ -7,6 +7,8 @@ export interface CustomerAccountsTable {
   currency: string;
   /** Money in the account, held amounts included; captured payments have left it. */
   balance_minor: number;
+  /** balance_minor when the account was opened; set by the database on insert. */
+  initial_balance_minor: ColumnType<number, never, never>;
   /** Sum of RESERVED holds; available = balance_minor - held_minor. */
   held_minor: Generated<number>;
   created_at: Timestamp;

@@ -60,3 +60,31 @@ export const productListKeysetMigration: Migration = {
     await sql`DROP INDEX idx_products_created`.execute(db);
   },
 };
+
+/**
+ * The stock a product was created with, recorded by the database whatever path inserts the row,
+ * so that conservation can be checked (./oms check): initial + restocked = on hand + sold. Rows
+ * that predate it get the value their reservations imply.
+ */
+export const productInitialStockMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`ALTER TABLE products ADD COLUMN initial_stock_quantity INT`.execute(db);
+    await sql`
+      UPDATE products p SET initial_stock_quantity = p.stock_quantity
+        + COALESCE((SELECT sum(r.quantity) FROM stock_reservations r WHERE r.product_id = p.id AND r.confirmed_at IS NOT NULL), 0)
+        - COALESCE((SELECT sum(r.quantity) FROM stock_reservations r WHERE r.product_id = p.id AND r.restocked_at IS NOT NULL), 0)`.execute(db);
+    await sql`ALTER TABLE products ALTER COLUMN initial_stock_quantity SET NOT NULL`.execute(db);
+    await sql`
+      CREATE FUNCTION record_initial_stock() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        NEW.initial_stock_quantity := NEW.stock_quantity;
+        RETURN NEW;
+      END $$`.execute(db);
+    await sql`CREATE TRIGGER record_initial_stock BEFORE INSERT ON products FOR EACH ROW EXECUTE FUNCTION record_initial_stock()`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP TRIGGER record_initial_stock ON products`.execute(db);
+    await sql`DROP FUNCTION record_initial_stock()`.execute(db);
+    await sql`ALTER TABLE products DROP COLUMN initial_stock_quantity`.execute(db);
+  },
+};

@@ -1,5 +1,5 @@
 /** product_db: catalogue, stock and TCC stock reservations. Money in integer minor units. */
-import type { Generated } from 'kysely';
+import type { ColumnType, Generated } from 'kysely';
 import type { NullableTimestamp, ParticipantTables, Timestamp } from '../shared-tables';
 
 export interface ProductsTable {
@@ -11,6 +11,8 @@ export interface ProductsTable {
   currency: string;
   /** Units on hand, reserved ones included; confirmed (sold) units have left it. */
   stock_quantity: number;
+  /** stock_quantity when the product was created; set by the database on insert. */
+  initial_stock_quantity: ColumnType<number, never, never>;
   /** Units held by RESERVED reservations; available = stock_quantity - reserved_quantity. */
   reserved_quantity: Generated<number>;
   created_at: Timestamp;

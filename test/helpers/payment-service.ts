@@ -11,10 +11,12 @@ import type { ServiceApp } from '../../services/shared/http/app';
 import { createMetricsRegistry } from '../../services/shared/metrics';
 import { connectRedis } from '../../services/shared/redis';
 import { asOperator, asWorker, type AuthHeaders } from './auth';
-import { createTestDatabase } from './database';
+import { createTestDatabase, type TestDatabase } from './database';
 import { testConfig } from './stack';
 
 export interface TestPaymentService {
+  /** Its database, also as the worker reaches it (oms_worker), e.g. for an outbox relay under test. */
+  database: TestDatabase<'payment'>;
   app: ServiceApp;
   /** Base URL, e.g. http://127.0.0.1:41234 */
   url: string;
@@ -44,6 +46,7 @@ export async function startTestPaymentService(overrides: Record<string, string> 
   return {
     app,
     url,
+    database,
     db: database.db,
     redis,
     config,

@@ -11,10 +11,12 @@ import type { Config } from '../../services/shared/config';
 import { createMetricsRegistry } from '../../services/shared/metrics';
 import { createRedis } from '../../services/shared/redis';
 import { asOperator, asWorker, type AuthHeaders } from './auth';
-import { createTestDatabase } from './database';
+import { createTestDatabase, type TestDatabase } from './database';
 import { testConfig } from './stack';
 
 export interface TestProductService {
+  /** Its database, also as the worker reaches it (oms_worker), e.g. for an outbox relay under test. */
+  database: TestDatabase<'product'>;
   app: Awaited<ReturnType<typeof buildProductApp>>;
   /** Base URL when listening (startTestProductService), empty for inject-only services. */
   url: string;
@@ -59,6 +61,7 @@ export async function createTestProductService({ overrides = {}, listen = false,
   return {
     app,
     url,
+    database,
     db: database.db,
     config,
     redis,
