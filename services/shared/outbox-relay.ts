@@ -43,8 +43,8 @@ export function retryDelayMs(failedAttempts: number, baseMs: number, maxMs: numb
 }
 
 /**
- * `rejected`: the broker answered and refused this event (MESSAGE_TOO_LARGE, INVALID_RECORD ...), or
- * our own code failed on it: retrying the same bytes will not help, so it counts toward dead-lettering.
+ * `rejected`: the broker answered and refused this event (MESSAGE_TOO_LARGE, INVALID_RECORD ...), its
+ * topic does not exist or may not be written to, or our own code failed on it: retrying the same bytes will not help, so it counts toward dead-lettering.
  * `unavailable`: the broker could not be reached or asked us to retry (connection refused, timeouts,
  * leader elections): the event is fine, and it must stay PENDING however long the outage lasts.
  */
@@ -69,10 +69,18 @@ function causes(error: unknown): KafkaLikeError[] {
   return chain;
 }
 
+/**
+ * Errors about where the event goes, not about the broker's health: kafkajs retries an unknown
+ * topic (its metadata might be stale), but when the retries run out the topic is simply missing, or
+ * we may not write to it. Waiting for the broker would block the aggregate's events forever.
+ */
+const DESTINATION_ERRORS = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'TOPIC_AUTHORIZATION_FAILED', 'INVALID_TOPIC_EXCEPTION']);
+
 export function classifyPublishFailure(error: unknown): PublishFailureKind {
   const chain = causes(error);
   // A protocol error the broker marks non-retriable is about this request's content.
   if (chain.some((e) => e.name === 'KafkaJSProtocolError' && e.retriable === false)) return 'rejected';
+  if (chain.some((e) => typeof e.type === 'string' && DESTINATION_ERRORS.has(e.type))) return 'rejected';
   if (chain.some((e) => typeof e.name === 'string' && e.name.startsWith('KafkaJS'))) return 'unavailable';
   return 'rejected';
 }

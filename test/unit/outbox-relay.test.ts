@@ -57,6 +57,13 @@ describe('classifyPublishFailure', () => {
     expect(classifyPublishFailure(notLeader)).toBe('unavailable');
   });
 
+  it('blames the event, not the broker, when its topic is missing or forbidden, even after kafkajs retried it', () => {
+    const unknownTopic = protocolError('UNKNOWN_TOPIC_OR_PARTITION', true);
+    expect(classifyPublishFailure(new KafkaJSNumberOfRetriesExceeded(unknownTopic, { retryCount: 5, retryTime: 100 }))).toBe('rejected');
+    expect(classifyPublishFailure(protocolError('TOPIC_AUTHORIZATION_FAILED', false))).toBe('rejected');
+    expect(publishFailureType(new KafkaJSNumberOfRetriesExceeded(unknownTopic, { retryCount: 5, retryTime: 100 }))).toBe('UNKNOWN_TOPIC_OR_PARTITION');
+  });
+
   it('treats a non-Kafka error as the event failing (it counts toward the dead letter)', () => {
     expect(classifyPublishFailure(new TypeError('cannot serialize'))).toBe('rejected');
   });
