@@ -3,9 +3,12 @@
  * SIGTERM/SIGINT, when the Temporal runtime calls shutdown() on each and in-flight activities drain.
  */
 import { hostname } from 'node:os';
+import { Client } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString, type Worker } from '@temporalio/worker';
 import { loadConfig } from '../services/shared/config';
+import { createMetricsRegistry } from '../services/shared/metrics';
 import { startOrExit } from '../services/shared/run-service';
+import { createSagaMetrics } from './saga-metrics';
 import { createSagaWorker } from './saga-worker';
 import { startEventRelayAndConsumers } from './outbox-worker';
 
@@ -22,8 +25,10 @@ startOrExit(async () => {
 
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   try {
-    const events = await startEventRelayAndConsumers({ connection, config, identity });
-    const workers: Worker[] = [await createSagaWorker({ connection, config, identity }), events.worker];
+    const registry = createMetricsRegistry('oms-worker');
+    const sagaMetrics = createSagaMetrics(registry, new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }));
+    const events = await startEventRelayAndConsumers({ connection, config, identity, registry });
+    const workers: Worker[] = [await createSagaWorker({ connection, config, identity, sagaMetrics }), events.worker];
     console.log(JSON.stringify({ msg: 'worker started', identity, taskQueues: workers.map((w) => w.options.taskQueue) }));
     await Promise.all(workers.map((worker) => worker.run())).finally(events.close);
   } finally {

@@ -41,6 +41,8 @@ export interface RunningConsumer {
 }
 
 type Outcome = 'applied' | 'duplicate' | 'dead_lettered';
+/** The event_type label of a message that could not be parsed into an event. */
+const UNPARSEABLE = 'unparseable';
 
 class DatabaseUnavailableError extends Error {
   override name = 'DatabaseUnavailableError';
@@ -106,15 +108,17 @@ export async function startOrderTimelineConsumer({
     log.error({ topic, partition, offset: message.offset, reason, errorType, eventId: event?.eventId }, 'EVENT_DEAD_LETTERED');
   }
 
-  async function handle(topic: string, partition: number, message: KafkaMessage): Promise<Outcome> {
+  async function handle(topic: string, partition: number, message: KafkaMessage): Promise<{ outcome: Outcome; eventType: string }> {
     let event: EventEnvelope;
     try {
       event = parseEvent(JSON.parse(message.value?.toString('utf8') ?? 'null'));
     } catch (error) {
+      metrics.received.inc({ group: groupId, topic, event_type: UNPARSEABLE });
       // Parsing is deterministic: retrying cannot help.
       await deadLetter(topic, partition, message, errorMessage(error), error instanceof SyntaxError ? 'INVALID_JSON' : 'INVALID_EVENT');
-      return 'dead_lettered';
+      return { outcome: 'dead_lettered', eventType: UNPARSEABLE };
     }
+    metrics.received.inc({ group: groupId, topic, event_type: event.eventType });
     log.info(
       {
         eventId: event.eventId,
@@ -130,12 +134,12 @@ export async function startOrderTimelineConsumer({
     );
     for (let attempt = 1; ; attempt++) {
       try {
-        return (await recordTimelineEvent(db, groupId, event, topic)) ? 'applied' : 'duplicate';
+        return { outcome: (await recordTimelineEvent(db, groupId, event, topic)) ? 'applied' : 'duplicate', eventType: event.eventType };
       } catch (error) {
         if (isDatabaseUnavailable(error)) throw new DatabaseUnavailableError(`order_db unavailable: ${errorMessage(error)}`);
         if (attempt >= maxAttempts) {
           await deadLetter(topic, partition, message, `handler failed ${attempt} times: ${errorMessage(error)}`, 'HANDLER_FAILED', event);
-          return 'dead_lettered';
+          return { outcome: 'dead_lettered', eventType: event.eventType };
         }
         log.warn({ eventId: event.eventId, attempt, err: errorMessage(error) }, 'applying event failed; retrying');
         await sleep(retryDelayMs * 2 ** (attempt - 1));
@@ -158,11 +162,13 @@ export async function startOrderTimelineConsumer({
       const { batch } = payload;
       for (const message of batch.messages) {
         if (!payload.isRunning() || payload.isStale()) return;
-        const outcome = await handle(batch.topic, batch.partition, message);
+        const endTimer = metrics.processingDuration.startTimer({ group: groupId });
+        const { outcome, eventType } = await handle(batch.topic, batch.partition, message);
         // The effect (or the dead letter) is durable: only now may the group move past it.
         await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: nextOffset(message.offset) }]);
         payload.resolveOffset(message.offset);
-        metrics.received.inc({ group: groupId, topic: batch.topic, outcome });
+        endTimer({ event_type: eventType, outcome });
+        metrics.processed.inc({ group: groupId, event_type: eventType, outcome });
         metrics.lag.set(
           { group: groupId, topic: batch.topic, partition: String(batch.partition) },
           Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(message.offset) - 1n)),

@@ -15,7 +15,6 @@ import { createOutboxRelayActivities, type OutboxRelayDependencies, type OutboxS
 import type { Config } from '../services/shared/config';
 import { createKafka, ensureTopics } from '../services/shared/kafka';
 import { loggerOptions } from '../services/shared/logger';
-import { createMetricsRegistry } from '../services/shared/metrics';
 import { createConsumerMetrics, createOutboxMetrics } from '../services/shared/outbox-relay-metrics';
 import type { outboxRelayWorkflow } from '../workflows/outbox-relay';
 import {
@@ -91,9 +90,19 @@ export async function startOutboxRelays(
  * if not running), the order timeline consumer and the metrics endpoint of all of them.
  * `close` stops the consumer and releases everything once the Temporal workers have stopped.
  */
-export async function startEventRelayAndConsumers({ connection, config, identity }: { connection: NativeConnection; config: Config; identity: string }) {
+export async function startEventRelayAndConsumers({
+  connection,
+  config,
+  identity,
+  registry,
+}: {
+  connection: NativeConnection;
+  config: Config;
+  identity: string;
+  /** The worker process's registry: the relay's and consumers' metrics join it, and it is served here. */
+  registry: Registry;
+}) {
   const logger = pino(loggerOptions(config, 'oms-worker'));
-  const registry = createMetricsRegistry('oms-worker');
   const kafka = createKafka(config, `${config.KAFKA_CLIENT_ID}-worker`);
   // Kafka being down must not keep the saga worker from starting: the relay waits for it on its own.
   await ensureTopics(kafka).catch((error: unknown) => logger.warn({ err: String(error) }, 'could not ensure Kafka topics; continuing'));

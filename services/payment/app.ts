@@ -6,7 +6,8 @@ import { buildServiceApp } from '../shared/http/app';
 import { registerIdempotency } from '../shared/http/idempotency-plugin';
 import { requireServiceToken } from '../shared/http/service-auth';
 import type { ServiceContext } from '../shared/run-service';
-import { createPaymentMetrics } from './metrics';
+import { createTccMetrics } from '../shared/tcc-metrics';
+import { countReservedReservations } from './repository';
 import { startReservationSweeper } from './reservation-sweeper';
 import { accountRoutes } from './routes/accounts';
 import type { PaymentRouteOptions } from './routes/options';
@@ -31,12 +32,12 @@ export async function buildPaymentApp({ config, db, redis, logger, metrics }: Pa
     metrics,
     healthChecks: [postgresCheck(db), redisCheck(redis)],
   });
-  const paymentMetrics = createPaymentMetrics(metrics);
+  const tccMetrics = createTccMetrics(metrics, { participant: 'payment', countActiveReservations: () => countReservedReservations(db) });
 
   await registerIdempotency(app, { namespace: 'payment', db, redis, config });
-  await app.register(internalRoutes, { db, config, metrics: paymentMetrics });
+  await app.register(internalRoutes, { db, config, metrics: tccMetrics });
 
-  const sweeper = startReservationSweeper({ db, intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, log: app.log, metrics: paymentMetrics });
+  const sweeper = startReservationSweeper({ db, intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, log: app.log, metrics: tccMetrics });
   app.addHook('onClose', () => sweeper.stop());
   return app;
 }

@@ -4,7 +4,8 @@ import { postgresCheck, redisCheck } from '../shared/health-checks';
 import { buildServiceApp } from '../shared/http/app';
 import { registerIdempotency } from '../shared/http/idempotency-plugin';
 import type { ServiceContext } from '../shared/run-service';
-import { createProductMetrics } from './metrics';
+import { createTccMetrics } from '../shared/tcc-metrics';
+import { countReservedOrders } from './repository';
 import { startReservationSweeper } from './reservation-sweeper';
 import { productRoutes } from './routes/products';
 import { stockRoutes } from './routes/stock';
@@ -19,17 +20,17 @@ export async function buildProductApp({ config, db, redis, logger, metrics }: Pr
     metrics,
     healthChecks: [postgresCheck(db), redisCheck(redis)],
   });
-  const productMetrics = createProductMetrics(metrics);
+  const tccMetrics = createTccMetrics(metrics, { participant: 'stock', countActiveReservations: () => countReservedOrders(db) });
 
   await registerIdempotency(app, { namespace: 'product', db, redis, config });
   await app.register(productRoutes, { db, serviceToken: config.SERVICE_TOKEN });
-  await app.register(stockRoutes, { db, serviceToken: config.SERVICE_TOKEN, reservationTtlSeconds: config.RESERVATION_TTL_SECONDS, metrics: productMetrics });
+  await app.register(stockRoutes, { db, serviceToken: config.SERVICE_TOKEN, reservationTtlSeconds: config.RESERVATION_TTL_SECONDS, metrics: tccMetrics });
 
   // The sweeper runs only while the app does: it starts when the app is ready (listen or inject)
   // and stops, waiting for a sweep in progress, before the app's dependencies close.
   let sweeper: ReturnType<typeof startReservationSweeper> | undefined;
   app.addHook('onReady', async () => {
-    sweeper = startReservationSweeper(db, { intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, logger: app.log, metrics: productMetrics });
+    sweeper = startReservationSweeper(db, { intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, logger: app.log, metrics: tccMetrics });
   });
   app.addHook('onClose', async () => sweeper?.stop());
   return app;

@@ -39,6 +39,10 @@ export function createOutboxMetrics(registry: Registry) {
 
 export type OutboxMetrics = ReturnType<typeof createOutboxMetrics>;
 
+/**
+ * Event consumer metrics. event_type is the parsed event's type, or `unparseable` for a message
+ * that is not an event (the header is not trusted as a label: its values are unbounded).
+ */
 export function createConsumerMetrics(registry: Registry) {
   return {
     lag: new Gauge({
@@ -48,9 +52,22 @@ export function createConsumerMetrics(registry: Registry) {
       registers: [registry],
     }),
     received: new Counter({
-      name: 'oms_consumer_events_total',
-      help: 'Messages handled by a consumer, by outcome (applied, duplicate, dead_lettered)',
-      labelNames: ['group', 'topic', 'outcome'] as const,
+      name: 'oms_events_received_total',
+      help: 'Messages a consumer received, by group, topic and event type (redeliveries included)',
+      labelNames: ['group', 'topic', 'event_type'] as const,
+      registers: [registry],
+    }),
+    processed: new Counter({
+      name: 'oms_events_processed_total',
+      help: 'Messages a consumer finished with and committed, by outcome (applied, duplicate, dead_lettered)',
+      labelNames: ['group', 'event_type', 'outcome'] as const,
+      registers: [registry],
+    }),
+    processingDuration: new Histogram({
+      name: 'oms_event_processing_duration_seconds',
+      help: 'Time from receiving a message to committing past it (retries and dead-lettering included)',
+      labelNames: ['group', 'event_type', 'outcome'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 10],
       registers: [registry],
     }),
   };

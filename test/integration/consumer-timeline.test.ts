@@ -75,8 +75,13 @@ describe('order timeline consumer', () => {
   }
 
   const outcomeCount = async (outcome: string) => {
-    const metric = await registry.getSingleMetric('oms_consumer_events_total')!.get();
+    const metric = await registry.getSingleMetric('oms_events_processed_total')!.get();
     return metric.values.filter((v) => v.labels.outcome === outcome).reduce((sum, v) => sum + v.value, 0);
+  };
+  /** The value of one series of the consumer's registry (0 when it does not exist yet). */
+  const metricValue = async (name: string, labels: Record<string, string>) => {
+    const metric = await registry.getSingleMetric(name)!.get();
+    return metric.values.filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want)).reduce((sum, v) => sum + v.value, 0);
   };
   const timelineRows = (orderId: string) => database.db.selectFrom('order_events').selectAll().where('order_id', '=', orderId).execute();
 
@@ -122,6 +127,10 @@ describe('order timeline consumer', () => {
     const orderId = randomUUID();
     const event = envelope('ORDER_CONFIRMED', orderId, {});
     const duplicatesBefore = await outcomeCount('duplicate');
+    const series = { group: groupId, event_type: 'ORDER_CONFIRMED' };
+    const receivedBefore = await metricValue('oms_events_received_total', { ...series, topic: TOPICS.orderEvents });
+    const appliedBefore = await metricValue('oms_events_processed_total', { ...series, outcome: 'applied' });
+    const timedBefore = await metricValue('oms_event_processing_duration_seconds', { ...series, outcome: 'duplicate', le: '+Inf' });
     await deliver(event);
     await deliver(event);
     await eventually(async () => ((await outcomeCount('duplicate')) > duplicatesBefore ? true : undefined), 30_000, 'the second delivery to be handled');
@@ -134,6 +143,11 @@ describe('order timeline consumer', () => {
     expect(received[0]).toMatchObject({ eventType: 'ORDER_CONFIRMED', aggregateId: orderId, correlationId: orderId, topic: TOPICS.orderEvents });
     const lag = await registry.getSingleMetricAsString('oms_consumer_lag');
     expect(lag).toMatch(new RegExp(`oms_consumer_lag\\{group="${groupId}",topic="oms.orders.events",partition="\\d+"\\} \\d+`));
+    // Both deliveries were received; one was applied and one was a timed duplicate. (At least: other
+    // suites' orders publish to the same topics while this runs.)
+    expect(await metricValue('oms_events_received_total', { ...series, topic: TOPICS.orderEvents })).toBeGreaterThanOrEqual(receivedBefore + 2);
+    expect(await metricValue('oms_events_processed_total', { ...series, outcome: 'applied' })).toBeGreaterThanOrEqual(appliedBefore + 1);
+    expect(await metricValue('oms_event_processing_duration_seconds', { ...series, outcome: 'duplicate', le: '+Inf' })).toBeGreaterThanOrEqual(timedBefore + 1);
   });
 
   it('dead-letters messages it cannot parse, with why and where from, and moves on past them', async () => {

@@ -10,6 +10,8 @@ import type { Worker } from '@temporalio/worker';
 import type { Kysely } from 'kysely';
 import type { OrderDatabase, OrderStatus } from '../../db/order/schema';
 import { createJsonHttpClient } from '../../activities/http';
+import type { Registry } from 'prom-client';
+import { createSagaMetrics } from '../../workers/saga-metrics';
 import { createSagaWorker } from '../../workers/saga-worker';
 import {
   cancelOrderWorkflowId,
@@ -56,9 +58,11 @@ export interface HarnessOptions {
   runWorker?: boolean;
   /** Where the worker thinks the payment service is (a closed port simulates it being down). */
   workerPaymentUrl?: string;
+  /** Where the worker reports its saga metrics (default: a registry nobody reads). */
+  metricsRegistry?: Registry;
 }
 
-export async function startSagaHarness(suite: string, { productOverrides = {}, paymentOverrides = {}, runWorker = true, workerPaymentUrl }: HarnessOptions = {}): Promise<SagaHarness> {
+export async function startSagaHarness(suite: string, { productOverrides = {}, paymentOverrides = {}, runWorker = true, workerPaymentUrl, metricsRegistry }: HarnessOptions = {}): Promise<SagaHarness> {
   const temporal = await connectTestTemporal(suite);
   const [product, payment, order] = await Promise.all([
     startTestProductService(productOverrides),
@@ -67,6 +71,7 @@ export async function startSagaHarness(suite: string, { productOverrides = {}, p
   ]);
   const config = testConfig();
   const http = { serviceToken: config.SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
+  const sagaMetrics = metricsRegistry ? createSagaMetrics(metricsRegistry, temporal.client) : undefined;
   const startWorker = async () => {
     const worker = await createSagaWorker({
       connection: temporal.workerConnection,
@@ -78,6 +83,7 @@ export async function startSagaHarness(suite: string, { productOverrides = {}, p
         products: createJsonHttpClient({ ...http, baseUrl: product.url }),
         payments: createJsonHttpClient({ ...http, baseUrl: workerPaymentUrl ?? payment.url }),
       },
+      ...(sagaMetrics ? { sagaMetrics } : {}),
     });
     const running = worker.run();
     return {

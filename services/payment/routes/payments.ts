@@ -2,9 +2,9 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { errorBodySchema } from '../../shared/http/error-body';
 import { serviceTokenSecurity } from '../../shared/http/service-auth';
+import { appliedIf } from '../../shared/tcc-metrics';
 import { paymentView, refundView } from '../domain';
 import { getPayment, listPayments, refundOrder, refundPayment } from '../ledger';
-import { counted } from '../metrics';
 import type { PaymentRouteOptions } from './options';
 import {
   listPaymentsQuerySchema,
@@ -71,11 +71,9 @@ export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
     },
     async (request, reply) => {
       const { amount, reason } = request.body;
-      const { payment, refund } = await counted(
-        metrics,
-        'refund',
+      const { payment, refund } = await metrics.measure('refund',
         () => refundPayment(db, request.params.paymentId, { amountMinor: amount, reason: reason ?? null, idempotencyKey: request.idempotency?.key }),
-        (result) => result.created,
+        (result) => appliedIf(result.created),
       );
       const { refunds } = await getPayment(db, payment.id);
       return reply.status(201).send({ refund: refundView(refund), payment: paymentView(payment, refunds) });
@@ -106,11 +104,9 @@ export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
       },
     },
     async (request, reply) => {
-      const outcome = await counted(
-        metrics,
-        'refund',
+      const outcome = await metrics.measure('refund',
         () => refundOrder(db, request.params.orderId, request.body?.reason ?? null),
-        (result) => result.created,
+        (result) => appliedIf(result.created),
       );
       const { refunds } = await getPayment(db, outcome.payment.id);
       return reply.status(outcome.created ? 201 : 200).send({
