@@ -33,6 +33,8 @@ export interface OrderTimelineConsumerOptions {
   retryDelayMs?: number;
   /** A new group starts at the beginning of the topics (every retained event reaches the timeline). */
   fromBeginning?: boolean;
+  /** Where messages it cannot apply go (tests use their own topic). */
+  deadLetterTopic?: string;
 }
 
 export interface RunningConsumer {
@@ -71,6 +73,7 @@ export async function startOrderTimelineConsumer({
   maxAttempts = 5,
   retryDelayMs = 200,
   fromBeginning = true,
+  deadLetterTopic = TOPICS.deadLetters,
 }: OrderTimelineConsumerOptions): Promise<RunningConsumer> {
   const log = logger.child({ component: 'order-timeline-consumer', group: groupId });
   const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false });
@@ -79,7 +82,7 @@ export async function startOrderTimelineConsumer({
   async function deadLetter(topic: string, partition: number, message: KafkaMessage, reason: string, errorType: string, event?: EventEnvelope): Promise<void> {
     const value = message.value ?? Buffer.alloc(0);
     await producer.send({
-      topic: TOPICS.deadLetters,
+      topic: deadLetterTopic,
       acks: -1,
       messages: [
         {
