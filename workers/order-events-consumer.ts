@@ -172,10 +172,6 @@ export async function startOrderTimelineConsumer({
         payload.resolveOffset(message.offset);
         endTimer({ event_type: eventType, outcome });
         metrics.processed.inc({ group: groupId, event_type: eventType, outcome });
-        metrics.lag.set(
-          { group: groupId, topic: batch.topic, partition: String(batch.partition) },
-          Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(message.offset) - 1n)),
-        );
         await payload.heartbeat();
       }
     },

@@ -13,7 +13,7 @@ import { databaseUrl, openServiceDatabase } from '../db/databases';
 import type { SharedTables } from '../db/shared-tables';
 import { createOutboxRelayActivities, type OutboxRelayDependencies, type OutboxSource } from '../activities/outbox-relay';
 import type { Config } from '../services/shared/config';
-import { createKafka, ensureTopics } from '../services/shared/kafka';
+import { consumerGroupLag, createKafka, ensureTopics } from '../services/shared/kafka';
 import { loggerOptions } from '../services/shared/logger';
 import { createConsumerMetrics, createOutboxMetrics } from '../services/shared/outbox-relay-metrics';
 import type { outboxRelayWorkflow } from '../workflows/outbox-relay';
@@ -26,7 +26,7 @@ import {
   type OutboxRelayInput,
 } from '../workflows/outbox-relay-contract';
 import { serveAppMetrics } from './app-metrics';
-import { startOrderTimelineConsumer, type RunningConsumer } from './order-events-consumer';
+import { ORDER_TIMELINE_GROUP, ORDER_TIMELINE_TOPICS, startOrderTimelineConsumer, type RunningConsumer } from './order-events-consumer';
 import { baseWorkerOptions } from './worker-options';
 
 export interface OutboxWorkerOptions {
@@ -115,7 +115,22 @@ export async function startEventRelayAndConsumers({
   logger.info({ relays }, 'outbox relay workflows running');
 
   const orderDb = openServiceDatabase(config, 'order', 'oms-order-timeline');
-  const consumerMetrics = createConsumerMetrics(registry);
+  // The lag is asked of the broker at each scrape; the admin client reconnects after an outage.
+  const lagAdmin = kafka.admin();
+  let lagAdminConnected: Promise<void> | undefined;
+  const consumerMetrics = createConsumerMetrics(registry, [
+    {
+      group: ORDER_TIMELINE_GROUP,
+      measure: async () => {
+        lagAdminConnected ??= lagAdmin.connect().catch((error: unknown) => {
+          lagAdminConnected = undefined;
+          throw error;
+        });
+        await lagAdminConnected;
+        return consumerGroupLag(lagAdmin, ORDER_TIMELINE_GROUP, ORDER_TIMELINE_TOPICS);
+      },
+    },
+  ]);
   let consumer: RunningConsumer | undefined;
   let closing = false;
   let retryTimer: NodeJS.Timeout | undefined;
@@ -137,6 +152,7 @@ export async function startEventRelayAndConsumers({
       clearTimeout(retryTimer);
       await consumer?.stop();
       await stopMetrics();
+      await lagAdmin.disconnect();
       await orderDb.destroy();
       await closeSources();
     },

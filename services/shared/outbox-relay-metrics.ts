@@ -1,5 +1,6 @@
 /** Prometheus metrics of the outbox relay and of event consumers, registered on the worker's registry. */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { PartitionLag } from './kafka';
 
 export function createOutboxMetrics(registry: Registry) {
   return {
@@ -39,17 +40,33 @@ export function createOutboxMetrics(registry: Registry) {
 
 export type OutboxMetrics = ReturnType<typeof createOutboxMetrics>;
 
+export interface ConsumerLagSource {
+  group: string;
+  /** The group's lag per partition, asked of the broker at each scrape. */
+  measure: () => Promise<PartitionLag[]>;
+}
+
 /**
  * Event consumer metrics. event_type is the parsed event's type, or `unparseable` for a message
- * that is not an event (the header is not trusted as a label: its values are unbounded).
+ * that is not an event (the header is not trusted as a label: its values are unbounded). The lag
+ * of each group in `lagOf` is read from the broker when scraped, so a stuck or stopped consumer
+ * shows its growing lag instead of the last value it reported.
  */
-export function createConsumerMetrics(registry: Registry) {
+export function createConsumerMetrics(registry: Registry, lagOf: readonly ConsumerLagSource[] = []) {
   return {
     lag: new Gauge({
       name: 'oms_consumer_lag',
-      help: 'Messages between a consumer group position and the partition end (high watermark)',
+      help: 'Messages between a consumer group committed offset and the partition end (high watermark), from the broker',
       labelNames: ['group', 'topic', 'partition'] as const,
       registers: [registry],
+      async collect() {
+        this.reset();
+        for (const { group, measure } of lagOf) {
+          // Kafka unreachable: no lag series this scrape (ServiceDown and the relay alerts say why).
+          const lags = await measure().catch(() => []);
+          for (const { topic, partition, lag } of lags) this.set({ group, topic, partition: String(partition) }, lag);
+        }
+      },
     }),
     received: new Counter({
       name: 'oms_events_received_total',

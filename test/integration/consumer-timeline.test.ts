@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
-import type { Kafka, Producer } from 'kafkajs';
+import type { Admin, Kafka, Producer } from 'kafkajs';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { pino } from 'pino';
@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { OrderDatabase } from '../../db/order/schema';
 import type { EventEnvelope, EventType } from '../../services/shared/events';
 import { buildServiceApp, type ServiceApp } from '../../services/shared/http/app';
-import { createKafka, TOPICS } from '../../services/shared/kafka';
+import { consumerGroupLag, createKafka, TOPICS } from '../../services/shared/kafka';
 import { createMetricsRegistry } from '../../services/shared/metrics';
 import { createConsumerMetrics } from '../../services/shared/outbox-relay-metrics';
 import { eventHeaders, topicForEventType } from '../../services/shared/outbox-relay';
@@ -46,6 +46,7 @@ describe('order timeline consumer', () => {
   let consumer: RunningConsumer;
   let dlq: KafkaProbe;
   let registry: Registry;
+  let lagAdmin: Admin;
   let app: ServiceApp;
   const logs: Record<string, unknown>[] = [];
   const ours = new Set<string>();
@@ -92,6 +93,8 @@ describe('order timeline consumer', () => {
     producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     await producer.connect();
     registry = new Registry();
+    lagAdmin = kafka.admin();
+    await lagAdmin.connect();
     // The dev stack's own timeline consumer reads the same topics and dead-letters our bad messages too: keep only ours.
     dlq = await startKafkaProbe(kafka, [TOPICS.deadLetters], (m) => m.key !== null && ours.has(m.key) && m.headers['dlq-source'] === `consumer:${groupId}`);
     const sink = new Writable({
@@ -106,7 +109,7 @@ describe('order timeline consumer', () => {
       kafka,
       db: database.db,
       logger: pino({ level: 'info' }, sink),
-      metrics: createConsumerMetrics(registry),
+      metrics: createConsumerMetrics(registry, [{ group: groupId, measure: () => consumerGroupLag(lagAdmin, groupId, ORDER_TIMELINE_TOPICS) }]),
       groupId,
       maxAttempts: 3,
       retryDelayMs: 20,
@@ -117,6 +120,7 @@ describe('order timeline consumer', () => {
   });
   afterAll(async () => {
     await consumer?.stop();
+    await lagAdmin?.disconnect();
     await dlq?.stop();
     await producer?.disconnect();
     await app?.close();
@@ -148,6 +152,19 @@ describe('order timeline consumer', () => {
     expect(await metricValue('oms_events_received_total', { ...series, topic: TOPICS.orderEvents })).toBeGreaterThanOrEqual(receivedBefore + 2);
     expect(await metricValue('oms_events_processed_total', { ...series, outcome: 'applied' })).toBeGreaterThanOrEqual(appliedBefore + 1);
     expect(await metricValue('oms_event_processing_duration_seconds', { ...series, outcome: 'duplicate', le: '+Inf' })).toBeGreaterThanOrEqual(timedBefore + 1);
+  });
+
+  it('measures lag from the broker, so a group that consumes nothing shows what waits for it', async () => {
+    const idle = `test-idle-${randomUUID()}`;
+    await positionGroupAtEnd(kafka, idle, [TOPICS.orderEvents]);
+    try {
+      const total = async () => (await consumerGroupLag(lagAdmin, idle, [TOPICS.orderEvents])).reduce((sum, p) => sum + p.lag, 0);
+      const before = await total();
+      await deliver(envelope('ORDER_CONFIRMED', randomUUID(), {}));
+      expect(await total()).toBeGreaterThanOrEqual(before + 1);
+    } finally {
+      await lagAdmin.deleteGroups([idle]);
+    }
   });
 
   it('dead-letters messages it cannot parse, with why and where from, and moves on past them', async () => {
