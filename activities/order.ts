@@ -13,7 +13,7 @@ import type { OrderDatabase, OrdersTable, OrderStatus } from '../db/order/schema
 import { currencyCode, formatMinor } from '../services/shared/money';
 import type { EventPayload, EventType } from '../services/shared/events';
 import { appendOutboxEvent } from '../services/shared/outbox';
-import { createOrderWorkflowId, FAILURE_TYPES } from '../workflows/order-contract';
+import { createOrderWorkflowId, customerFailureReason, FAILURE_TYPES } from '../workflows/order-contract';
 
 export interface OrderActivitiesDependencies {
   db: Kysely<OrderDatabase>;
@@ -25,10 +25,12 @@ export interface TransitionOutcome {
   status: OrderStatus;
 }
 
-export type CancellableStatus = 'PENDING' | 'AWAITING_CONFIRMATION' | 'PAID';
-const CANCELLABLE: readonly OrderStatus[] = ['PENDING', 'AWAITING_CONFIRMATION', 'PAID'];
+export type CancellableStatus = 'PENDING' | 'AWAITING_CONFIRMATION' | 'PAID' | 'COMPENSATION_FAILED';
+const CANCELLABLE: readonly OrderStatus[] = ['PENDING', 'AWAITING_CONFIRMATION', 'PAID', 'COMPENSATION_FAILED'];
 /** States createOrder may still move an order out of; once CANCELLING, only cancelOrder may. */
 const IN_CHECKOUT: readonly OrderStatus[] = ['PENDING', 'AWAITING_CONFIRMATION'];
+/** createOrder's failure path: in checkout, or stopped with an undo that failed past its horizon. */
+const FAILING: readonly OrderStatus[] = [...IN_CHECKOUT, 'COMPENSATION_FAILED'];
 
 export function createOrderActivities({ db }: OrderActivitiesDependencies) {
   async function currentStatus(orderId: string): Promise<OrderStatus> {
@@ -60,6 +62,12 @@ export function createOrderActivities({ db }: OrderActivitiesDependencies) {
       await appendOutboxEvent(trx, { ...event, aggregateId: orderId, correlationId: orderId });
       return { applied: true, status: to };
     });
+  }
+
+  /** What the customer may read of the saga's failure reason (see customerFailureReason). */
+  async function customerReasonOf(orderId: string, sagaReason: string): Promise<string> {
+    const items = await db.selectFrom('order_items').select('product_id').where('order_id', '=', orderId).execute();
+    return customerFailureReason(sagaReason, items.map((item) => item.product_id));
   }
 
   return {
@@ -113,16 +121,36 @@ export function createOrderActivities({ db }: OrderActivitiesDependencies) {
       });
     },
 
-    /** The saga gave up (after compensating): FAILED with the reason. A cancelled order stays with cancelOrder. */
+    /**
+     * The saga gave up and every compensation completed: FAILED. The order and its ORDER_FAILED event carry the
+     * customer's version of the reason; the saga's own (balances, stock levels, hosts) stays in its
+     * history (this activity's input, the failure itself) and its progress query, for operators.
+     * A cancelled order stays with cancelOrder.
+     */
     async markOrderFailed(input: { orderId: string; reason: string }): Promise<TransitionOutcome> {
-      return transition(input.orderId, IN_CHECKOUT, 'FAILED', { failure_reason: input.reason }, {
+      const reason = await customerReasonOf(input.orderId, input.reason);
+      return transition(input.orderId, FAILING, 'FAILED', { failure_reason: reason }, {
         eventType: 'ORDER_FAILED',
-        payload: { orderId: input.orderId, reason: input.reason },
+        payload: { orderId: input.orderId, reason },
       });
     },
 
     /**
-     * PENDING / AWAITING_CONFIRMATION / PAID -> CANCELLING (ORDER_CANCELLATION_REQUESTED). From here on
+     * The saga gave up and an undo kept failing past its retry horizon: COMPENSATION_FAILED, so the
+     * order says it needs attention (it may still hold stock or money) instead of claiming FAILED.
+     * It can still be cancelled, or its saga retried by an operator. The reason is the customer's
+     * version, as for FAILED.
+     */
+    async markOrderCompensationFailed(input: { orderId: string; reason: string }): Promise<TransitionOutcome> {
+      const reason = await customerReasonOf(input.orderId, input.reason);
+      return transition(input.orderId, IN_CHECKOUT, 'COMPENSATION_FAILED', { failure_reason: reason }, {
+        eventType: 'ORDER_COMPENSATION_FAILED',
+        payload: { orderId: input.orderId, reason },
+      });
+    },
+
+    /**
+     * PENDING / AWAITING_CONFIRMATION / PAID / COMPENSATION_FAILED -> CANCELLING (ORDER_CANCELLATION_REQUESTED). From here on
      * createOrder's own transitions no longer apply, so it cannot mark the order PAID behind our back.
      * FAILED or CANCELLED orders are not cancellable (a decision). Repeated after its commit, it
      * answers CANCELLING as the previous status.

@@ -38,7 +38,8 @@ function declined(response: JsonResponse, subject: Record<string, string>): Appl
   const message = errorMessage(response);
   switch (errorCode(response)) {
     case 'INSUFFICIENT_FUNDS':
-      return ApplicationFailure.nonRetryable(message, FAILURE_TYPES.insufficientFunds, subject);
+      // The amounts (required, available) are in the body: kept in the saga's history for operators.
+      return ApplicationFailure.nonRetryable(message, FAILURE_TYPES.insufficientFunds, { ...subject, body: response.body });
     case 'ACCOUNT_NOT_FOUND':
       return ApplicationFailure.nonRetryable(message, FAILURE_TYPES.accountNotFound, subject);
     case 'TRY_AFTER_CANCEL':

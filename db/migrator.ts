@@ -4,8 +4,8 @@
  */
 import { Migrator, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
 import { idempotencyMigration, inboxMigration, outboxMigration, tccBarrierMigration } from './shared-migrations';
-import { ordersMigration, orderTimelineMigration } from './order/migrations';
-import { productCatalogueMigration, stockReservationsMigration } from './product/migrations';
+import { orderCompensationFailedMigration, orderListKeysetMigration, ordersMigration, orderTimelineMigration } from './order/migrations';
+import { productCatalogueMigration, productListKeysetMigration, stockReservationsMigration } from './product/migrations';
 import { paymentLedgerMigration, refundIdempotencyKeyMigration, refundSourceMigration } from './payment/migrations';
 
 export type ServiceName = 'order' | 'product' | 'payment';
@@ -18,6 +18,8 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0003_processed_events': inboxMigration,
     '0004_customers_orders': ordersMigration,
     '0005_order_events': orderTimelineMigration,
+    '0006_order_list_keyset': orderListKeysetMigration,
+    '0007_order_compensation_failed': orderCompensationFailedMigration,
   },
   product: {
     '0001_outbox_events': outboxMigration,
@@ -26,6 +28,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0004_tcc_barriers': tccBarrierMigration,
     '0005_products': productCatalogueMigration,
     '0006_stock_reservations': stockReservationsMigration,
+    '0007_product_list_keyset': productListKeysetMigration,
   },
   payment: {
     '0001_outbox_events': outboxMigration,

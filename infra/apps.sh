@@ -11,6 +11,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ALL_APPS=(product-service payment-service order-service worker)
 
+# On the local stack every caller of the services is this machine: the order service's price
+# lookups, ./oms bench, the demo scripts. The per-address rate limit leaves loopback alone here;
+# a deployment lists its own services' addresses instead (docs/security-abuse.md).
+export RATE_LIMIT_EXEMPT_ADDRESSES="${RATE_LIMIT_EXEMPT_ADDRESSES-127.0.0.1,::1}"
+
 pidfile() { printf '%s/%s.pid\n' "$OMS_RUN_DIR" "$1"; }
 logfile() { printf '%s/%s.log\n' "$OMS_LOG_DIR" "$1"; }
 

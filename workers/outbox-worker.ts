@@ -144,7 +144,7 @@ export async function startEventRelayAndConsumers({
     }
   };
   await startConsumer();
-  const stopMetrics = await serveAppMetrics(registry, config.HOST, config.WORKER_APP_METRICS_PORT);
+  const stopMetrics = await serveAppMetrics(registry, config, logger);
   return {
     worker,
     close: async () => {

@@ -5,7 +5,9 @@
  *   oms_saga_completed_total{saga_type, outcome}      sagas that closed: completed, compensated,
  *                                                     compensation_failed, failed
  *   oms_saga_duration_seconds{saga_type, outcome}     start to close
- *   oms_saga_active{saga_type}                        sagas open now, counted by Temporal's visibility
+ *   oms_saga_active{saga_type, state}                 sagas open now by SagaState (a createOrder waiting
+ *                                                     in COMPENSATION_FAILED for an operator is one),
+ *                                                     counted from Temporal's visibility
  *
  * Starts and closes come from the workflow interceptor (workflows/saga-metrics-interceptor.ts)
  * through a sink that Temporal does not call during replay, so a saga is counted by the worker
@@ -15,7 +17,7 @@
 import type { Client } from '@temporalio/client';
 import type { InjectedSinks } from '@temporalio/worker';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { WORKFLOW_TYPES } from '../workflows/order-contract';
+import { SAGA_STATES, SEARCH_ATTRIBUTES, WORKFLOW_TYPES } from '../workflows/order-contract';
 import type { SagaMetricsSinks } from '../workflows/saga-metrics-contract';
 
 export function createSagaMetrics(registry: Registry, temporal: Client) {
@@ -39,22 +41,28 @@ export function createSagaMetrics(registry: Registry, temporal: Client) {
     buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
     registers: [registry],
   });
+  const openSagasQuery = `WorkflowType IN (${Object.values(WORKFLOW_TYPES).map((type) => `'${type}'`).join(', ')}) AND ExecutionStatus = 'Running'`;
   new Gauge({
     name: 'oms_saga_active',
-    help: 'Sagas open now (running or compensating), by saga type, from Temporal visibility',
-    labelNames: ['saga_type'] as const,
+    help: 'Sagas open now, by saga type and SagaState, from Temporal visibility',
+    labelNames: ['saga_type', 'state'] as const,
     registers: [registry],
     async collect() {
       this.reset();
-      await Promise.all(
-        Object.values(WORKFLOW_TYPES).map(async (type) => {
-          const open = await temporal.workflow.count(`WorkflowType = '${type}' AND ExecutionStatus = 'Running'`).then(
-            ({ count }) => count,
-            () => Number.NaN,
-          );
-          this.set({ saga_type: type }, open);
-        }),
-      );
+      const open = new Map<string, number>();
+      try {
+        for await (const workflow of temporal.workflow.list({ query: openSagasQuery })) {
+          const key = `${workflow.type}\u0000${String(workflow.typedSearchAttributes.get(SEARCH_ATTRIBUTES.sagaState) ?? 'RUNNING')}`;
+          open.set(key, (open.get(key) ?? 0) + 1);
+        }
+      } catch {
+        // Temporal unreachable: no value this scrape rather than a wrong one.
+        return;
+      }
+      // Every type and state, zeros included, so an alert sees the series before the first one.
+      for (const type of Object.values(WORKFLOW_TYPES)) {
+        for (const state of SAGA_STATES) this.set({ saga_type: type, state }, open.get(`${type}\u0000${state}`) ?? 0);
+      }
     },
   });
 

@@ -48,9 +48,10 @@ export async function cancelOrder(input: CancelOrderInput): Promise<CancelOrderR
     return { orderId, status: 'CANCELLED', cancelledFrom: previousStatus, stock, refundId: payment.refundId };
   } catch (error) {
     progress.failureReason = describeFailure(error);
-    // Refused before anything changed (not cancellable): nothing to undo. Failed halfway: the order
-    // stays CANCELLING and the saga FAILED, for an operator (infra/ops/saga.ts) to retry.
-    publishSagaState(progress, requested ? 'FAILED' : 'COMPENSATED');
+    // Refused before anything changed (not cancellable): nothing to undo. Failed halfway (an undo
+    // failed past its retry horizon): the order stays CANCELLING and needs attention; a new cancel
+    // (POST /orders/:id/cancel) starts a new run that picks up where this one stopped.
+    publishSagaState(progress, requested ? 'COMPENSATION_FAILED' : 'COMPENSATED');
     throw ApplicationFailure.create({
       message: failureMessage(error),
       type: failureType(error) ?? 'CancelOrderFailed',

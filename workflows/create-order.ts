@@ -2,18 +2,21 @@
  * createOrder: the order's saga. The order service has already written the order (PENDING) and
  * ORDER_CREATED; this workflow validates the customer, runs tccPayment as a child workflow (stock
  * and money), and marks the order PAID. On any failure the compensations run in reverse and the
- * order ends FAILED with the reason.
+ * order ends FAILED with the reason, but only once every compensation has completed: an undo that
+ * keeps failing past its retry horizon leaves the order COMPENSATION_FAILED ("needs attention", it
+ * may still hold stock or money) and the saga open, waiting for an operator's retry.
  *
  * Cancellation (by cancelOrder, see cancel-order.ts) is Temporal cancellation: it reaches the
  * tccPayment child, both compensate, and the order stays CANCELLING for cancelOrder to finish.
  */
-import { ApplicationFailure, CancellationScope, executeChild, isCancellation, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, executeChild, isCancellation, patched, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
 import {
   DEFAULT_SAGA_TIMEOUTS,
   FAILURE_TYPES,
   getSagaProgressQuery,
   SEARCH_ATTRIBUTES,
   tccPaymentWorkflowId,
+  WORKFLOW_PATCHES,
   type CreateOrderInput,
   type CreateOrderResult,
 } from './order-contract';
@@ -79,7 +82,15 @@ export async function createOrder(input: CreateOrderInput): Promise<CreateOrderR
     const reason = describeFailure(error);
     progress.failureReason = reason;
     publishSagaState(progress, 'COMPENSATING');
-    let compensated = await saga.compensate();
+    let compensated: boolean;
+    if (!isCancellation(error) && patched(WORKFLOW_PATCHES.compensationFailedState)) {
+      // Never FAILED while something may still be held: stop and wait for an operator instead.
+      await saga.compensateUntilComplete(() => undo.markOrderCompensationFailed({ orderId, reason }));
+      compensated = true;
+    } else {
+      // A cancelled saga (cancelOrder undoes the rest), or a saga started before the patch.
+      compensated = await saga.compensate();
+    }
     // FAILED only after stock and money are back. A no-op when cancelOrder owns the order (CANCELLING).
     try {
       await CancellationScope.nonCancellable(() => runStep(progress, 'markOrderFailed', () => undo.markOrderFailed({ orderId, reason })));

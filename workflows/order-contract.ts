@@ -4,7 +4,7 @@
  * module, never a workflow body. Safe inside the workflow sandbox (it only defines things).
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 
 /**
  * Workflow type names, for starting the sagas by name (client.workflow.start(WORKFLOW_TYPES.createOrder,
@@ -30,8 +30,18 @@ export interface SagaTimeouts {
   activityStartToCloseMs: number;
   /** Attempts of a forward step (try, confirm, order update) before the saga compensates. */
   maximumAttempts: number;
-  /** Attempts of a compensation; higher, because giving up leaves a hold or money behind. */
+  /**
+   * Attempts of a compensation inside tccPayment (the child gives up early: createOrder, its
+   * parent, undoes the same things again under compensationRetryHorizonMs) and of cancelOrder's
+   * wait for createOrder.
+   */
   compensationMaximumAttempts: number;
+  /**
+   * How long createOrder and cancelOrder keep retrying an undo (capped backoff) before the saga
+   * stops in COMPENSATION_FAILED and waits for an operator. Absent in inputs of sagas started
+   * before it existed: DEFAULT_SAGA_TIMEOUTS' value applies.
+   */
+  compensationRetryHorizonMs?: number;
   initialRetryIntervalMs: number;
   maximumRetryIntervalMs: number;
 }
@@ -40,13 +50,17 @@ export const DEFAULT_SAGA_TIMEOUTS: SagaTimeouts = {
   activityStartToCloseMs: 15_000,
   maximumAttempts: 8,
   compensationMaximumAttempts: 30,
+  compensationRetryHorizonMs: 6 * 60 * 60 * 1000,
   initialRetryIntervalMs: 500,
   maximumRetryIntervalMs: 30_000,
 };
 
-/** Saga timeouts for the configured HTTP client timeout: an undo makes up to two calls per attempt. */
-export function sagaTimeoutsFor(httpClientTimeoutMs: number): SagaTimeouts {
-  return { ...DEFAULT_SAGA_TIMEOUTS, activityStartToCloseMs: 2 * httpClientTimeoutMs + 5_000 };
+/**
+ * Saga timeouts for the configured HTTP client timeout (an undo makes up to two calls per
+ * attempt) and compensation retry horizon.
+ */
+export function sagaTimeoutsFor(httpClientTimeoutMs: number, compensationRetryHorizonMs = DEFAULT_SAGA_TIMEOUTS.compensationRetryHorizonMs): SagaTimeouts {
+  return { ...DEFAULT_SAGA_TIMEOUTS, activityStartToCloseMs: 2 * httpClientTimeoutMs + 5_000, compensationRetryHorizonMs };
 }
 
 export interface OrderLine {
@@ -97,14 +111,18 @@ export interface CancelOrderResult {
   orderId: string;
   status: 'CANCELLED';
   /** The order's status when the cancellation was requested. */
-  cancelledFrom: 'PENDING' | 'AWAITING_CONFIRMATION' | 'PAID' | 'CANCELLING';
+  cancelledFrom: 'PENDING' | 'AWAITING_CONFIRMATION' | 'PAID' | 'COMPENSATION_FAILED' | 'CANCELLING';
   stock: 'RELEASED' | 'RESTOCKED' | 'NOTHING_HELD';
   refundId: string | null;
 }
 
-/** Saga states kept in the SagaState search attribute, so operators can list sagas by state. */
-export type SagaState = 'RUNNING' | 'COMPENSATING' | 'COMPLETED' | 'COMPENSATED' | 'FAILED';
-export const SAGA_STATES: readonly SagaState[] = ['RUNNING', 'COMPENSATING', 'COMPLETED', 'COMPENSATED', 'FAILED'];
+/**
+ * Saga states kept in the SagaState search attribute, so operators can list sagas by state.
+ * COMPENSATION_FAILED: an undo kept failing past its retry horizon; the saga is still open, the
+ * order needs attention, and retryCompensationSignal runs what is left again.
+ */
+export const SAGA_STATES = ['RUNNING', 'COMPENSATING', 'COMPLETED', 'COMPENSATED', 'COMPENSATION_FAILED', 'FAILED'] as const;
+export type SagaState = (typeof SAGA_STATES)[number];
 
 /** Search attributes (Keyword) registered on the server; set at start and kept current by the sagas. */
 export const SEARCH_ATTRIBUTES = {
@@ -137,6 +155,18 @@ export const getSagaProgressQuery = defineQuery<SagaProgress>('getSagaProgress')
 export const confirmCheckoutUpdate = defineUpdate<{ accepted: boolean }>('confirmCheckout');
 export const cancelCheckoutUpdate = defineUpdate<{ accepted: boolean }, [{ reason: string }]>('cancelCheckout');
 
+/** An operator's "try the undo again" for a saga in COMPENSATION_FAILED (`./oms saga retry`). */
+export const retryCompensationSignal = defineSignal('retryCompensation');
+
+/**
+ * patched() ids of changes to running workflows (docs/versioning.md). A patch id is never reused
+ * and stays until no execution that predates it can still be running or replayed.
+ */
+export const WORKFLOW_PATCHES = {
+  /** createOrder stops in COMPENSATION_FAILED and waits for an operator instead of marking the order FAILED. */
+  compensationFailedState: 'create-order-compensation-failed-state',
+} as const;
+
 /** Non-retryable ApplicationFailure types: business declines, never retried. */
 export const FAILURE_TYPES = {
   insufficientStock: 'InsufficientStock',
@@ -158,3 +188,43 @@ export const FAILURE_TYPES = {
   checkoutCancelled: 'CheckoutCancelled',
   orderNotCancellable: 'OrderNotCancellable',
 } as const;
+
+/**
+ * What a customer may read about a failed order (failureReason, ORDER_FAILED): per decision type, a
+ * stable "Type: text" saying what happened, never a participant's own words (balances, stock
+ * levels, hosts). The full reason stays in the saga's history and the worker's log for operators.
+ */
+const CUSTOMER_FAILURE_TEXTS: Partial<Record<string, string>> = {
+  [FAILURE_TYPES.insufficientStock]: 'not enough stock for the ordered products',
+  [FAILURE_TYPES.insufficientFunds]: 'the payment was declined for insufficient funds',
+  [FAILURE_TYPES.customerInactive]: 'the customer account is inactive',
+  [FAILURE_TYPES.customerNotFound]: 'the customer account does not exist',
+  [FAILURE_TYPES.productNotFound]: 'a product of the order no longer exists',
+  [FAILURE_TYPES.accountNotFound]: 'the customer has no payment account',
+  [FAILURE_TYPES.reservationExpired]: 'the reservation expired before the order was completed',
+  [FAILURE_TYPES.reservationCancelled]: 'the reservation was cancelled before the order was completed',
+  [FAILURE_TYPES.tryAfterCancel]: 'the order was cancelled while it was being placed',
+  [FAILURE_TYPES.orderCancelled]: 'the order was cancelled while it was being placed',
+  [FAILURE_TYPES.checkoutExpired]: 'the checkout was not confirmed in time',
+  [FAILURE_TYPES.checkoutCancelled]: 'the checkout was cancelled',
+};
+/** Decisions about particular products: the text names those of the order's own products the reason names. */
+const PRODUCT_FAILURE_TEXTS: Partial<Record<string, (productIds: string) => string>> = {
+  [FAILURE_TYPES.insufficientStock]: (productIds) => `not enough stock for product ${productIds}`,
+  [FAILURE_TYPES.productNotFound]: (productIds) => `product ${productIds} is no longer available`,
+};
+/** Anything that is not a decision (a participant down past every retry, a defect). */
+export const ORDER_FAILED_FALLBACK = 'OrderFailed: the order could not be completed; quote the order id to support';
+
+/**
+ * The customer's failure reason for an operator's one ("Type: message", see describeFailure in
+ * saga.ts). `orderProductIds` are the order's own products: only those are ever named.
+ */
+export function customerFailureReason(reason: string, orderProductIds: readonly string[]): string {
+  const type = /^([A-Z][A-Za-z]+): /.exec(reason)?.[1];
+  const text = type === undefined ? undefined : CUSTOMER_FAILURE_TEXTS[type];
+  if (type === undefined || text === undefined) return ORDER_FAILED_FALLBACK;
+  const named = orderProductIds.filter((productId) => reason.includes(productId));
+  const perProduct = PRODUCT_FAILURE_TEXTS[type];
+  return `${type}: ${perProduct !== undefined && named.length > 0 ? perProduct(named.join(', ')) : text}`;
+}

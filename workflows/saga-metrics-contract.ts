@@ -11,15 +11,19 @@ import type { SagaState } from './order-contract';
 export type SagaOutcome = 'completed' | 'compensated' | 'compensation_failed' | 'failed';
 
 /**
- * The outcome of a saga that closed in `state`. FAILED means a compensation (or a cancellation
- * step) gave up: stock or money may still be held, which is what `compensation_failed` alerts on.
- * Keyed by every SagaState, so a new state cannot be added without deciding its outcome here.
+ * The outcome of a saga that closed in `state`. A saga closes in COMPENSATION_FAILED (cancelOrder)
+ * or FAILED (tccPayment, whose parent undoes the same again; createOrder when marking the order
+ * failed did not work) only after an undo step gave up: stock or money may still be held, which is
+ * what `compensation_failed` alerts on. (createOrder waits open in COMPENSATION_FAILED: the
+ * oms_saga_active{state} gauge shows those.) Keyed by every SagaState, so a new state cannot be
+ * added without deciding its outcome here.
  */
 export const SAGA_OUTCOME_BY_STATE: Record<SagaState, SagaOutcome> = {
   RUNNING: 'failed',
   COMPENSATING: 'failed',
   COMPLETED: 'completed',
   COMPENSATED: 'compensated',
+  COMPENSATION_FAILED: 'compensation_failed',
   FAILED: 'compensation_failed',
 };
 

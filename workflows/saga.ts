@@ -4,11 +4,11 @@
  * never happened. compensate() runs them newest first, in a non-cancellable scope (a cancelled saga
  * must still undo its work), keeps going when one fails, and records every outcome.
  */
-import { CancellationScope, log, proxyActivities, upsertSearchAttributes } from '@temporalio/workflow';
+import { CancellationScope, condition, log, proxyActivities, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
 import type { OrderActivities } from '../activities/order';
 import type { PaymentActivities } from '../activities/payment';
 import type { StockActivities } from '../activities/stock';
-import { SEARCH_ATTRIBUTES, type SagaProgress, type SagaState, type SagaTimeouts } from './order-contract';
+import { DEFAULT_SAGA_TIMEOUTS, retryCompensationSignal, SEARCH_ATTRIBUTES, type SagaProgress, type SagaState, type SagaTimeouts } from './order-contract';
 
 interface Compensation {
   step: string;
@@ -26,14 +26,13 @@ export class Compensations {
     this.stack.push({ step, undo });
   }
 
-  get size(): number {
-    return this.stack.length;
-  }
-
-  /** Runs and empties the stack, newest first. Resolves true when every compensation succeeded. */
+  /**
+   * Runs the stack, newest first. Resolves true when every compensation succeeded; the ones that
+   * failed stay on the stack, in the same order, for the next call to run again.
+   */
   async compensate(): Promise<boolean> {
     return CancellationScope.nonCancellable(async () => {
-      let allSucceeded = true;
+      const failed: Compensation[] = [];
       for (let next = this.stack.pop(); next !== undefined; next = this.stack.pop()) {
         // A compensation retrying against a participant that is down can last minutes: show which.
         this.progress.currentStep = next.step;
@@ -41,15 +40,39 @@ export class Compensations {
           await next.undo();
           this.progress.compensations.push({ step: next.step, outcome: 'COMPLETED' });
         } catch (error) {
-          allSucceeded = false;
+          failed.push(next);
           const message = describeFailure(error);
           log.error('compensation failed; continuing with the rest', { step: next.step, error: message });
           this.progress.compensations.push({ step: next.step, outcome: 'FAILED', error: message });
         }
       }
       this.progress.currentStep = null;
-      return allSucceeded;
+      this.stack.push(...failed.reverse());
+      return failed.length === 0;
     });
+  }
+
+  /**
+   * Runs the compensations until every one has completed. A round that leaves some failed (each
+   * already retried for its whole retry horizon) puts the saga in COMPENSATION_FAILED, reports it
+   * through `onStuck` (the order is marked as needing attention), and waits as long as it takes for
+   * an operator's retryCompensationSignal before running what is left again. Only signals sent
+   * once the saga is stuck count. Cancelling the workflow ends the wait with a CancelledFailure:
+   * whoever cancelled it (cancelOrder) undoes the same things, idempotently by order id.
+   */
+  async compensateUntilComplete(onStuck: () => Promise<unknown>): Promise<void> {
+    let retryRequested = false;
+    setHandler(retryCompensationSignal, () => {
+      retryRequested = true;
+    });
+    while (!(await this.compensate())) {
+      publishSagaState(this.progress, 'COMPENSATION_FAILED');
+      await CancellationScope.nonCancellable(onStuck);
+      retryRequested = false;
+      log.warn('compensation failed past its retry horizon: waiting for an operator (./oms saga retry)', { pending: this.stack.map((c) => c.step) });
+      await condition(() => retryRequested);
+      publishSagaState(this.progress, 'COMPENSATING');
+    }
   }
 }
 
@@ -90,8 +113,10 @@ function isWrapper(error: Error): boolean {
 export type SagaActivities = StockActivities & PaymentActivities & OrderActivities;
 
 /**
- * Activity stubs for the sagas. Forward steps get a bounded retry (after it the saga compensates);
- * compensations get a longer one, because giving up on them leaves a hold or money behind.
+ * Activity stubs for the sagas. Forward steps get a bounded retry (after it the saga compensates).
+ * `undo` retries with capped backoff for the whole compensation retry horizon (hours by default),
+ * because giving up on it leaves a hold or money behind; `undoBounded` gives up after a number of
+ * attempts, for tccPayment, whose parent undoes the same things again under the horizon.
  * Business declines are non-retryable ApplicationFailures and skip the retries entirely.
  */
 export function sagaActivities(timeouts: SagaTimeouts) {
@@ -106,6 +131,11 @@ export function sagaActivities(timeouts: SagaTimeouts) {
       retry: { ...retry, maximumAttempts: timeouts.maximumAttempts },
     }),
     undo: proxyActivities<SagaActivities>({
+      startToCloseTimeout: timeouts.activityStartToCloseMs,
+      scheduleToCloseTimeout: timeouts.compensationRetryHorizonMs ?? DEFAULT_SAGA_TIMEOUTS.compensationRetryHorizonMs,
+      retry,
+    }),
+    undoBounded: proxyActivities<SagaActivities>({
       startToCloseTimeout: timeouts.activityStartToCloseMs,
       retry: { ...retry, maximumAttempts: timeouts.compensationMaximumAttempts },
     }),

@@ -31,7 +31,8 @@ import { Compensations, describeFailure, failureMessage, failureType, newSagaPro
 type CheckoutDecision = { kind: 'confirm' } | { kind: 'cancel'; reason: string };
 
 export async function tccPayment(input: TccPaymentInput): Promise<TccPaymentResult> {
-  const { forward, undo } = sagaActivities(input.timeouts ?? DEFAULT_SAGA_TIMEOUTS);
+  // Bounded undo: when it gives up, createOrder (the parent) undoes the same things under its horizon.
+  const { forward, undoBounded: undo } = sagaActivities(input.timeouts ?? DEFAULT_SAGA_TIMEOUTS);
   const progress = newSagaProgress();
   const saga = new Compensations(progress);
   let decision: CheckoutDecision | null = null;

@@ -76,3 +76,46 @@ export const orderTimelineMigration: Migration = {
     await sql`DROP TABLE order_events`.execute(db);
   },
 };
+
+/**
+ * Indexes for the abuse limits: the public order list pages by (created_at, id), newest first,
+ * with or without its customer and status filters; the open-checkout bound counts a customer's
+ * manual checkouts still holding stock.
+ */
+export const orderListKeysetMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`DROP INDEX idx_orders_customer`.execute(db);
+    await sql`DROP INDEX idx_orders_status`.execute(db);
+    await sql`CREATE INDEX idx_orders_created ON orders (created_at DESC, id DESC)`.execute(db);
+    await sql`CREATE INDEX idx_orders_customer ON orders (customer_id, created_at DESC, id DESC)`.execute(db);
+    await sql`CREATE INDEX idx_orders_status ON orders (status, created_at DESC, id DESC)`.execute(db);
+    await sql`
+      CREATE INDEX idx_orders_open_checkouts ON orders (customer_id)
+      WHERE confirmation_mode = 'manual' AND status IN ('PENDING', 'AWAITING_CONFIRMATION')`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP INDEX idx_orders_open_checkouts, idx_orders_status, idx_orders_customer, idx_orders_created`.execute(db);
+    await sql`CREATE INDEX idx_orders_customer ON orders (customer_id, created_at DESC)`.execute(db);
+    await sql`CREATE INDEX idx_orders_status ON orders (status, created_at DESC)`.execute(db);
+  },
+};
+
+/** COMPENSATION_FAILED: a failed order whose saga could not undo everything yet (it needs attention). */
+export const orderCompensationFailedMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`ALTER TABLE orders DROP CONSTRAINT chk_orders_status`.execute(db);
+    await sql`
+      ALTER TABLE orders ADD CONSTRAINT chk_orders_status
+        CHECK (status IN ('PENDING', 'AWAITING_CONFIRMATION', 'PAID', 'FAILED', 'COMPENSATION_FAILED', 'CANCELLING', 'CANCELLED'))`.execute(db);
+    await sql`ALTER TABLE orders DROP CONSTRAINT chk_orders_failure`.execute(db);
+    await sql`ALTER TABLE orders ADD CONSTRAINT chk_orders_failure CHECK (status NOT IN ('FAILED', 'COMPENSATION_FAILED') OR failure_reason IS NOT NULL)`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`ALTER TABLE orders DROP CONSTRAINT chk_orders_failure`.execute(db);
+    await sql`ALTER TABLE orders ADD CONSTRAINT chk_orders_failure CHECK (status <> 'FAILED' OR failure_reason IS NOT NULL)`.execute(db);
+    await sql`ALTER TABLE orders DROP CONSTRAINT chk_orders_status`.execute(db);
+    await sql`
+      ALTER TABLE orders ADD CONSTRAINT chk_orders_status
+        CHECK (status IN ('PENDING', 'AWAITING_CONFIRMATION', 'PAID', 'FAILED', 'CANCELLING', 'CANCELLED'))`.execute(db);
+  },
+};

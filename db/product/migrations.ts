@@ -50,3 +50,13 @@ export const stockReservationsMigration: Migration = {
     await sql`DROP TABLE stock_reservations`.execute(db);
   },
 };
+
+/** The public catalogue list pages by (created_at, id), oldest first. */
+export const productListKeysetMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`CREATE INDEX idx_products_created ON products (created_at, id)`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP INDEX idx_products_created`.execute(db);
+  },
+};

@@ -12,6 +12,14 @@
  *                                                      replays the saga's history against the current
  *                                                      workflow code (or a candidate's): OK, or the
  *                                                      non-determinism and the events where it diverged
+ *   retry ORDER_ID                                     a saga in COMPENSATION_FAILED runs its undo
+ *                                                      again: createOrder gets retryCompensation,
+ *                                                      a failed cancelOrder is started again
+ *
+ * COMPENSATION_FAILED: an undo (release stock, refund money) kept failing past its retry horizon,
+ * typically because a participant was down for hours. The order says so (status
+ * COMPENSATION_FAILED, or CANCELLING for a cancel) and may still hold stock or money. Fix the cause,
+ * then `retry`: createOrder is still open and waiting for exactly this signal.
  *
  * Before resetting or redeploying for a stuck saga, `replay` tells whether the code about to run
  * can resume its history.
@@ -25,20 +33,23 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, Connection, WorkflowNotFoundError, type WorkflowExecutionInfo } from '@temporalio/client';
+import { Client, Connection, WorkflowIdReusePolicy, WorkflowNotFoundError, type WorkflowExecutionInfo } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { loadConfig } from '../../services/shared/config';
 import {
   cancelOrderWorkflowId,
   createOrderWorkflowId,
   getSagaProgressQuery,
+  retryCompensationSignal,
   SAGA_STATES,
   SEARCH_ATTRIBUTES,
   tccPaymentWorkflowId,
   WORKFLOW_TYPES,
+  type CancelOrderInput,
   type SagaState,
 } from '../../workflows/order-contract';
 import { replayHistory } from './saga-replay';
@@ -47,6 +58,7 @@ const USAGE = `usage:
   ./oms saga list [--state ${SAGA_STATES.join('|')}] [--customer ID] [--limit N]
   ./oms saga describe ORDER_ID
   ./oms saga reset WORKFLOW_ID [--to first|last] [--reason TEXT] [--yes]
+  ./oms saga retry ORDER_ID
   ./oms saga stuck [--older-than DURATION (e.g. 90s, 5m, 2h; default 5m)] [--state STATE]
   ./oms saga replay WORKFLOW_ID [--run-id RUN_ID] [--workflows PATH_TO_WORKFLOWS_INDEX]`;
 
@@ -238,15 +250,66 @@ function reset(args: string[], config: ReturnType<typeof loadConfig>): void {
   process.exitCode = result.status ?? 1;
 }
 
+/** Who asked, for the log line every operator action leaves. */
+function operator(): string {
+  return process.env.OMS_OPERATOR ?? userInfo().username;
+}
+
+async function retry(client: Client, args: string[]): Promise<void> {
+  const [orderId] = args;
+  if (!orderId) throw new UsageError('retry needs an ORDER_ID (see ./oms saga list --state COMPENSATION_FAILED)');
+  const stuck = async (workflowId: string) => {
+    try {
+      const description = await client.workflow.getHandle(workflowId).describe();
+      return { description, stuck: description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.sagaState) === 'COMPENSATION_FAILED' };
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) return undefined;
+      throw error;
+    }
+  };
+  const audit = (action: string) => console.log(JSON.stringify({ at: new Date().toISOString(), operator: operator(), orderId, action }));
+
+  const create = await stuck(createOrderWorkflowId(orderId));
+  if (create?.stuck && create.description.status.name === 'RUNNING') {
+    await client.workflow.getHandle(createOrderWorkflowId(orderId)).signal(retryCompensationSignal);
+    audit(`signalled ${retryCompensationSignal.name} to ${createOrderWorkflowId(orderId)}`);
+    return;
+  }
+  const cancelId = cancelOrderWorkflowId(orderId);
+  const cancel = await stuck(cancelId);
+  if (cancel?.stuck && cancel.description.status.name === 'FAILED') {
+    // The same cancellation again, with its recorded input; its steps are idempotent by order id.
+    const history = await client.workflow.getHandle(cancelId).fetchHistory();
+    const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+    if (!payload) throw new Error(`${cancelId} has no recorded input`);
+    const input = defaultPayloadConverter.fromPayload<CancelOrderInput>(payload);
+    await client.workflow.start(WORKFLOW_TYPES.cancelOrder, {
+      workflowId: cancelId,
+      taskQueue: cancel.description.taskQueue,
+      args: [input],
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+      typedSearchAttributes: [
+        { key: SEARCH_ATTRIBUTES.orderId, value: orderId },
+        { key: SEARCH_ATTRIBUTES.sagaState, value: 'RUNNING' },
+      ],
+    });
+    audit(`started ${cancelId} again`);
+    return;
+  }
+  console.log(`no saga of order ${orderId} is in COMPENSATION_FAILED; nothing to retry`);
+  process.exitCode = 1;
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
   const config = loadConfig();
   if (command === 'reset') return reset(args, config);
-  if (!['list', 'describe', 'stuck', 'replay'].includes(command ?? '')) throw new UsageError(command ? `unknown saga command '${command}'` : 'missing command');
+  if (!['list', 'describe', 'retry', 'stuck', 'replay'].includes(command ?? '')) throw new UsageError(command ? `unknown saga command '${command}'` : 'missing command');
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   try {
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
     if (command === 'list') await list(client, args, config.TEMPORAL_UI_URL, config.TEMPORAL_NAMESPACE);
+    else if (command === 'retry') await retry(client, args);
     else if (command === 'stuck') await stuck(client, args, config.TEMPORAL_UI_URL, config.TEMPORAL_NAMESPACE);
     else if (command === 'replay') await replay(client, args);
     else await describe(client, args, config.TEMPORAL_UI_URL, config.TEMPORAL_NAMESPACE);

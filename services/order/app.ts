@@ -23,7 +23,7 @@ export function orderSagasFor(temporal: Client, config: OrderAppDependencies['co
     client: temporal,
     config,
     callTimeoutMs: config.HTTP_CLIENT_TIMEOUT_MS,
-    sagaTimeouts: sagaTimeoutsFor(config.HTTP_CLIENT_TIMEOUT_MS),
+    sagaTimeouts: sagaTimeoutsFor(config.HTTP_CLIENT_TIMEOUT_MS, config.SAGA_COMPENSATION_RETRY_HORIZON_SECONDS * 1000),
   });
 }
 
@@ -33,6 +33,8 @@ export async function buildOrderApp({ config, db, redis, logger, metrics, tempor
     description: 'Customers and orders. Placing, confirming and cancelling an order runs a saga on Temporal.',
     logger,
     metrics,
+    config,
+    redis,
     healthChecks: [
       postgresCheck(db),
       redisCheck(redis),
@@ -48,6 +50,7 @@ export async function buildOrderApp({ config, db, redis, logger, metrics, tempor
     catalog: createProductCatalog({ baseUrl: config.PRODUCT_SERVICE_URL, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS }),
     sagas: orderSagasFor(temporal, config),
     holdTtlSeconds: config.CHECKOUT_HOLD_TTL_SECONDS,
+    maxOpenCheckouts: config.MAX_OPEN_CHECKOUTS_PER_CUSTOMER,
   });
   await app.register(orderTimelineRoutes, { db });
   return app;

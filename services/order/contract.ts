@@ -4,6 +4,9 @@
  * generated from them.
  */
 import { z } from 'zod';
+import { SAGA_STATES } from '../../workflows/order-contract';
+import { uuidInput } from '../shared/ids';
+import { keysetQuerySchema, nextCursorSchema } from '../shared/keyset';
 import { currencyCode, moneyString } from '../shared/money';
 
 /** Error codes of the order service (besides the shared VALIDATION_ERROR, UNAUTHORIZED, ...). */
@@ -19,6 +22,7 @@ export const ORDER_ERROR_CODES = {
   orderNotAwaitingConfirmation: 'ORDER_NOT_AWAITING_CONFIRMATION',
   orderNotCancellable: 'ORDER_NOT_CANCELLABLE',
   sagaNotFound: 'SAGA_NOT_FOUND',
+  tooManyOpenCheckouts: 'TOO_MANY_OPEN_CHECKOUTS',
 } as const;
 
 const isoTime = z.iso.datetime();
@@ -41,22 +45,23 @@ export const customerSchema = z
   .meta({ id: 'Customer' });
 export type CustomerResponse = z.infer<typeof customerSchema>;
 
-export const idParamsSchema = z.object({ id: z.uuid() });
+export const idParamsSchema = z.object({ id: uuidInput });
 
 // ---- orders ----
 
-export const orderStatusSchema = z.enum(['PENDING', 'AWAITING_CONFIRMATION', 'PAID', 'FAILED', 'CANCELLING', 'CANCELLED']);
+/** COMPENSATION_FAILED: the order failed and something could not be undone yet; it needs attention and may be cancelled. */
+export const orderStatusSchema = z.enum(['PENDING', 'AWAITING_CONFIRMATION', 'PAID', 'FAILED', 'COMPENSATION_FAILED', 'CANCELLING', 'CANCELLED']);
 const MAX_ITEMS = 100;
 
 // Strict objects: a client that sends its own unitPrice (or any field we do not know) is refused,
 // not silently repriced, so it learns that prices come from the product service.
 const orderItemInputSchema = z.strictObject({
-  productId: z.uuid(),
+  productId: uuidInput,
   quantity: z.number().int().positive().max(10_000),
 });
 
 export const createOrderBodySchema = z.strictObject({
-  customerId: z.uuid(),
+  customerId: uuidInput,
   items: z
     .array(orderItemInputSchema)
     .min(1)
@@ -70,7 +75,10 @@ export const createOrderBodySchema = z.strictObject({
   confirmation: z
     .enum(['auto', 'manual'])
     .default('auto')
-    .describe('"manual": the payment and stock are held until POST /orders/:id/confirm (or the hold expires)'),
+    .describe(
+      '"manual": the payment and stock are held until POST /orders/:id/confirm (or the hold expires); a customer may have' +
+        ' MAX_OPEN_CHECKOUTS_PER_CUSTOMER open at once, beyond that 409 TOO_MANY_OPEN_CHECKOUTS',
+    ),
 });
 export type CreateOrderBody = z.infer<typeof createOrderBodySchema>;
 
@@ -109,16 +117,13 @@ export const orderSchema = z
 export type OrderResponse = z.infer<typeof orderSchema>;
 
 export const listOrdersQuerySchema = z.object({
-  customerId: z.uuid().optional(),
+  customerId: uuidInput.optional(),
   status: orderStatusSchema.optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
-  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+  ...keysetQuerySchema,
 });
 export type ListOrdersQuery = z.infer<typeof listOrdersQuerySchema>;
 
-export const orderListSchema = z
-  .object({ items: z.array(orderSchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() })
-  .meta({ id: 'OrderList' });
+export const orderListSchema = z.object({ items: z.array(orderSchema), nextCursor: nextCursorSchema }).meta({ id: 'OrderList' });
 
 export const cancelOrderBodySchema = z.strictObject({
   reason: z.string().trim().min(1).max(500).default('cancelled by customer'),
@@ -130,7 +135,7 @@ export const orderCommandAcceptedSchema = z
 
 // ---- saga ----
 
-export const sagaStateSchema = z.enum(['RUNNING', 'COMPENSATING', 'COMPLETED', 'COMPENSATED', 'FAILED']);
+export const sagaStateSchema = z.enum(SAGA_STATES);
 
 const sagaRunSchema = z
   .object({

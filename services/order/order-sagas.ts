@@ -69,12 +69,9 @@ export interface OrderSagasOptions {
   sagaTimeouts?: SagaTimeouts;
 }
 
-/** Temporal not answering (down, overloaded, no worker for an update) is ours to report, as 503. */
+/** Temporal not answering (down, overloaded, no worker for an update) is ours to report, as 503; its error (hosts, ports) goes to the log only. */
 function temporalUnavailable(error: unknown): ApiError {
-  return new ApiError(503, ORDER_ERROR_CODES.dependencyUnavailable, 'Temporal is unavailable; retry later', {
-    dependency: 'temporal',
-    reason: error instanceof Error ? error.message.slice(0, 200) : 'unknown',
-  });
+  return new ApiError(503, ORDER_ERROR_CODES.dependencyUnavailable, 'Temporal is unavailable; retry later', { dependency: 'temporal' }, { cause: error });
 }
 
 function isSagaState(value: unknown): value is SagaState {

@@ -4,20 +4,28 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { cancelOrderWorkflowId, createOrderWorkflowId, tccPaymentWorkflowId, type CreateOrderInput } from '../../workflows/order-contract';
+import {
+  cancelOrderWorkflowId,
+  createOrderWorkflowId,
+  customerFailureReason,
+  tccPaymentWorkflowId,
+  type CreateOrderInput,
+} from '../../workflows/order-contract';
 import { ApiError, ConflictError, NotFoundError } from '../shared/errors';
 import { formatMinor, moneyInput } from '../shared/money';
 import { appendOutboxEvent } from '../shared/outbox';
 import { ORDER_ERROR_CODES, type CreateOrderBody, type OrderResponse, type SagaResponse, type SagaRunResponse } from './contract';
 import type { OrderSagas, SagaSnapshot } from './order-sagas';
 import type { ProductCatalog } from './product-catalog';
-import { findCustomer, findOrder, insertOrder, type OrderDb, type OrderWithItems } from './repository';
+import { countOpenCheckouts, findCustomer, findOrder, insertOrder, lockCustomer, type OrderDb, type OrderTrx, type OrderWithItems } from './repository';
 
 export interface OrderDomainDependencies {
   db: OrderDb;
   catalog: ProductCatalog;
   sagas: OrderSagas;
   holdTtlSeconds: number;
+  /** Manual checkouts one customer may have open at once (MAX_OPEN_CHECKOUTS_PER_CUSTOMER). */
+  maxOpenCheckouts: number;
   log: Pick<Logger, 'warn' | 'info'>;
 }
 
@@ -62,6 +70,24 @@ export function toOrderResponse({ order, items }: OrderWithItems): OrderResponse
   };
 }
 
+/**
+ * A manual checkout holds stock and money until it is confirmed, cancelled or its hold expires, so
+ * without a bound one customer could hold a shop's whole stock. Runs in the order's transaction
+ * with the customer's row locked: concurrent checkouts of one customer are counted one at a time,
+ * and exactly the bound gets through.
+ */
+async function refuseBeyondOpenCheckouts(trx: OrderTrx, customerId: string, maxOpenCheckouts: number): Promise<void> {
+  await lockCustomer(trx, customerId);
+  const open = await countOpenCheckouts(trx, customerId);
+  if (open >= maxOpenCheckouts) {
+    throw new ConflictError(
+      ORDER_ERROR_CODES.tooManyOpenCheckouts,
+      `the customer already has ${open} open manual checkouts (at most ${maxOpenCheckouts}); confirm or cancel one first`,
+      { open, limit: maxOpenCheckouts },
+    );
+  }
+}
+
 async function requireOrder(db: OrderDb, id: string): Promise<OrderWithItems> {
   const found = await findOrder(db, id);
   if (!found) throw new NotFoundError('order', id);
@@ -104,6 +130,7 @@ export async function placeOrder(deps: OrderDomainDependencies, body: CreateOrde
   const orderId = randomUUID();
   const workflowId = createOrderWorkflowId(orderId);
   const stored = await deps.db.transaction().execute(async (trx) => {
+    if (body.confirmation === 'manual') await refuseBeyondOpenCheckouts(trx, customer.id, deps.maxOpenCheckouts);
     const inserted = await insertOrder(trx, {
       id: orderId,
       customerId: customer.id,
@@ -153,7 +180,9 @@ export async function confirmOrder(deps: OrderDomainDependencies, id: string): P
   return getOrder(deps.db, id);
 }
 
-const NOT_CANCELLABLE = new Set(['FAILED', 'CANCELLING', 'CANCELLED']);
+// CANCELLING stays cancellable: a cancel whose saga failed halfway is asked for again (a new
+// cancelOrder run); one still running answers with its workflow id.
+const NOT_CANCELLABLE = new Set(['FAILED', 'CANCELLED']);
 
 /** Starts the order's cancelOrder saga; the saga itself decides what must be undone. */
 export async function cancelOrder(
@@ -169,7 +198,12 @@ export async function cancelOrder(
   return { id, status: order.status, workflowId };
 }
 
-function toSagaRun(snapshot: SagaSnapshot): SagaRunResponse {
+/**
+ * One saga run as the API shows it. Anyone who can read the order can read this, so failures are
+ * the customer's texts (customerFailureReason) and a failed compensation says only that it
+ * failed; the saga's own words are for operators (`./oms saga describe`, the Web UI).
+ */
+function toSagaRun(snapshot: SagaSnapshot, orderProductIds: readonly string[]): SagaRunResponse {
   const { description, progress } = snapshot;
   return {
     workflowId: description.workflowId,
@@ -179,8 +213,8 @@ function toSagaRun(snapshot: SagaSnapshot): SagaRunResponse {
     sagaState: snapshot.sagaState,
     currentStep: progress?.currentStep ?? null,
     completedSteps: progress?.completedSteps ?? [],
-    compensations: progress?.compensations ?? [],
-    failureReason: progress?.failureReason ?? null,
+    compensations: (progress?.compensations ?? []).map(({ step, outcome }) => ({ step, outcome })),
+    failureReason: progress?.failureReason ? customerFailureReason(progress.failureReason, orderProductIds) : null,
     progressAvailable: progress !== undefined,
     startTime: description.startTime.toISOString(),
     closeTime: description.closeTime?.toISOString() ?? null,
@@ -190,7 +224,8 @@ function toSagaRun(snapshot: SagaSnapshot): SagaRunResponse {
 
 /** The order's sagas' live state, from Temporal: createOrder, its tccPayment child, and cancelOrder if asked for. */
 export async function getOrderSaga(deps: Pick<OrderDomainDependencies, 'db' | 'sagas'>, id: string): Promise<SagaResponse> {
-  const { order } = await requireOrder(deps.db, id);
+  const { order, items } = await requireOrder(deps.db, id);
+  const productIds = items.map((item) => item.product_id);
   const [main, payment, cancellation] = await Promise.all([
     deps.sagas.snapshot(order.workflow_id),
     deps.sagas.snapshot(tccPaymentWorkflowId(id)),
@@ -199,11 +234,11 @@ export async function getOrderSaga(deps: Pick<OrderDomainDependencies, 'db' | 's
   if (!main) {
     throw new ApiError(404, ORDER_ERROR_CODES.sagaNotFound, `the saga of order ${id} has not started yet`, { workflowId: order.workflow_id });
   }
-  const run = toSagaRun(main);
+  const run = toSagaRun(main, productIds);
   return {
     ...run,
     failureReason: run.failureReason ?? order.failure_reason,
-    payment: payment ? toSagaRun(payment) : null,
-    cancellation: cancellation ? toSagaRun(cancellation) : null,
+    payment: payment ? toSagaRun(payment, productIds) : null,
+    cancellation: cancellation ? toSagaRun(cancellation, productIds) : null,
   };
 }

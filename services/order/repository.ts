@@ -4,6 +4,7 @@
  */
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { CustomerStatus, OrderDatabase, OrderItemsTable, OrderStatus, OrdersTable, CustomersTable } from '../../db/order/schema';
+import { afterCursor, keysetCreatedAt, keysetDirection, toPage } from '../shared/keyset';
 
 export type OrderDb = Kysely<OrderDatabase>;
 export type OrderTrx = Transaction<OrderDatabase>;
@@ -26,6 +27,27 @@ export async function insertCustomer(
 
 export async function findCustomer(db: OrderDb | OrderTrx, id: string): Promise<CustomerRow | undefined> {
   return db.selectFrom('customers').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/**
+ * Locks the customer's row for the rest of the transaction, so two requests that decide on the
+ * customer's open orders (the open-checkout bound) decide one after the other. NO KEY UPDATE does
+ * not wait for, or block, the key-share locks that inserting the customer's other orders takes.
+ */
+export async function lockCustomer(trx: OrderTrx, id: string): Promise<void> {
+  await trx.selectFrom('customers').select('id').where('id', '=', id).forNoKeyUpdate().execute();
+}
+
+/** Manual checkouts of the customer still holding (or about to hold) stock and money. */
+export async function countOpenCheckouts(trx: OrderTrx, customerId: string): Promise<number> {
+  const row = await trx
+    .selectFrom('orders')
+    .select((eb) => eb.fn.countAll<string>().as('open'))
+    .where('customer_id', '=', customerId)
+    .where('confirmation_mode', '=', 'manual')
+    .where('status', 'in', ['PENDING', 'AWAITING_CONFIRMATION'])
+    .executeTakeFirstOrThrow();
+  return Number(row.open);
 }
 
 export async function updateCustomerStatus(db: OrderDb, id: string, status: CustomerStatus): Promise<CustomerRow | undefined> {
@@ -102,22 +124,24 @@ export async function findOrder(db: OrderDb, id: string): Promise<OrderWithItems
   return { order, items: items.get(id) ?? [] };
 }
 
+/** One page of orders, newest first, optionally of one customer and one status (see ../shared/keyset.ts). */
 export async function listOrders(
   db: OrderDb,
-  filter: { customerId?: string | undefined; status?: OrderStatus | undefined; limit: number; offset: number },
-): Promise<{ orders: OrderWithItems[]; total: number }> {
-  let query = db.selectFrom('orders');
+  filter: { customerId?: string | undefined; status?: OrderStatus | undefined; limit: number; cursor?: string | undefined },
+): Promise<{ orders: OrderWithItems[]; nextCursor: string | null }> {
+  let query = db.selectFrom('orders').selectAll().select(keysetCreatedAt);
   if (filter.customerId) query = query.where('customer_id', '=', filter.customerId);
   if (filter.status) query = query.where('status', '=', filter.status);
-  const [rows, count] = await Promise.all([
-    query.selectAll().orderBy('created_at', 'desc').orderBy('id').limit(filter.limit).offset(filter.offset).execute(),
-    query.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow(),
-  ]);
+  const after = afterCursor(filter.cursor, 'newest-first');
+  if (after) query = query.where(after);
+  const direction = keysetDirection('newest-first');
+  const fetched = await query.orderBy('created_at', direction).orderBy('id', direction).limit(filter.limit + 1).execute();
+  const { rows, nextCursor } = toPage(fetched, filter.limit);
   const items = await itemsOf(
     db,
     rows.map((row) => row.id),
   );
-  return { orders: rows.map((order) => ({ order, items: items.get(order.id) ?? [] })), total: Number(count.total) };
+  return { orders: rows.map(({ keyset_created_at: _key, ...order }) => ({ order, items: items.get(order.id) ?? [] })), nextCursor };
 }
 
 /**

@@ -10,6 +10,7 @@ import type { OrderDatabase } from '../../db/order/schema';
 import { NotFoundError } from '../shared/errors';
 import { errorBodySchema } from '../shared/http/error-body';
 import type { EventEnvelope } from '../shared/events';
+import { uuidInput } from '../shared/ids';
 
 /**
  * Applies one event exactly once for `consumer`: the inbox row and the timeline row are written in
@@ -71,7 +72,7 @@ export async function listTimeline(db: Kysely<OrderDatabase>, orderId: string): 
   }));
 }
 
-const timelineParamsSchema = z.object({ id: z.uuid().describe('Order id') });
+const timelineParamsSchema = z.object({ id: uuidInput.describe('Order id') });
 
 const timelineEntrySchema = z.object({
   eventId: z.uuid(),

@@ -30,6 +30,8 @@ export async function buildPaymentApp({ config, db, redis, logger, metrics }: Pa
     description: 'Customer accounts; TCC try/confirm/cancel for payment holds; refunds.',
     logger,
     metrics,
+    config,
+    redis,
     healthChecks: [postgresCheck(db), redisCheck(redis)],
   });
   const tccMetrics = createTccMetrics(metrics, { participant: 'payment', countActiveReservations: () => countReservedReservations(db) });

@@ -7,9 +7,13 @@ import { formatMinor, type currencyCode } from '../shared/money';
 import { ApiError, ConflictError } from '../shared/errors';
 import type { AccountRow, PaymentRow, RefundRow, ReservationRow } from './repository';
 
+/**
+ * The message travels further than the service's callers (PAYMENT_FAILED's reason, the order
+ * timeline), so it names no amounts; the amounts are in the details, for the TCC caller only.
+ */
 export class InsufficientFundsError extends ApiError {
   constructor(requiredMinor: number, availableMinor: number) {
-    super(402, 'INSUFFICIENT_FUNDS', `not enough available funds: ${formatMinor(requiredMinor)} required, ${formatMinor(availableMinor)} available`, {
+    super(402, 'INSUFFICIENT_FUNDS', 'not enough available funds for this payment', {
       required: formatMinor(requiredMinor),
       available: formatMinor(availableMinor),
     });

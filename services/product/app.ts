@@ -18,6 +18,8 @@ export async function buildProductApp({ config, db, redis, logger, metrics }: Pr
     description: 'Catalogue and stock; TCC try/confirm/cancel for stock reservations.',
     logger,
     metrics,
+    config,
+    redis,
     healthChecks: [postgresCheck(db), redisCheck(redis)],
   });
   const tccMetrics = createTccMetrics(metrics, { participant: 'stock', countActiveReservations: () => countReservedOrders(db) });

@@ -55,7 +55,7 @@ export async function getProduct(db: ProductDb, id: string): Promise<Product> {
   return toProduct(row);
 }
 
-export async function listCatalogue(db: ProductDb, page: { limit: number; offset: number }) {
-  const { rows, total } = await listProducts(db, page);
-  return { items: rows.map(toProduct), total, limit: page.limit, offset: page.offset };
+export async function listCatalogue(db: ProductDb, page: { limit: number; cursor?: string | undefined }) {
+  const { rows, nextCursor } = await listProducts(db, page);
+  return { items: rows.map(toProduct), nextCursor };
 }

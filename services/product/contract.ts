@@ -4,6 +4,8 @@
  * schemas and the order service's stock activities can import the inferred types.
  */
 import { z } from 'zod';
+import { uuidInput } from '../shared/ids';
+import { keysetQuerySchema, nextCursorSchema } from '../shared/keyset';
 import { currencyCode, moneyString, positiveMoneyInput } from '../shared/money';
 
 /** TCC branch id of the stock participant in tcc_barriers (the transaction id is the order id). */
@@ -68,18 +70,13 @@ export type Product = z.infer<typeof productSchema>;
 /** Any id is accepted: one that is not a product's (UUID or not) is 404 PRODUCT_NOT_FOUND. */
 export const productIdParamsSchema = z.object({ id: z.string().min(1).max(100) });
 
-export const listProductsQuerySchema = z.object({
-  limit: z.coerce.number().int().min(1).max(200).default(50),
-  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
-});
+export const listProductsQuerySchema = z.object(keysetQuerySchema);
 
-export const productListSchema = z
-  .object({ items: z.array(productSchema), total: z.number().int(), limit: z.number().int(), offset: z.number().int() })
-  .meta({ id: 'ProductList' });
+export const productListSchema = z.object({ items: z.array(productSchema), nextCursor: nextCursorSchema }).meta({ id: 'ProductList' });
 
 // ---- stock TCC ----
 
-const stockItemSchema = z.object({ productId: z.uuid(), quantity });
+const stockItemSchema = z.object({ productId: uuidInput, quantity });
 
 export const tryStockBodySchema = z.object({
   orderId: orderIdSchema,

@@ -9,6 +9,7 @@
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { TccOperation } from '../../db/shared-tables';
 import type { ProductDatabase, ProductsTable, StockReservationsTable, StockReservationStatus } from '../../db/product/schema';
+import { afterCursor, keysetCreatedAt, keysetDirection, toPage } from '../shared/keyset';
 import { STOCK_BRANCH_ID } from './contract';
 
 export type ProductRow = Selectable<ProductsTable>;
@@ -49,12 +50,15 @@ export async function findProductById(db: Db, id: string): Promise<ProductRow | 
   return db.selectFrom('products').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-export async function listProducts(db: Db, page: { limit: number; offset: number }): Promise<{ rows: ProductRow[]; total: number }> {
-  const [rows, count] = await Promise.all([
-    db.selectFrom('products').selectAll().orderBy('created_at').orderBy('id').limit(page.limit).offset(page.offset).execute(),
-    db.selectFrom('products').select((eb) => eb.fn.countAll<string>().as('total')).executeTakeFirstOrThrow(),
-  ]);
-  return { rows, total: Number(count.total) };
+/** One page of the catalogue, oldest first (see ../shared/keyset.ts). */
+export async function listProducts(db: Db, page: { limit: number; cursor?: string | undefined }): Promise<{ rows: ProductRow[]; nextCursor: string | null }> {
+  let query = db.selectFrom('products').selectAll().select(keysetCreatedAt);
+  const after = afterCursor(page.cursor, 'oldest-first');
+  if (after) query = query.where(after);
+  const direction = keysetDirection('oldest-first');
+  const fetched = await query.orderBy('created_at', direction).orderBy('id', direction).limit(page.limit + 1).execute();
+  const { rows, nextCursor } = toPage(fetched, page.limit);
+  return { rows: rows.map(({ keyset_created_at: _key, ...row }) => row), nextCursor };
 }
 
 /** Locks the products in id order (one order for every caller, so concurrent tries cannot deadlock). */

@@ -10,8 +10,10 @@ export class ApiError extends Error {
     readonly code: string,
     message: string,
     readonly details?: Record<string, unknown>,
+    /** What went wrong inside (a 5xx's cause): logged by the error handler, never sent. */
+    options?: { cause: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 

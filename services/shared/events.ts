@@ -30,6 +30,8 @@ export const EVENT_DEFINITIONS = {
   ORDER_CONFIRMED: { aggregateType: 'ORDER', payload: z.object({ orderId: id }) },
   ORDER_PAID: { aggregateType: 'ORDER', payload: z.object({ orderId: id, paymentId: id, amount: money, currency, transactionId: id }) },
   ORDER_FAILED: { aggregateType: 'ORDER', payload: z.object({ orderId: id, reason: z.string() }) },
+  /** The order's saga failed and could not undo everything: it may still hold stock or money. */
+  ORDER_COMPENSATION_FAILED: { aggregateType: 'ORDER', payload: z.object({ orderId: id, reason: z.string() }) },
   ORDER_CANCELLATION_REQUESTED: { aggregateType: 'ORDER', payload: z.object({ orderId: id, reason: z.string() }) },
   ORDER_CANCELLED: { aggregateType: 'ORDER', payload: z.object({ orderId: id, reason: z.string(), refundId: id.nullable() }) },
 

@@ -115,7 +115,7 @@ describe('order timeline consumer', () => {
       retryDelayMs: 20,
       fromBeginning: false,
     });
-    app = await buildServiceApp({ service: 'order', description: 'timeline test', logger: false, metrics: createMetricsRegistry('test'), healthChecks: [] });
+    app = await buildServiceApp({ service: 'order', description: 'timeline test', logger: false, metrics: createMetricsRegistry('test'), healthChecks: [], config: testConfig({ RATE_LIMIT_ENABLED: 'false' }) });
     await app.register(orderTimelineRoutes, { db: database.db });
   });
   afterAll(async () => {

@@ -277,25 +277,53 @@ describe('order API', () => {
       expect(malformed.statusCode).toBe(400);
     });
 
-    it('GET /orders lists by customer and status, newest first, with a total', async () => {
+    it('GET /orders lists by customer and status, newest first', async () => {
       const customerId = await createCustomer();
       const older = await seedOrder(customerId, 'PAID', 60);
       const newer = await seedOrder(customerId, 'FAILED');
       await seedOrder(await createCustomer(), 'PAID');
 
-      const all = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}` })).json<{ items: { id: string }[]; total: number }>();
-      expect(all.total).toBe(2);
+      const all = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}` })).json<{ items: { id: string }[]; nextCursor: string | null }>();
       expect(all.items.map((order) => order.id)).toEqual([newer.orderId, older.orderId]);
+      expect(all.nextCursor).toBeNull();
 
-      const paid = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}&status=PAID` })).json<{ items: { id: string }[]; total: number }>();
+      const paid = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}&status=PAID` })).json<{ items: { id: string }[] }>();
       expect(paid.items.map((order) => order.id)).toEqual([older.orderId]);
 
-      const page = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}&limit=1&offset=1` })).json<{ items: { id: string }[]; total: number; limit: number }>();
-      expect(page).toMatchObject({ total: 2, limit: 1 });
-      expect(page.items.map((order) => order.id)).toEqual([older.orderId]);
+      const first = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}&limit=1` })).json<{ items: { id: string }[]; nextCursor: string }>();
+      expect(first.items.map((order) => order.id)).toEqual([newer.orderId]);
+      const second = (await service.app.inject({ method: 'GET', url: `/orders?customerId=${customerId}&limit=1&cursor=${first.nextCursor}` })).json<{ items: { id: string }[]; nextCursor: string | null }>();
+      expect(second).toEqual({ items: [expect.objectContaining({ id: older.orderId })], nextCursor: null });
 
       const bad = await service.app.inject({ method: 'GET', url: '/orders?status=SHIPPED' });
       expect(bad.statusCode).toBe(400);
+      const forged = await service.app.inject({ method: 'GET', url: `/orders?cursor=${Buffer.from('[1,2]').toString('base64url')}` });
+      expect(forged.statusCode).toBe(400);
+      expect(forged.json()).toMatchObject({ error: { code: 'INVALID_CURSOR' } });
+    });
+
+    it('GET /orders walks every order exactly once, page by page, while new orders arrive', async () => {
+      const customerId = await createCustomer();
+      const seeded: string[] = [];
+      for (let i = 0; i < 7; i += 1) seeded.push((await seedOrder(customerId, 'PAID', 100 - i)).orderId);
+      // Same created_at for three of them: the id breaks the tie, to the microsecond.
+      await service.db.updateTable('orders').set({ created_at: new Date('2026-03-01T12:00:00.500Z') }).where('id', 'in', seeded.slice(2, 5)).execute();
+
+      type Page = { items: { id: string; createdAt: string }[]; nextCursor: string | null };
+      const seen: Page['items'] = [];
+      let cursor: string | null = null;
+      do {
+        const url: string = `/orders?customerId=${customerId}&limit=3${cursor ? `&cursor=${cursor}` : ''}`;
+        const page = (await service.app.inject({ method: 'GET', url })).json<Page>();
+        seen.push(...page.items);
+        cursor = page.nextCursor;
+        // A new order between pages is newer than every page still to come: it never shows up twice or pushes one off.
+        await seedOrder(customerId, 'PENDING');
+      } while (cursor !== null);
+
+      expect(seen.map((order) => order.id).sort()).toEqual([...seeded].sort());
+      const keys = seen.map((order) => `${order.createdAt}|${order.id}`);
+      expect(keys).toEqual([...keys].sort().reverse());
     });
   });
 
@@ -314,7 +342,29 @@ describe('order API', () => {
       expect(response.json()).toMatchObject({ error: { code: 'ORDER_NOT_AWAITING_CONFIRMATION' } });
     });
 
-    it.each(['FAILED', 'CANCELLING', 'CANCELLED'] as const)('cancelling a %s order answers 409 ORDER_NOT_CANCELLABLE and starts nothing', async (status) => {
+    it('a CANCELLING order whose cancel saga stopped can be cancelled again: a new cancelOrder run, not a 409', async () => {
+      const { orderId } = await seedOrder(await createCustomer(), 'CANCELLING');
+      const workflowId = cancelOrderWorkflowId(orderId);
+      startedWorkflows.push(workflowId);
+      const cancel = () => service.app.inject({ method: 'POST', url: `/orders/${orderId}/cancel`, payload: { reason: 'changed my mind' } });
+
+      const first = await cancel();
+      expect(first.statusCode).toBe(202);
+      const firstRun = (await temporal.client.workflow.getHandle(workflowId).describe()).runId;
+      // Asked again while it runs: the same run answers.
+      expect((await cancel()).statusCode).toBe(202);
+      expect((await temporal.client.workflow.getHandle(workflowId).describe()).runId).toBe(firstRun);
+
+      // The run stops without completing (as one that failed halfway does); the next cancel starts another.
+      await temporal.client.workflow.getHandle(workflowId).terminate('stands in for a cancel that failed halfway');
+      const again = await cancel();
+      expect(again.statusCode).toBe(202);
+      const secondRun = await temporal.client.workflow.getHandle(workflowId).describe();
+      expect(secondRun.runId).not.toBe(firstRun);
+      expect(secondRun.status.name).toBe('RUNNING');
+    });
+
+    it.each(['FAILED', 'CANCELLED'] as const)('cancelling a %s order answers 409 ORDER_NOT_CANCELLABLE and starts nothing', async (status) => {
       const { orderId } = await seedOrder(await createCustomer(), status);
       const response = await service.app.inject({ method: 'POST', url: `/orders/${orderId}/cancel`, payload: { reason: 'changed my mind' } });
       expect(response.statusCode).toBe(409);
@@ -346,7 +396,7 @@ describe('order API', () => {
       expect(runs.count).toBe(1);
       const history = await temporal.client.workflow.getHandle(workflowId).fetchHistory();
       const input = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
-      expect(JSON.parse(Buffer.from(input!).toString())).toEqual({ orderId, reason: 'changed my mind', timeouts: sagaTimeoutsFor(service.config.HTTP_CLIENT_TIMEOUT_MS) });
+      expect(JSON.parse(Buffer.from(input!).toString())).toEqual({ orderId, reason: 'changed my mind', timeouts: sagaTimeoutsFor(service.config.HTTP_CLIENT_TIMEOUT_MS, service.config.SAGA_COMPENSATION_RETRY_HORIZON_SECONDS * 1000) });
     });
 
     it('cancelling an unknown order answers 404 ORDER_NOT_FOUND', async () => {
@@ -394,7 +444,7 @@ describe('order API', () => {
         paymentMethod: 'ACCOUNT_BALANCE',
         confirmation: 'manual',
         holdTtlSeconds: service.config.CHECKOUT_HOLD_TTL_SECONDS,
-        timeouts: sagaTimeoutsFor(service.config.HTTP_CLIENT_TIMEOUT_MS),
+        timeouts: sagaTimeoutsFor(service.config.HTTP_CLIENT_TIMEOUT_MS, service.config.SAGA_COMPENSATION_RETRY_HORIZON_SECONDS * 1000),
       });
 
       await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(young.orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);

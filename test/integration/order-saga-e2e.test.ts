@@ -13,7 +13,7 @@ import { createJsonHttpClient } from '../../activities/http';
 import { createSagaWorker } from '../../workers/saga-worker';
 import { orderSagasFor } from '../../services/order/app';
 import { reconcilePendingOrders } from '../../services/order/reconciler';
-import { cancelOrderWorkflowId, createOrderWorkflowId, tccPaymentWorkflowId } from '../../workflows/order-contract';
+import { cancelOrderWorkflowId, createOrderWorkflowId, getSagaProgressQuery, tccPaymentWorkflowId } from '../../workflows/order-contract';
 import { startTestOrderService, type TestOrderService } from '../helpers/order-service';
 import { startTestPaymentService, type TestPaymentService } from '../helpers/payment-service';
 import { createTestProduct, startTestProductService, stockOf, type TestProductService } from '../helpers/product-service';
@@ -194,6 +194,62 @@ describe('order API end to end, with the saga worker', () => {
     expect(saga.body.failureReason).toMatch(/inactive/i);
   });
 
+  it('declines for funds and for stock say what happened, without balances or stock levels, wherever a customer can read them', async () => {
+    const poor = await customerWithAccount({ balance: '5.00' });
+    const pricey = await createTestProduct(product, { stockQuantity: 5, price: '10.00' });
+    const scarce = await createTestProduct(product, { stockQuantity: 3, price: '1.00' });
+    const rich = await customerWithAccount({ balance: '1000.00' });
+
+    const funds = await post<{ id: string }>('/orders', { customerId: poor, items: [{ productId: pricey, quantity: 1 }] });
+    const stock = await post<{ id: string }>('/orders', { customerId: rich, items: [{ productId: scarce, quantity: 7 }] });
+    const fundsFailed = await waitForStatus(funds.body.id, 'FAILED');
+    const stockFailed = await waitForStatus(stock.body.id, 'FAILED');
+
+    expect(fundsFailed.failureReason).toBe('InsufficientFunds: the payment was declined for insufficient funds');
+    expect(stockFailed.failureReason).toBe(`InsufficientStock: not enough stock for product ${scarce}`);
+    for (const orderId of [funds.body.id, stock.body.id]) {
+      await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(orderId)).result()).rejects.toBeInstanceOf(WorkflowFailedError);
+      // Every customer-readable view of the order: no balance (5.00) and no stock level (available 3);
+      // the order's own prices and quantities are the customer's, and stay.
+      for (const view of [`/orders/${orderId}`, `/orders/${orderId}/saga`, `/orders?customerId=${orderId === funds.body.id ? poor : rich}`]) {
+        const { body } = await get(view);
+        const text = JSON.stringify(body);
+        expect(text, view).not.toMatch(/available|\b5\.00\b|requested/);
+      }
+    }
+    // Operators still have the whole story in the saga's history.
+    const history = await temporal.client.workflow.getHandle(tccPaymentWorkflowId(funds.body.id)).fetchHistory();
+    expect(JSON.stringify(history)).toContain('not enough available funds');
+    const progress = await temporal.client.workflow.getHandle(createOrderWorkflowId(stock.body.id)).query(getSagaProgressQuery);
+    expect(progress.failureReason).toMatch(/requested 7, available 3/);
+  });
+
+  it('bounds the open manual checkouts of a customer: of concurrent checkouts exactly the bound gets through', async () => {
+    const limit = order.config.MAX_OPEN_CHECKOUTS_PER_CUSTOMER;
+    const customerId = await customerWithAccount({ balance: '1000.00' });
+    const productId = await createTestProduct(product, { stockQuantity: 50, price: '1.00' });
+    const checkout = { customerId, items: [{ productId, quantity: 1 }], confirmation: 'manual' };
+
+    const answers = await Promise.all(Array.from({ length: limit + 3 }, () => post<{ id: string; error?: { code: string; details: unknown } }>('/orders', checkout)));
+    const accepted = answers.filter((answer) => answer.status === 202);
+    const refused = answers.filter((answer) => answer.status === 409);
+    expect(accepted).toHaveLength(limit);
+    expect(refused).toHaveLength(3);
+    for (const answer of refused) expect(answer.body.error).toMatchObject({ code: 'TOO_MANY_OPEN_CHECKOUTS', details: { open: limit, limit } });
+    const stored = await order.db.selectFrom('orders').select('id').where('customer_id', '=', customerId).execute();
+    expect(stored).toHaveLength(limit);
+
+    // Only manual checkouts count: an order paid at once is still accepted.
+    expect((await post('/orders', { ...checkout, confirmation: 'auto' })).status).toBe(202);
+    // Once one checkout is no longer open, the customer may start another.
+    const first = accepted[0]!.body.id;
+    await waitForStatus(first, 'AWAITING_CONFIRMATION');
+    expect((await post(`/orders/${first}/cancel`, { reason: 'changed my mind' })).status).toBe(202);
+    await waitForStatus(first, 'CANCELLED');
+    expect((await post('/orders', checkout)).status).toBe(202);
+    expect((await post('/orders', checkout)).status).toBe(409);
+  });
+
   it('unknown products and mixed currencies are refused before anything is written', async () => {
     const customerId = await customerWithAccount();
     const usd = await createTestProduct(product, { stockQuantity: 5, currency: 'USD' });
@@ -255,6 +311,50 @@ describe('order API end to end, with the saga worker', () => {
     expect(again.body.error.code).toBe('ORDER_NOT_CANCELLABLE');
   });
 
+  it('ids in any letter case name one product and one order: an upper-case order id cancels a PAID order completely', async () => {
+    const customerId = await customerWithAccount({ balance: '100.00' });
+    const productId = await createTestProduct(product, { stockQuantity: 4, price: '10.00' });
+    const placed = await post<{ id: string }>('/orders', { customerId: customerId.toUpperCase(), items: [{ productId: productId.toUpperCase(), quantity: 2 }] });
+    expect(placed.status).toBe(202);
+    const paid = await waitForStatus(placed.body.id, 'PAID');
+    expect(paid).toMatchObject({ customerId, items: [expect.objectContaining({ productId, unitPrice: '10.00' })] });
+
+    const cancel = await post<{ id: string }>(`/orders/${placed.body.id.toUpperCase()}/cancel`, { reason: 'shouting' });
+    expect(cancel.status).toBe(202);
+    expect(cancel.body.id).toBe(placed.body.id);
+    await waitForStatus(placed.body.id, 'CANCELLED');
+    // Undone under the canonical id: stock back on the shelf, the captured money refunded.
+    expect(await stockOf(product.db, productId)).toEqual({ stock: 4, reserved: 0, available: 4 });
+    const account = await fetch(new URL(`/accounts/${customerId}`, payment.url), { headers: { authorization: `Bearer ${payment.token}` } });
+    expect(await account.json()).toMatchObject({ balance: '100.00', available: '100.00' });
+  });
+
+  it('a cancel reason that cannot be stored is refused with 400 before any saga starts; the order stays PAID', async () => {
+    const customerId = await customerWithAccount({ balance: '100.00' });
+    const productId = await createTestProduct(product, { stockQuantity: 4, price: '10.00' });
+    const placed = await post<{ id: string }>('/orders', { customerId, items: [{ productId, quantity: 1 }] });
+    await waitForStatus(placed.body.id, 'PAID');
+
+    const response = await fetch(new URL(`/orders/${placed.body.id}/cancel`, order.url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      // A lone high surrogate, as a client's broken JSON encoder writes it.
+      body: '{"reason":"why \\ud83d"}',
+    });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { code: 'VALIDATION_ERROR', details: { issues: [{ path: '/reason' }] } } });
+    await expect(temporal.client.workflow.getHandle(cancelOrderWorkflowId(placed.body.id)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+    expect((await get<OrderBody>(`/orders/${placed.body.id}`)).body.status).toBe('PAID');
+  });
+
+  it('an Idempotency-Key request with a very long URL is answered like any other, not 500', async () => {
+    const customerId = await customerWithAccount();
+    const productId = await createTestProduct(product, { stockQuantity: 2, price: '1.00' });
+    const placed = await post<{ id: string }>(`/orders?note=${'x'.repeat(2_000)}`, { customerId, items: [{ productId, quantity: 1 }] }, { 'idempotency-key': `long-${randomUUID()}` });
+    expect(placed.status).toBe(202);
+    await waitForStatus(placed.body.id, 'PAID');
+  });
+
   it('cancelling a manual checkout that is holding its reservations releases the stock and voids the hold', async () => {
     const customerId = await customerWithAccount({ balance: '100.00' });
     const productId = await createTestProduct(product, { stockQuantity: 4, price: '10.00' });
@@ -311,6 +411,11 @@ describe('order API end to end, with the saga worker', () => {
       const row = await isolated.db.selectFrom('orders').select(['status']).where('id', '=', orderId).executeTakeFirstOrThrow();
       expect(row.status).toBe('PENDING');
       await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+      // Asking this instance for the saga is a 503 that names the dependency, not its address.
+      const saga = await isolated.app.inject({ method: 'GET', url: `/orders/${orderId}/saga` });
+      expect(saga.statusCode).toBe(503);
+      expect(saga.json()).toEqual({ error: { code: 'DEPENDENCY_UNAVAILABLE', message: 'Temporal is unavailable; retry later', details: { dependency: 'temporal' } } });
+      expect(saga.body).not.toContain(String(port));
 
       // Temporal is back (the real server): the reconciler of this service's database starts the saga.
       const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };

@@ -115,19 +115,48 @@ describe('product service: catalogue', () => {
     }
   });
 
-  it('lists products page by page with the total', async () => {
-    const all = await service.app.inject({ method: 'GET', url: '/products?limit=200' });
-    const { items, total } = all.json<{ items: { id: string }[]; total: number }>();
-    expect(total).toBe(items.length);
-    expect(total).toBeGreaterThanOrEqual(3); // the products created above
+  it('lists products a page at a time, oldest first: each product exactly once, even with products added between pages', async () => {
+    type Page = { items: { id: string }[]; nextCursor: string | null };
+    const before = (await service.app.inject({ method: 'GET', url: '/products?limit=200' })).json<Page>();
+    expect(before.nextCursor).toBeNull();
+    expect(before.items.length).toBeGreaterThanOrEqual(3); // the products created above
+    // Rows created in the same microsecond are told apart by id: give two of them one timestamp.
+    await service.db.updateTable('products').set({ created_at: new Date('2026-01-01T00:00:00.123Z') }).where('id', 'in', before.items.slice(0, 2).map((item) => item.id)).execute();
+    const existing = (await service.app.inject({ method: 'GET', url: '/products?limit=200' })).json<Page>().items.map((item) => item.id);
 
-    const page = await service.app.inject({ method: 'GET', url: '/products?limit=2&offset=1' });
-    expect(page.statusCode).toBe(200);
-    const body = page.json<{ items: { id: string }[]; total: number; limit: number; offset: number }>();
-    expect(body).toMatchObject({ total, limit: 2, offset: 1 });
-    expect(body.items.map((item) => item.id)).toEqual(items.slice(1, 3).map((item) => item.id));
+    const seen: string[] = [];
+    const added: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const url: string = `/products?limit=2${cursor ? `&cursor=${cursor}` : ''}`;
+      const page = (await service.app.inject({ method: 'GET', url })).json<Page>();
+      expect(page.items.length).toBeLessThanOrEqual(2);
+      seen.push(...page.items.map((item) => item.id));
+      cursor = page.nextCursor;
+      if (added.length < 2) {
+        const created = await create({ sku: `LATE-${randomUUID().slice(0, 8)}`, name: 'Late', price: '1.00', currency: 'USD', stockQuantity: 1 });
+        added.push(created.json<{ id: string }>().id);
+      }
+    } while (cursor !== null);
+    // Oldest first: what existed comes first, in order; what was added during the walk comes after it.
+    expect(seen.slice(0, existing.length)).toEqual(existing);
+    expect(seen.slice(existing.length)).toEqual(added);
+    expect(new Set(seen).size).toBe(seen.length);
+  });
 
-    for (const query of ['limit=0', 'limit=201', 'offset=-1', 'limit=abc']) {
+  it('refuses bad paging input: 400 INVALID_CURSOR for a cursor it did not give out, 400 for a bad limit', async () => {
+    const forged = [
+      'not-base64!',
+      Buffer.from('{"a":1}').toString('base64url'),
+      Buffer.from(JSON.stringify(['2026-01-01T00:00:00.000000Z', 'not-a-uuid'])).toString('base64url'),
+      Buffer.from(JSON.stringify(['yesterday', randomUUID()])).toString('base64url'),
+    ];
+    for (const cursor of forged) {
+      const bad = await service.app.inject({ method: 'GET', url: `/products?cursor=${encodeURIComponent(cursor)}` });
+      expect(bad.statusCode, cursor).toBe(400);
+      expect(bad.json(), cursor).toMatchObject({ error: { code: 'INVALID_CURSOR' } });
+    }
+    for (const query of ['limit=0', 'limit=201', 'limit=abc', `cursor=${'x'.repeat(201)}`]) {
       const bad = await service.app.inject({ method: 'GET', url: `/products?${query}` });
       expect(bad.statusCode, query).toBe(400);
     }

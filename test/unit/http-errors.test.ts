@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { loadConfig } from '../../services/shared/config';
 import { ConflictError } from '../../services/shared/errors';
 import { buildServiceApp, type ServiceApp } from '../../services/shared/http/app';
 import { createMetricsRegistry } from '../../services/shared/metrics';
@@ -17,6 +18,8 @@ describe('HTTP error format', () => {
       metrics: createMetricsRegistry('test'),
       healthChecks: [{ name: 'dependency', check: () => (healthy ? Promise.resolve() : Promise.reject(new Error('connection refused'))) }],
       bodyLimitBytes: 1024,
+      // Rate limits need Redis; they have their own integration test (test/integration/abuse-limits.test.ts).
+      config: loadConfig({ RATE_LIMIT_ENABLED: 'false' }),
     });
     app.post(
       '/things',
@@ -83,6 +86,18 @@ describe('HTTP error format', () => {
     expect(query.json()).toMatchObject({ error: { code: 'VALIDATION_ERROR', message: 'invalid request querystring' } });
   });
 
+  it('refuses a lone UTF-16 surrogate (jsonb cannot store it) before the handler runs', async () => {
+    // Written by hand: JSON.stringify would escape it the same way, but the point is the wire form.
+    const payload = '{"quantity":1,"note":["ok","half \\ud800 a pair"]}';
+    const response = await app.inject({ method: 'POST', url: '/things', headers: { 'content-type': 'application/json' }, payload });
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toMatchObject({
+      error: { code: 'VALIDATION_ERROR', details: { issues: [{ path: '/note/1', message: 'must not contain unpaired UTF-16 surrogates' }] } },
+    });
+    const paired = await app.inject({ method: 'POST', url: '/things', headers: { 'content-type': 'application/json' }, payload: '{"quantity":1,"note":["\\ud83d\\ude00"]}' });
+    expect(paired.statusCode).toBe(201);
+  });
+
   it('answers 404 ROUTE_NOT_FOUND for unknown routes', async () => {
     const response = await app.inject({ method: 'GET', url: '/nope' });
     expect(response.statusCode).toBe(404);
@@ -96,12 +111,16 @@ describe('HTTP error format', () => {
     expect(response.json()).toMatchObject({ error: { code: 'INTERNAL_ERROR' } });
   });
 
-  it('reports a failing dependency as 503 DOWN with its error', async () => {
+  it('reports a failing dependency as 503 DOWN, without its error text', async () => {
     healthy = false;
     const down = await app.inject({ method: 'GET', url: '/health' });
     healthy = true;
     expect(down.statusCode).toBe(503);
-    expect(down.json()).toMatchObject({ status: 'DOWN', checks: { dependency: { status: 'DOWN', error: 'connection refused' } } });
+    const body = down.json<{ status: string; checks: Record<string, Record<string, unknown>> }>();
+    expect(body.status).toBe('DOWN');
+    expect(Object.keys(body.checks.dependency!).sort()).toEqual(['latencyMs', 'status']);
+    expect(body.checks.dependency!.status).toBe('DOWN');
+    expect(down.body).not.toContain('refused');
     const up = await app.inject({ method: 'GET', url: '/health' });
     expect(up.statusCode).toBe(200);
     expect(up.json()).toMatchObject({ status: 'UP', checks: { dependency: { status: 'UP' } } });

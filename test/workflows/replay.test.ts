@@ -20,9 +20,30 @@ async function recordedHistories(): Promise<{ workflowId: string; history: Retur
 describe('workflow replay', () => {
   it('every committed history replays against the current workflows', async () => {
     const histories = await recordedHistories();
-    // The saga's main shapes: paid, declined, manual confirmed and expired, cancelled after payment.
+    // Every path of every saga: paid; each decline; each compensation (a failed capture, a lost
+    // capture answer, an undo that failed past its horizon, before and after that patch);
+    // cancellation before, during and after payment; manual checkout confirmed, cancelled, expired.
     expect(histories.map((h) => h.workflowId)).toEqual(
-      expect.arrayContaining(['create-order-paid', 'create-order-insufficient-stock', 'tcc-payment-auto', 'tcc-payment-manual-confirmed', 'tcc-payment-manual-expired', 'cancel-order-paid']),
+      expect.arrayContaining([
+        'create-order-paid',
+        'create-order-insufficient-stock',
+        'create-order-insufficient-funds',
+        'create-order-customer-inactive',
+        'create-order-cancelled-while-holding',
+        'create-order-cancelled-while-paying',
+        'create-order-compensation-failed-before-patch',
+        'create-order-compensation-failed-then-retried',
+        'tcc-payment-auto',
+        'tcc-payment-manual-confirmed',
+        'tcc-payment-manual-expired',
+        'tcc-payment-manual-cancelled-by-customer',
+        'tcc-payment-manual-cancelled-by-cancel-order',
+        'tcc-payment-capture-hold-expired',
+        'tcc-payment-capture-answer-lost',
+        'cancel-order-paid',
+        'cancel-order-awaiting-confirmation',
+        'cancel-order-already-cancelling',
+      ]),
     );
     const results: { workflowId: string; error?: unknown }[] = [];
     for await (const result of Worker.runReplayHistories({ workflowsPath }, histories)) results.push(result);

@@ -26,6 +26,7 @@ import {
 import type { cancelOrder as cancelOrderWorkflow } from '../../workflows/cancel-order';
 import type { createOrder as createOrderWorkflow } from '../../workflows/create-order';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy';
 import { startTestPaymentService, type TestPaymentService } from '../helpers/payment-service';
 import { createTestProduct, startTestProductService, stockOf, type TestProductService } from '../helpers/product-service';
 import { testConfig } from '../helpers/stack';
@@ -46,6 +47,8 @@ export interface SagaHarness {
   payment: TestPaymentService;
   order: TestDatabase<'order'>;
   worker: Worker;
+  /** With `faultyPayments`: the proxy between the worker and the payment service. */
+  paymentProxy: FaultProxy | undefined;
   /** Starts another saga worker on the same queue (used after killing one). */
   startWorker: () => Promise<{ worker: Worker; stop: () => Promise<void> }>;
   close: () => Promise<void>;
@@ -58,17 +61,23 @@ export interface HarnessOptions {
   runWorker?: boolean;
   /** Where the worker thinks the payment service is (a closed port simulates it being down). */
   workerPaymentUrl?: string;
+  /** The worker calls the payment service through a fault proxy (harness.paymentProxy). */
+  faultyPayments?: boolean;
   /** Where the worker reports its saga metrics (default: a registry nobody reads). */
   metricsRegistry?: Registry;
 }
 
-export async function startSagaHarness(suite: string, { productOverrides = {}, paymentOverrides = {}, runWorker = true, workerPaymentUrl, metricsRegistry }: HarnessOptions = {}): Promise<SagaHarness> {
+export async function startSagaHarness(
+  suite: string,
+  { productOverrides = {}, paymentOverrides = {}, runWorker = true, workerPaymentUrl, faultyPayments = false, metricsRegistry }: HarnessOptions = {},
+): Promise<SagaHarness> {
   const temporal = await connectTestTemporal(suite);
   const [product, payment, order] = await Promise.all([
     startTestProductService(productOverrides),
     startTestPaymentService(paymentOverrides),
     createTestDatabase('order'),
   ]);
+  const paymentProxy = faultyPayments ? await startFaultProxy(payment.url) : undefined;
   const config = testConfig();
   const http = { serviceToken: config.SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
   const sagaMetrics = metricsRegistry ? createSagaMetrics(metricsRegistry, temporal.client) : undefined;
@@ -81,7 +90,7 @@ export async function startSagaHarness(suite: string, { productOverrides = {}, p
       dependencies: {
         orderDb: order.db,
         products: createJsonHttpClient({ ...http, baseUrl: product.url }),
-        payments: createJsonHttpClient({ ...http, baseUrl: workerPaymentUrl ?? payment.url }),
+        payments: createJsonHttpClient({ ...http, baseUrl: paymentProxy?.url ?? workerPaymentUrl ?? payment.url }),
       },
       ...(sagaMetrics ? { sagaMetrics } : {}),
     });
@@ -101,9 +110,11 @@ export async function startSagaHarness(suite: string, { productOverrides = {}, p
     payment,
     order,
     worker: started?.worker as Worker,
+    paymentProxy,
     startWorker,
     close: async () => {
       await started?.stop();
+      await paymentProxy?.close();
       await Promise.all([product.close(), payment.close(), order.destroy()]);
       await temporal.close();
     },

@@ -131,16 +131,26 @@ describe('saga metrics when a compensation gives up', () => {
   });
   afterAll(() => harness?.close());
 
-  it('counts createOrder and tccPayment as compensation_failed', async () => {
+  it('a createOrder waiting in COMPENSATION_FAILED is an active saga in that state; tccPayment closes as compensation_failed', async () => {
     const customerId = await createCustomer(harness);
     const productId = await createProduct(harness, 5, '10.00');
     const placed = await placeOrder(harness, { customerId, lines: [{ productId, quantity: 1, unitPriceMinor: 1000 }] });
-    const input = { ...placed, timeouts: { ...TEST_TIMEOUTS, maximumAttempts: 1, compensationMaximumAttempts: 2 } };
+    const input = { ...placed, timeouts: { ...TEST_TIMEOUTS, maximumAttempts: 1, compensationMaximumAttempts: 2, compensationRetryHorizonMs: 3_000 } };
+    const handle = await startCreateOrder(harness, input);
 
-    expect(await failureOf((await startCreateOrder(harness, input)).result())).toBeInstanceOf(WorkflowFailedError);
-
-    await expect.poll(async () => (await sagaCounts(registry, 'createOrder')).compensationFailed, { timeout: 10_000 }).toBe(1);
+    // tccPayment gives up on its undo after two attempts and closes; its parent waits for an operator.
+    await expect.poll(async () => (await sagaCounts(registry, 'tccPayment')).compensationFailed, { timeout: 30_000 }).toBe(1);
     expect(await sagaCounts(registry, 'tccPayment')).toEqual({ started: 1, completed: 0, compensated: 0, compensationFailed: 1, timed: 1 });
+    await waitForOrderStatus(harness, input.orderId, 'COMPENSATION_FAILED');
+    await expect
+      .poll(async () => sampleSum(await scrape(registry), 'oms_saga_active', { saga_type: 'createOrder', state: 'COMPENSATION_FAILED' }), { timeout: 10_000 })
+      .toBeGreaterThanOrEqual(1);
+    expect(await sagaCounts(registry, 'createOrder')).toEqual({ started: 1, completed: 0, compensated: 0, compensationFailed: 0, timed: 0 });
+
+    // Cancelled while it waits, it closes in COMPENSATION_FAILED.
+    await handle.cancel();
+    expect(await failureOf(handle.result())).toBeInstanceOf(WorkflowFailedError);
+    await expect.poll(async () => (await sagaCounts(registry, 'createOrder')).compensationFailed, { timeout: 10_000 }).toBe(1);
     expect(await sagaCounts(registry, 'createOrder')).toEqual({ started: 1, completed: 0, compensated: 0, compensationFailed: 1, timed: 1 });
   });
 });

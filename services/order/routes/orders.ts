@@ -55,14 +55,14 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
     {
       schema: {
         tags,
-        summary: 'List orders, newest first, optionally by customer and status',
+        summary: 'List orders, newest first, optionally by customer and status, a page at a time (keyset cursor)',
         querystring: listOrdersQuerySchema,
         response: { 200: orderListSchema, 400: errorBodySchema },
       },
     },
     async (request) => {
-      const { orders, total } = await listOrders(options.db, request.query);
-      return { items: orders.map(toOrderResponse), total, limit: request.query.limit, offset: request.query.offset };
+      const { orders, nextCursor } = await listOrders(options.db, request.query);
+      return { items: orders.map(toOrderResponse), nextCursor };
     },
   );
 
@@ -105,7 +105,7 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
       schema: {
         tags,
         summary: 'Cancel an order: the cancelOrder saga releases or restocks the stock and refunds a payment',
-        description: `FAILED, CANCELLING and CANCELLED orders answer 409 ORDER_NOT_CANCELLABLE. ${idempotencyHeader.description}.`,
+        description: `FAILED and CANCELLED orders answer 409 ORDER_NOT_CANCELLABLE. A CANCELLING order whose cancellation stopped halfway is cancelled again. ${idempotencyHeader.description}.`,
         params: idParamsSchema,
         body: cancelOrderBodySchema,
         response: { 202: orderCommandAcceptedSchema, 400: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 503: errorBodySchema },

@@ -1,5 +1,6 @@
 /** Request and response schemas of the payment API; OpenAPI is generated from these. */
 import { z } from 'zod';
+import { uuidInput } from '../../shared/ids';
 import { currencyCode, moneyInput, moneyString, positiveMoneyInput } from '../../shared/money';
 
 const externalId = (what: string) => z.string().trim().min(1).max(100).describe(what);
@@ -42,9 +43,9 @@ export const tryBodySchema = z.object({
   currency: currencyCode,
 });
 
-export const reservationParamsSchema = z.object({ reservationId: z.uuid() });
+export const reservationParamsSchema = z.object({ reservationId: uuidInput });
 export const orderParamsSchema = z.object({ orderId: orderIdSchema });
-export const paymentParamsSchema = z.object({ paymentId: z.uuid() });
+export const paymentParamsSchema = z.object({ paymentId: uuidInput });
 export const customerParamsSchema = z.object({ customerId: customerIdSchema });
 
 export const confirmBodySchema = z.object({

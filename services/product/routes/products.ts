@@ -18,7 +18,7 @@ export const productRoutes: FastifyPluginAsyncZod<ProductRoutesOptions> = async 
     {
       schema: {
         tags: ['products'],
-        summary: 'List products with their stock figures, oldest first',
+        summary: 'List products with their stock figures, oldest first, a page at a time (keyset cursor)',
         querystring: listProductsQuerySchema,
         response: { 200: productListSchema, ...errorResponses(400) },
       },

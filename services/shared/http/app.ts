@@ -1,10 +1,13 @@
 /**
  * The Fastify instance every OMS service starts from: zod-typed routes, OpenAPI generated from the
- * route schemas (served at /docs and /openapi.json), one error format, health and metrics.
+ * route schemas (served at /docs and /openapi.json unless EXPOSE_DOCS=false), one error format,
+ * health and metrics, rate limits, and server timeouts that cut off slow or idle clients.
  */
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import {
   jsonSchemaTransform,
@@ -14,10 +17,13 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import type { Registry } from 'prom-client';
-import { errorHandlerPlugin } from './error-handler';
+import type { Config } from '../config';
+import { errorHandlerPlugin, frameworkErrorHandler } from './error-handler';
 import { healthPlugin, type HealthCheck } from './health';
 import { metricsPlugin } from './metrics';
-import { rejectNulPlugin } from './reject-nul';
+import { rateLimitPlugin } from './rate-limit';
+import { rejectUnstorableTextPlugin } from './reject-unstorable-text';
+import { serverTimeouts } from './server-timeouts';
 
 export interface ServiceAppOptions {
   service: string;
@@ -28,36 +34,63 @@ export interface ServiceAppOptions {
   metrics: Registry;
   /** Largest accepted request body; larger ones get 413 PAYLOAD_TOO_LARGE. */
   bodyLimitBytes?: number;
+  /** Timeouts, rate limits, proxy trust, docs and metrics exposure. */
+  config: Config;
+  /** Where rate limits are counted; required unless RATE_LIMIT_ENABLED=false. */
+  redis?: Redis;
 }
 
+/** OpenAPI generated from the route schemas: the UI at /docs, the document at /openapi.json. */
+const docsPlugin = fp(
+  async (app: FastifyInstance, options: Pick<ServiceAppOptions, 'service' | 'description'>) => {
+    await app.register(swagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: { title: `OMS ${options.service} service`, description: options.description, version: '0.1.0' },
+        components: {
+          securitySchemes: { serviceToken: { type: 'http', scheme: 'bearer', description: 'Internal service token (SERVICE_TOKEN)' } },
+        },
+      },
+      transform: jsonSchemaTransform,
+      transformObject: jsonSchemaTransformObject,
+    });
+    await app.register(swaggerUi, { routePrefix: '/docs' });
+    app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+  },
+  { name: 'oms-docs' },
+);
+
 export async function buildServiceApp(options: ServiceAppOptions) {
+  const { config } = options;
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    ...serverTimeouts(config),
     bodyLimit: options.bodyLimitBytes ?? 64 * 1024,
+    trustProxy: config.TRUST_PROXY,
     // Request ids let a client's error report be found in the log.
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),
+    frameworkErrors: frameworkErrorHandler,
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.1.0',
-      info: { title: `OMS ${options.service} service`, description: options.description, version: '0.1.0' },
-      components: {
-        securitySchemes: { serviceToken: { type: 'http', scheme: 'bearer', description: 'Internal service token (SERVICE_TOKEN)' } },
-      },
-    },
-    transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject,
-  });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
-  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+  // First of all hooks: a flood is refused before anything else (authentication included) runs.
+  if (config.RATE_LIMIT_ENABLED) {
+    if (!options.redis) throw new Error('rate limits are enabled (RATE_LIMIT_ENABLED) but no Redis client was given');
+    await app.register(rateLimitPlugin, {
+      service: options.service,
+      redis: options.redis,
+      perAddressPerMinute: config.RATE_LIMIT_PER_ADDRESS_PER_MINUTE,
+      perCustomerPerMinute: config.RATE_LIMIT_PER_CUSTOMER_PER_MINUTE,
+      exemptAddresses: config.RATE_LIMIT_EXEMPT_ADDRESSES,
+    });
+  }
 
+  if (config.EXPOSE_DOCS) await app.register(docsPlugin, { service: options.service, description: options.description });
   await app.register(errorHandlerPlugin);
-  await app.register(rejectNulPlugin);
-  await app.register(metricsPlugin, { registry: options.metrics });
+  await app.register(rejectUnstorableTextPlugin);
+  await app.register(metricsPlugin, { registry: options.metrics, expose: config.METRICS_ENABLED, bearerToken: config.METRICS_BEARER_TOKEN });
   await app.register(healthPlugin, { service: options.service, checks: options.healthChecks });
   return app;
 }

@@ -1,5 +1,5 @@
 /** The one place that turns thrown errors into HTTP answers. A client's mistake is never a 500. */
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { ApiError } from '../errors';
@@ -14,6 +14,21 @@ const fastifyClientErrors: Record<string, { status: number; code: string }> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: 'BAD_REQUEST' },
 };
 
+/**
+ * Errors the router meets before any route or hook runs (a path that is not valid percent-encoded
+ * UTF-8, a path parameter past the router's length limit): Fastify's `frameworkErrors` option
+ * hands them here, so they get the same body as every other client error.
+ */
+export function frameworkErrorHandler(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    void reply.status(414).send(errorBody('URI_TOO_LONG', 'a path parameter is too long'));
+  } else if (error.code === 'FST_ERR_BAD_URL') {
+    void reply.status(400).send(errorBody('BAD_URL', 'the path is not valid percent-encoded UTF-8'));
+  } else {
+    void reply.status(400).send(errorBody('BAD_REQUEST', 'the request could not be routed'));
+  }
+}
+
 export const errorHandlerPlugin = fp(
   (app: FastifyInstance) => {
     app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -27,6 +42,8 @@ export const errorHandlerPlugin = fp(
           .send(errorBody('VALIDATION_ERROR', `invalid request ${error.validationContext ?? ''}`.trim(), { issues }));
       }
       if (error instanceof ApiError) {
+        // Ours to fix, not the client's: the cause (hosts, ports, driver messages) is logged, never sent.
+        if (error.statusCode >= 500) request.log.warn({ err: error, cause: error.cause }, 'answered with a server error');
         return reply.status(error.statusCode).send(errorBody(error.code, error.message, error.details));
       }
       const known = error.code ? fastifyClientErrors[error.code] : undefined;

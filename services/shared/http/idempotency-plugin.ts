@@ -50,7 +50,9 @@ export const idempotencyPlugin = fp(
       if (!key) return;
       const route = request.routeOptions.url ?? request.url;
       const requestHash = requestFingerprint({ method: request.method, route, params: request.params, query: request.query, body: request.body });
-      const outcome = await store.begin(key, requestHash, request.method, request.url);
+      // The record names the path for operators; the query string (unbounded, and already part of
+      // the fingerprint) is left out so that a long URL cannot overflow the column.
+      const outcome = await store.begin(key, requestHash, request.method, request.url.split('?', 1)[0]!);
       switch (outcome.kind) {
         case 'proceed':
           request.idempotency = { key, requestHash };
