@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs, without Docker: infra/install.sh [postgres|redis|kafka|temporal...]
-# (no argument: all). Idempotent: it only touches what is missing, so a second run takes
-# seconds. apt packages go system-wide; Kafka jars and the Temporal CLI go to $OMS_TOOLS_DIR.
+# (no argument: all four; `prometheus` only when named: ./oms up --monitoring, and promtool for
+# ./oms test). Idempotent: it only touches what is missing, so a second run takes seconds.
+# apt packages go system-wide; Kafka jars and the Temporal CLI go to $OMS_TOOLS_DIR.
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -35,7 +36,10 @@ check_apt() {
       # stack.sh checks the Web UI with curl.
       command -v curl >/dev/null || need_apt curl
       ;;
-    *) die "unknown component '$component' (expected: ${ALL_COMPONENTS[*]})" ;;
+    prometheus)
+      { command -v prometheus && command -v promtool; } >/dev/null || need_apt prometheus
+      ;;
+    *) die "unknown component '$component' (expected: ${ALL_COMPONENTS[*]} prometheus)" ;;
   esac
 }
 
@@ -62,6 +66,11 @@ install_apt() {
   if [[ " ${apt_packages[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
     log "redis: disabling the packaged redis-server service (it holds port 6379)"
     systemctl disable --now redis-server >/dev/null 2>&1 || true
+  fi
+  # And the packaged prometheus service on 9090, where infra/monitoring.sh runs ours.
+  if [[ " ${apt_packages[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+    log "prometheus: disabling the packaged prometheus service (it holds port 9090)"
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
   fi
 }
 

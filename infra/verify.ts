@@ -1,6 +1,6 @@
 /**
- * `./oms verify` (tsx infra/verify.ts [--services]): the guide's verify-infrastructure script for
- * this stack. Checks every component answers and does its job, prints a line per check, and exits 1
+ * `./oms verify` (tsx infra/verify.ts [--services] [--monitoring=PROMETHEUS_URL]): the
+ * verify-infrastructure script for this stack. Checks every component answers and does its job, prints a line per check, and exits 1
  * listing what failed.
  */
 import { randomUUID } from 'node:crypto';
@@ -21,6 +21,10 @@ const VERIFY_TOPIC = 'oms.infra.verify';
 
 const config = loadConfig();
 const withServices = process.argv.includes('--services');
+/** Set by ./oms when Prometheus runs (./oms up --monitoring). */
+const prometheusUrl = process.argv.find((arg) => arg.startsWith('--monitoring='))?.slice('--monitoring='.length);
+/** The alert rules of infra/monitoring/alerts.yml Prometheus must have loaded. */
+const EXPECTED_ALERT_RULES = 8;
 const failures: string[] = [];
 
 const CHECK_TIMEOUT_MS = 30_000;
@@ -177,6 +181,41 @@ if (withServices) {
     const signedIn = await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5_000) });
     if (signedIn.status !== 200) throw new Error(`GET /orders with a development operator token answered ${signedIn.status}, expected 200`);
     return 'anonymous callers refused, development tokens accepted';
+  });
+}
+
+if (prometheusUrl) {
+  const api = async <T>(path: string): Promise<T> => {
+    const response = await fetch(new URL(path, prometheusUrl), { signal: AbortSignal.timeout(5_000) });
+    const body = (await response.json()) as { status: string; data: T; error?: string };
+    if (body.status !== 'success') throw new Error(`${path}: ${body.error ?? response.status}`);
+    return body.data;
+  };
+  await check(`prometheus alert rules (${prometheusUrl})`, async () => {
+    const { groups } = await api<{ groups: { rules: { type: string; name: string; health: string }[] }[] }>('/api/v1/rules');
+    const alerts = groups.flatMap((group) => group.rules).filter((rule) => rule.type === 'alerting');
+    const unhealthy = alerts.filter((rule) => rule.health === 'err').map((rule) => rule.name);
+    if (alerts.length !== EXPECTED_ALERT_RULES || unhealthy.length > 0) {
+      throw new Error(`${alerts.length} alert rules loaded (expected ${EXPECTED_ALERT_RULES})${unhealthy.length ? `, failing: ${unhealthy.join(', ')}` : ''}`);
+    }
+    return `${alerts.length} alerts`;
+  });
+  await check('prometheus scrapes every target', async () => {
+    // A target is scraped within one scrape interval (15 s) of Prometheus starting.
+    for (let deadline = Date.now() + 25_000; ; ) {
+      const { activeTargets } = await api<{ activeTargets: { labels: { job: string; service?: string }; health: string; lastError: string }[] }>('/api/v1/targets');
+      const notUp = activeTargets.filter((target) => target.health !== 'up');
+      if (activeTargets.length > 0 && notUp.length === 0) return `${activeTargets.length} targets up`;
+      if (Date.now() > deadline) {
+        throw new Error(notUp.map((t) => `${t.labels.service ?? t.labels.job} ${t.health}${t.lastError ? `: ${t.lastError}` : ''}`).join('; ') || 'no targets');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
+  });
+  await check('prometheus has the saga metrics', async () => {
+    const { result } = await api<{ result: unknown[] }>(`/api/v1/query?query=${encodeURIComponent('oms_saga_active')}`);
+    if (result.length === 0) throw new Error('no oms_saga_active series: is the worker scraped?');
+    return `${result.length} series`;
   });
 }
 

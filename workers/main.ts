@@ -3,10 +3,13 @@
  * SIGTERM/SIGINT, when the Temporal runtime calls shutdown() on each and in-flight activities drain.
  */
 import { hostname } from 'node:os';
+import { Client } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString, type Worker } from '@temporalio/worker';
 import { loadConfig } from '../services/shared/config';
+import { createMetricsRegistry } from '../services/shared/metrics';
 import { startOrExit } from '../services/shared/run-service';
 import { temporalConnectionOptions } from '../services/shared/temporal-connection';
+import { createSagaMetrics } from './saga-metrics';
 import { createSagaWorker } from './saga-worker';
 import { startEventRelayAndConsumers } from './outbox-worker';
 
@@ -17,14 +20,16 @@ startOrExit(async () => {
     logger: new DefaultLogger(config.LOG_LEVEL === 'debug' || config.LOG_LEVEL === 'trace' ? 'DEBUG' : 'INFO'),
     telemetryOptions: {
       logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} },
-      metrics: { prometheus: { bindAddress: `127.0.0.1:${config.WORKER_METRICS_PORT}` } },
+      metrics: { prometheus: { bindAddress: `${config.HOST}:${config.WORKER_METRICS_PORT}` } },
     },
   });
 
   const connection = await NativeConnection.connect(temporalConnectionOptions(config));
   try {
-    const events = await startEventRelayAndConsumers({ connection, config, identity });
-    const workers: Worker[] = [await createSagaWorker({ connection, config, identity }), events.worker];
+    const registry = createMetricsRegistry('oms-worker');
+    const sagaMetrics = createSagaMetrics(registry, new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }));
+    const events = await startEventRelayAndConsumers({ connection, config, identity, registry });
+    const workers: Worker[] = [await createSagaWorker({ connection, config, identity, sagaMetrics }), events.worker];
     console.log(JSON.stringify({ msg: 'worker started', identity, taskQueues: workers.map((w) => w.options.taskQueue) }));
     await Promise.all(workers.map((worker) => worker.run())).finally(events.close);
   } finally {

@@ -33,6 +33,8 @@ export interface OrderTimelineConsumerOptions {
   retryDelayMs?: number;
   /** A new group starts at the beginning of the topics (every retained event reaches the timeline). */
   fromBeginning?: boolean;
+  /** Where messages it cannot apply go (tests use their own topic). */
+  deadLetterTopic?: string;
 }
 
 export interface RunningConsumer {
@@ -41,6 +43,8 @@ export interface RunningConsumer {
 }
 
 type Outcome = 'applied' | 'duplicate' | 'dead_lettered';
+/** The event_type label of a message that could not be parsed into an event. */
+const UNPARSEABLE = 'unparseable';
 
 class DatabaseUnavailableError extends Error {
   override name = 'DatabaseUnavailableError';
@@ -69,6 +73,7 @@ export async function startOrderTimelineConsumer({
   maxAttempts = 5,
   retryDelayMs = 200,
   fromBeginning = true,
+  deadLetterTopic = TOPICS.deadLetters,
 }: OrderTimelineConsumerOptions): Promise<RunningConsumer> {
   const log = logger.child({ component: 'order-timeline-consumer', group: groupId });
   const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false });
@@ -77,7 +82,7 @@ export async function startOrderTimelineConsumer({
   async function deadLetter(topic: string, partition: number, message: KafkaMessage, reason: string, errorType: string, event?: EventEnvelope): Promise<void> {
     const value = message.value ?? Buffer.alloc(0);
     await producer.send({
-      topic: TOPICS.deadLetters,
+      topic: deadLetterTopic,
       acks: -1,
       messages: [
         {
@@ -106,15 +111,17 @@ export async function startOrderTimelineConsumer({
     log.error({ topic, partition, offset: message.offset, reason, errorType, eventId: event?.eventId }, 'EVENT_DEAD_LETTERED');
   }
 
-  async function handle(topic: string, partition: number, message: KafkaMessage): Promise<Outcome> {
+  async function handle(topic: string, partition: number, message: KafkaMessage): Promise<{ outcome: Outcome; eventType: string }> {
     let event: EventEnvelope;
     try {
       event = parseEvent(JSON.parse(message.value?.toString('utf8') ?? 'null'));
     } catch (error) {
+      metrics.received.inc({ group: groupId, topic, event_type: UNPARSEABLE });
       // Parsing is deterministic: retrying cannot help.
       await deadLetter(topic, partition, message, errorMessage(error), error instanceof SyntaxError ? 'INVALID_JSON' : 'INVALID_EVENT');
-      return 'dead_lettered';
+      return { outcome: 'dead_lettered', eventType: UNPARSEABLE };
     }
+    metrics.received.inc({ group: groupId, topic, event_type: event.eventType });
     log.info(
       {
         eventId: event.eventId,
@@ -130,12 +137,12 @@ export async function startOrderTimelineConsumer({
     );
     for (let attempt = 1; ; attempt++) {
       try {
-        return (await recordTimelineEvent(db, groupId, event, topic)) ? 'applied' : 'duplicate';
+        return { outcome: (await recordTimelineEvent(db, groupId, event, topic)) ? 'applied' : 'duplicate', eventType: event.eventType };
       } catch (error) {
         if (isDatabaseUnavailable(error)) throw new DatabaseUnavailableError(`order_db unavailable: ${errorMessage(error)}`);
         if (attempt >= maxAttempts) {
           await deadLetter(topic, partition, message, `handler failed ${attempt} times: ${errorMessage(error)}`, 'HANDLER_FAILED', event);
-          return 'dead_lettered';
+          return { outcome: 'dead_lettered', eventType: event.eventType };
         }
         log.warn({ eventId: event.eventId, attempt, err: errorMessage(error) }, 'applying event failed; retrying');
         await sleep(retryDelayMs * 2 ** (attempt - 1));
@@ -158,15 +165,13 @@ export async function startOrderTimelineConsumer({
       const { batch } = payload;
       for (const message of batch.messages) {
         if (!payload.isRunning() || payload.isStale()) return;
-        const outcome = await handle(batch.topic, batch.partition, message);
+        const endTimer = metrics.processingDuration.startTimer({ group: groupId });
+        const { outcome, eventType } = await handle(batch.topic, batch.partition, message);
         // The effect (or the dead letter) is durable: only now may the group move past it.
         await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: nextOffset(message.offset) }]);
         payload.resolveOffset(message.offset);
-        metrics.received.inc({ group: groupId, topic: batch.topic, outcome });
-        metrics.lag.set(
-          { group: groupId, topic: batch.topic, partition: String(batch.partition) },
-          Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(message.offset) - 1n)),
-        );
+        endTimer({ event_type: eventType, outcome });
+        metrics.processed.inc({ group: groupId, event_type: eventType, outcome });
         await payload.heartbeat();
       }
     },

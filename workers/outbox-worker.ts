@@ -13,10 +13,9 @@ import { databaseOptions, openWorkerDatabase, workerDatabaseUrl } from '../db/da
 import type { SharedTables } from '../db/shared-tables';
 import { createOutboxRelayActivities, type OutboxRelayDependencies, type OutboxSource } from '../activities/outbox-relay';
 import type { Config } from '../services/shared/config';
-import { createKafka, ensureTopics } from '../services/shared/kafka';
+import { consumerGroupLag, createKafka, ensureTopics } from '../services/shared/kafka';
 import { loggerOptions } from '../services/shared/logger';
 import { temporalConnectionOptions } from '../services/shared/temporal-connection';
-import { createMetricsRegistry } from '../services/shared/metrics';
 import { createConsumerMetrics, createOutboxMetrics } from '../services/shared/outbox-relay-metrics';
 import type { outboxRelayWorkflow } from '../workflows/outbox-relay';
 import {
@@ -28,7 +27,7 @@ import {
   type OutboxRelayInput,
 } from '../workflows/outbox-relay-contract';
 import { serveAppMetrics } from './app-metrics';
-import { startOrderTimelineConsumer, type RunningConsumer } from './order-events-consumer';
+import { ORDER_TIMELINE_GROUP, ORDER_TIMELINE_TOPICS, startOrderTimelineConsumer, type RunningConsumer } from './order-events-consumer';
 import { baseWorkerOptions } from './worker-options';
 
 export interface OutboxWorkerOptions {
@@ -92,9 +91,19 @@ export async function startOutboxRelays(
  * if not running), the order timeline consumer and the metrics endpoint of all of them.
  * `close` stops the consumer and releases everything once the Temporal workers have stopped.
  */
-export async function startEventRelayAndConsumers({ connection, config, identity }: { connection: NativeConnection; config: Config; identity: string }) {
+export async function startEventRelayAndConsumers({
+  connection,
+  config,
+  identity,
+  registry,
+}: {
+  connection: NativeConnection;
+  config: Config;
+  identity: string;
+  /** The worker process's registry: the relay's and consumers' metrics join it, and it is served here. */
+  registry: Registry;
+}) {
   const logger = pino(loggerOptions(config, 'oms-worker'));
-  const registry = createMetricsRegistry('oms-worker');
   const kafka = createKafka(config, `${config.KAFKA_CLIENT_ID}-worker`);
   // Kafka being down must not keep the saga worker from starting: the relay waits for it on its own.
   await ensureTopics(kafka).catch((error: unknown) => logger.warn({ err: String(error) }, 'could not ensure Kafka topics; continuing'));
@@ -107,7 +116,22 @@ export async function startEventRelayAndConsumers({ connection, config, identity
   logger.info({ relays }, 'outbox relay workflows running');
 
   const orderDb = openWorkerDatabase(config, 'order', 'oms-order-timeline');
-  const consumerMetrics = createConsumerMetrics(registry);
+  // The lag is asked of the broker at each scrape; the admin client reconnects after an outage.
+  const lagAdmin = kafka.admin();
+  let lagAdminConnected: Promise<void> | undefined;
+  const consumerMetrics = createConsumerMetrics(registry, [
+    {
+      group: ORDER_TIMELINE_GROUP,
+      measure: async () => {
+        lagAdminConnected ??= lagAdmin.connect().catch((error: unknown) => {
+          lagAdminConnected = undefined;
+          throw error;
+        });
+        await lagAdminConnected;
+        return consumerGroupLag(lagAdmin, ORDER_TIMELINE_GROUP, ORDER_TIMELINE_TOPICS);
+      },
+    },
+  ]);
   let consumer: RunningConsumer | undefined;
   let closing = false;
   let retryTimer: NodeJS.Timeout | undefined;
@@ -129,6 +153,7 @@ export async function startEventRelayAndConsumers({ connection, config, identity
       clearTimeout(retryTimer);
       await consumer?.stop();
       await stopMetrics();
+      await lagAdmin.disconnect();
       await orderDb.destroy();
       await closeSources();
     },

@@ -3,8 +3,10 @@
  * call, on the orders task queue. Dependencies are built by the caller (workers/main.ts or a test);
  * the participants' HTTP clients are built here from configuration unless passed in.
  */
+import { Client } from '@temporalio/client';
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import type { Kysely } from 'kysely';
+import { Registry } from 'prom-client';
 import { openWorkerDatabase } from '../db/databases';
 import type { OrderDatabase } from '../db/order/schema';
 import { createDiagnosticsActivities } from '../activities/diagnostics';
@@ -13,6 +15,7 @@ import { createOrderActivities } from '../activities/order';
 import { createPaymentActivities } from '../activities/payment';
 import { createStockActivities } from '../activities/stock';
 import type { Config } from '../services/shared/config';
+import { createSagaMetrics, type SagaMetrics } from './saga-metrics';
 import { baseWorkerOptions } from './worker-options';
 
 export interface SagaWorkerDependencies {
@@ -29,9 +32,18 @@ export interface SagaWorkerOptions {
   taskQueue?: string;
   /** Overrides any dependency built from config (tests point at their own databases and services). */
   dependencies?: Partial<SagaWorkerDependencies>;
+  /** Where the saga metrics go; without it they are kept in a registry nobody serves. */
+  sagaMetrics?: SagaMetrics;
 }
 
-export async function createSagaWorker({ connection, config, identity, taskQueue = config.TEMPORAL_TASK_QUEUE, dependencies = {} }: SagaWorkerOptions): Promise<Worker> {
+export async function createSagaWorker({
+  connection,
+  config,
+  identity,
+  taskQueue = config.TEMPORAL_TASK_QUEUE,
+  dependencies = {},
+  sagaMetrics = createSagaMetrics(new Registry(), new Client({ connection, namespace: config.TEMPORAL_NAMESPACE })),
+}: SagaWorkerOptions): Promise<Worker> {
   // The worker's own credential: TCC, restock and order refunds, nothing else.
   const http = { credential: config.WORKER_SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
   const orderDb = dependencies.orderDb ?? openWorkerDatabase(config, 'order', 'oms-saga-worker');
@@ -45,5 +57,6 @@ export async function createSagaWorker({ connection, config, identity, taskQueue
       ...createStockActivities({ products }),
       ...createPaymentActivities({ payments }),
     },
+    sinks: sagaMetrics.sinks,
   });
 }

@@ -11,10 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode, type WorkflowBundleOption } from '@temporalio/worker';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+/** Workflow interceptor modules bundled with the workflows: the saga metrics (workers/saga-metrics.ts receives them). */
+export const workflowInterceptorModules = [fileURLToPath(new URL('../workflows/saga-metrics-interceptor.ts', import.meta.url))];
 export const prebuiltBundlePath = fileURLToPath(new URL('../dist/workflow-bundle.js', import.meta.url));
 
 export async function buildWorkflowBundle(): Promise<{ code: string }> {
-  return bundleWorkflowCode({ workflowsPath });
+  return bundleWorkflowCode({ workflowsPath, workflowInterceptorModules });
 }
 
 // One bundle per process: the saga and outbox workers (and every worker a test suite creates) run

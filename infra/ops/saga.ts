@@ -6,6 +6,12 @@
  *                                                      order: status, progress query, Web UI links
  *   reset WORKFLOW_ID [--to first|last] [--reason R]   `temporal workflow reset` of one saga, after
  *                                                      printing what it will do (--yes to run it)
+ *   stuck [--older-than 5m] [--state STATE]            open sagas started longer ago than that, by
+ *                                                      SagaState, with what each is waiting on
+ *   replay WORKFLOW_ID [--run-id ID] [--workflows PATH]
+ *                                                      replays the saga's history against the current
+ *                                                      workflow code (or a candidate's): OK, or the
+ *                                                      non-determinism and the events where it diverged
  *   retry ORDER_ID                                     a saga in COMPENSATION_FAILED runs its undo
  *                                                      again: createOrder gets retryCompensation,
  *                                                      a failed cancelOrder is started again
@@ -14,6 +20,9 @@
  * typically because a participant was down for hours. The order says so (status
  * COMPENSATION_FAILED, or CANCELLING for a cancel) and may still hold stock or money. Fix the cause,
  * then `retry`: createOrder is still open and waiting for exactly this signal.
+ *
+ * Before resetting or redeploying for a stuck saga, `replay` tells whether the code about to run
+ * can resume its history.
  *
  * When to reset: a saga that gave up on a transient fault (SagaState FAILED: a compensation or a
  * cancellation step ran out of retries while a participant was down). Every saga step is
@@ -27,8 +36,9 @@ import { existsSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, Connection, WorkflowIdReusePolicy, WorkflowNotFoundError } from '@temporalio/client';
+import { Client, Connection, WorkflowIdReusePolicy, WorkflowNotFoundError, type WorkflowExecutionInfo } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { loadConfig } from '../../services/shared/config';
 import { temporalConnectionOptions } from '../../services/shared/temporal-connection';
 import {
@@ -43,12 +53,15 @@ import {
   type CancelOrderInput,
   type SagaState,
 } from '../../workflows/order-contract';
+import { replayHistory } from './saga-replay';
 
 const USAGE = `usage:
   ./oms saga list [--state ${SAGA_STATES.join('|')}] [--customer ID] [--limit N]
   ./oms saga describe ORDER_ID
   ./oms saga reset WORKFLOW_ID [--to first|last] [--reason TEXT] [--yes]
-  ./oms saga retry ORDER_ID`;
+  ./oms saga retry ORDER_ID
+  ./oms saga stuck [--older-than DURATION (e.g. 90s, 5m, 2h; default 5m)] [--state STATE]
+  ./oms saga replay WORKFLOW_ID [--run-id RUN_ID] [--workflows PATH_TO_WORKFLOWS_INDEX]`;
 
 class UsageError extends Error {}
 
@@ -61,6 +74,13 @@ function sagaListQuery({ state, customerId }: { state?: string; customerId?: str
   }
   if (customerId !== undefined) clauses.push(`${SEARCH_ATTRIBUTES.customerId.name}='${customerId.replace(/'/g, "''")}'`);
   return clauses.join(' AND ');
+}
+
+/** "90s", "5m", "2h", "1d" in milliseconds. */
+export function parseAge(text: string): number {
+  const match = /^(\d+)(s|m|h|d)$/.exec(text);
+  if (!match) throw new UsageError(`--older-than must look like 90s, 5m, 2h or 1d, got '${text}'`);
+  return Number(match[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 's' | 'm' | 'h' | 'd'];
 }
 
 function temporalCli(): string {
@@ -126,6 +146,70 @@ async function describe(client: Client, args: string[], uiUrl: string, namespace
       console.log(JSON.stringify({ workflowId, status: 'NOT_STARTED' }));
     }
   }
+}
+
+/** What an open saga is waiting on: its pending activities (attempt, last failure), or nothing (a timer, a signal). */
+async function waitingOn(client: Client, workflow: WorkflowExecutionInfo): Promise<string> {
+  const { raw } = await client.workflow.getHandle(workflow.workflowId, workflow.runId).describe();
+  const pending = raw.pendingActivities ?? [];
+  if (pending.length === 0) return (raw.pendingChildren ?? []).length > 0 ? 'its child workflow' : 'no pending activity (a timer, an update or a signal)';
+  return pending
+    .map((activity) => {
+      const failure = activity.lastFailure?.message ? `, last failure: ${activity.lastFailure.message.replace(/\s+/g, ' ').slice(0, 120)}` : '';
+      return `${activity.activityType?.name ?? '?'} attempt ${activity.attempt ?? 1}${failure}`;
+    })
+    .join('; ');
+}
+
+async function stuck(client: Client, args: string[], uiUrl: string, namespace: string): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { 'older-than': { type: 'string', default: '5m' }, state: { type: 'string' } } });
+  if (positionals.length > 0) throw new UsageError('stuck takes no arguments');
+  const ageMs = parseAge(values['older-than']);
+  const startedBefore = new Date(Date.now() - ageMs).toISOString();
+  const query = `${sagaListQuery({ state: values.state })} AND ExecutionStatus = 'Running' AND StartTime < '${startedBefore}'`;
+  console.log(`query: ${query}`);
+  const byState = new Map<string, WorkflowExecutionInfo[]>();
+  for await (const workflow of client.workflow.list({ query })) {
+    const state = String(workflow.typedSearchAttributes.get(SEARCH_ATTRIBUTES.sagaState) ?? '-');
+    byState.set(state, [...(byState.get(state) ?? []), workflow]);
+  }
+  if (byState.size === 0) {
+    console.log(`no saga open for longer than ${values['older-than']}`);
+    return;
+  }
+  for (const [state, workflows] of [...byState].sort(([a], [b]) => a.localeCompare(b))) {
+    console.log(`\n${state} (${workflows.length})`);
+    for (const workflow of workflows.sort((a, b) => a.startTime.getTime() - b.startTime.getTime())) {
+      const age = Math.round((Date.now() - workflow.startTime.getTime()) / 1000);
+      console.log(
+        `  ${workflow.workflowId.padEnd(60)} ${workflow.type.padEnd(12)} open ${String(age).padStart(6)}s  ${await waitingOn(client, workflow)}  ${uiUrl}/namespaces/${namespace}/workflows/${encodeURIComponent(workflow.workflowId)}`,
+      );
+    }
+  }
+}
+
+async function replay(client: Client, args: string[]): Promise<void> {
+  // The replay worker's lifecycle lines would bury the answer.
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { 'run-id': { type: 'string' }, workflows: { type: 'string' } } });
+  const [workflowId, ...rest] = positionals;
+  if (!workflowId || rest.length > 0) throw new UsageError('replay needs one WORKFLOW_ID (see ./oms saga list)');
+  const handle = client.workflow.getHandle(workflowId, values['run-id']);
+  const { runId, type } = await handle.describe();
+  const history = await handle.fetchHistory();
+  console.log(`replaying ${type} ${workflowId} (run ${runId}, ${history.events?.length ?? 0} events) against ${values.workflows ?? 'the current workflows/'}`);
+  const outcome = await replayHistory(history, workflowId, { workflowsPath: values.workflows });
+  if (outcome.ok) {
+    console.log(`OK: the whole history replays without a non-determinism error`);
+    return;
+  }
+  // Core's message wraps the one line that matters ("[TMPRL1100] Nondeterminism error: ...").
+  console.log(`NON-DETERMINISTIC: ${/message: "([^"]+)"/.exec(outcome.error)?.[1] ?? outcome.error}`);
+  if (outcome.divergence) {
+    console.log(`diverged at the workflow task completed in event ${outcome.divergence.workflowTaskCompletedEventId}; the history recorded after it:`);
+    for (const event of outcome.divergence.recordedCommands) console.log(`  event ${event.eventId}: ${event.eventType}${event.detail ? ` ${event.detail}` : ''}`);
+  }
+  process.exitCode = 1;
 }
 
 function reset(args: string[], config: ReturnType<typeof loadConfig>): void {
@@ -221,12 +305,14 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
   const config = loadConfig();
   if (command === 'reset') return reset(args, config);
-  if (command !== 'list' && command !== 'describe' && command !== 'retry') throw new UsageError(command ? `unknown saga command '${command}'` : 'missing command');
+  if (!['list', 'describe', 'retry', 'stuck', 'replay'].includes(command ?? '')) throw new UsageError(command ? `unknown saga command '${command}'` : 'missing command');
   const connection = await Connection.connect(temporalConnectionOptions(config));
   try {
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
     if (command === 'list') await list(client, args, config.TEMPORAL_UI_URL, config.TEMPORAL_NAMESPACE);
     else if (command === 'retry') await retry(client, args);
+    else if (command === 'stuck') await stuck(client, args, config.TEMPORAL_UI_URL, config.TEMPORAL_NAMESPACE);
+    else if (command === 'replay') await replay(client, args);
     else await describe(client, args, config.TEMPORAL_UI_URL, config.TEMPORAL_NAMESPACE);
   } finally {
     await connection.close();

@@ -5,7 +5,8 @@ import { buildServiceApp } from '../shared/http/app';
 import { createAuthenticator } from '../shared/http/auth';
 import { registerIdempotency } from '../shared/http/idempotency-plugin';
 import type { ServiceContext } from '../shared/run-service';
-import { createPaymentMetrics } from './metrics';
+import { createTccMetrics } from '../shared/tcc-metrics';
+import { countReservedReservations } from './repository';
 import { startReservationSweeper } from './reservation-sweeper';
 import { accountRoutes } from './routes/accounts';
 import { paymentRoutes } from './routes/payments';
@@ -24,16 +25,16 @@ export async function buildPaymentApp({ config, db, redis, logger, metrics }: Pa
     redis,
     healthChecks: [postgresCheck(db), redisCheck(redis)],
   });
-  const paymentMetrics = createPaymentMetrics(metrics);
+  const tccMetrics = createTccMetrics(metrics, { participant: 'payment', countActiveReservations: () => countReservedReservations(db) });
 
   await registerIdempotency(app, { namespace: 'payment', db, redis, config });
   // No public route here: each declares who may call it (operator, the worker's scopes, a customer reading their account).
-  const routeOptions = { db, config, metrics: paymentMetrics };
+  const routeOptions = { db, config, metrics: tccMetrics };
   await app.register(accountRoutes, routeOptions);
   await app.register(tccRoutes, routeOptions);
   await app.register(paymentRoutes, routeOptions);
 
-  const sweeper = startReservationSweeper({ db, intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, log: app.log, metrics: paymentMetrics });
+  const sweeper = startReservationSweeper({ db, intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, log: app.log, metrics: tccMetrics });
   app.addHook('onClose', () => sweeper.stop());
   return app;
 }

@@ -101,6 +101,16 @@ export async function insertReservation(
     .executeTakeFirstOrThrow();
 }
 
+/** Payment holds RESERVED: the payment participant's open TCC transactions. */
+export async function countReservedReservations(db: Db): Promise<number> {
+  const row = await db
+    .selectFrom('payment_reservations')
+    .select((eb) => eb.fn.countAll<string>().as('count'))
+    .where('status', '=', 'RESERVED')
+    .executeTakeFirstOrThrow();
+  return Number(row.count);
+}
+
 export async function findReservationByOrder(db: Db, orderId: string): Promise<ReservationRow | undefined> {
   return db.selectFrom('payment_reservations').selectAll().where('order_id', '=', orderId).executeTakeFirst();
 }

@@ -6,7 +6,7 @@ import type { Kysely } from 'kysely';
 import type { FastifyBaseLogger } from 'fastify';
 import type { PaymentDatabase } from '../../db/payment/schema';
 import { expirePaymentReservations } from './ledger';
-import type { PaymentMetrics } from './metrics';
+import type { TccMetrics } from '../shared/tcc-metrics';
 
 export { expirePaymentReservations };
 
@@ -21,7 +21,7 @@ export function startReservationSweeper(options: {
   intervalMs: number;
   batchSize?: number;
   log: FastifyBaseLogger;
-  metrics: PaymentMetrics;
+  metrics: TccMetrics;
 }): ReservationSweeper {
   const { db, intervalMs, batchSize = 100, log, metrics } = options;
   let running: Promise<number> | undefined;
@@ -31,7 +31,7 @@ export function startReservationSweeper(options: {
     for (;;) {
       const expired = await expirePaymentReservations(db, batchSize);
       total += expired;
-      if (expired > 0) metrics.tcc.inc({ participant: 'payment', operation: 'expire', outcome: 'applied' }, expired);
+      metrics.recordExpired(expired);
       if (expired < batchSize) return total;
     }
   };

@@ -5,7 +5,8 @@ import { buildServiceApp } from '../shared/http/app';
 import { createAuthenticator } from '../shared/http/auth';
 import { registerIdempotency } from '../shared/http/idempotency-plugin';
 import type { ServiceContext } from '../shared/run-service';
-import { createProductMetrics } from './metrics';
+import { createTccMetrics } from '../shared/tcc-metrics';
+import { countReservedOrders } from './repository';
 import { startReservationSweeper } from './reservation-sweeper';
 import { productRoutes } from './routes/products';
 import { stockRoutes } from './routes/stock';
@@ -23,17 +24,17 @@ export async function buildProductApp({ config, db, redis, logger, metrics }: Pr
     redis,
     healthChecks: [postgresCheck(db), redisCheck(redis)],
   });
-  const productMetrics = createProductMetrics(metrics);
+  const tccMetrics = createTccMetrics(metrics, { participant: 'stock', countActiveReservations: () => countReservedOrders(db) });
 
   await registerIdempotency(app, { namespace: 'product', db, redis, config });
   await app.register(productRoutes, { db });
-  await app.register(stockRoutes, { db, reservationTtlSeconds: config.RESERVATION_TTL_SECONDS, metrics: productMetrics });
+  await app.register(stockRoutes, { db, reservationTtlSeconds: config.RESERVATION_TTL_SECONDS, metrics: tccMetrics });
 
   // The sweeper runs only while the app does: it starts when the app is ready (listen or inject)
   // and stops, waiting for a sweep in progress, before the app's dependencies close.
   let sweeper: ReturnType<typeof startReservationSweeper> | undefined;
   app.addHook('onReady', async () => {
-    sweeper = startReservationSweeper(db, { intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, logger: app.log, metrics: productMetrics });
+    sweeper = startReservationSweeper(db, { intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, logger: app.log, metrics: tccMetrics });
   });
   app.addHook('onClose', async () => sweeper?.stop());
   return app;

@@ -102,6 +102,16 @@ export async function insertReservations(
   return rows.sort((a, b) => (a.product_id < b.product_id ? -1 : 1));
 }
 
+/** Orders whose stock is held (RESERVED): the stock participant's open TCC transactions. */
+export async function countReservedOrders(db: Db): Promise<number> {
+  const row = await db
+    .selectFrom('stock_reservations')
+    .select((eb) => eb.fn.count<string>('order_id').distinct().as('count'))
+    .where('status', '=', 'RESERVED')
+    .executeTakeFirstOrThrow();
+  return Number(row.count);
+}
+
 export async function findOrderReservations(db: Db, orderId: string): Promise<StockReservationRow[]> {
   return db.selectFrom('stock_reservations').selectAll().where('order_id', '=', orderId).orderBy('product_id').execute();
 }

@@ -2,7 +2,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
 import type { ProductDatabase } from '../../db/product/schema';
-import type { ProductMetrics } from './metrics';
+import type { TccMetrics } from '../shared/tcc-metrics';
 import { expireStockReservations } from './stock-tcc';
 
 export { expireStockReservations };
@@ -14,7 +14,7 @@ export interface ReservationSweeper {
 
 export function startReservationSweeper(
   db: Kysely<ProductDatabase>,
-  { intervalMs, logger, metrics }: { intervalMs: number; logger: FastifyBaseLogger; metrics: ProductMetrics },
+  { intervalMs, logger, metrics }: { intervalMs: number; logger: FastifyBaseLogger; metrics: TccMetrics },
 ): ReservationSweeper {
   let running: Promise<void> | undefined;
   const sweep = () => {
@@ -24,12 +24,12 @@ export function startReservationSweeper(
       .then(
         (expired) => {
           if (expired > 0) {
-            metrics.tccOperations.inc({ participant: 'stock', operation: 'expire', outcome: 'applied' }, expired);
+            metrics.recordExpired(expired);
             logger.info({ expired }, 'expired stock reservations released');
           }
         },
         (error: unknown) => {
-          metrics.tccOperations.inc({ participant: 'stock', operation: 'expire', outcome: 'error' });
+          metrics.recordExpiryError();
           logger.error({ err: error }, 'stock reservation sweep failed');
         },
       )

@@ -1,6 +1,6 @@
 /** Kafka topics of OMS (the guide's, plus a catch-all for unrouted events) and the client factory. */
 import { readFileSync } from 'node:fs';
-import { Kafka, logLevel, type ITopicConfig, type KafkaConfig, type SASLOptions } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type ITopicConfig, type KafkaConfig, type SASLOptions } from 'kafkajs';
 import type { Config } from './config';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -94,4 +94,30 @@ export async function ensureTopics(kafka: Kafka, specs: readonly TopicSpec[] = T
   } finally {
     await admin.disconnect();
   }
+}
+
+export interface PartitionLag {
+  topic: string;
+  partition: number;
+  /** Messages between the group's committed offset and the partition's end. */
+  lag: number;
+}
+
+/**
+ * A consumer group's lag on each partition of its topics, read from the broker: true also when the
+ * consumer is stuck or not running, which is when it matters. A partition the group never committed
+ * on counts everything retained.
+ */
+export async function consumerGroupLag(admin: Admin, groupId: string, topics: readonly string[]): Promise<PartitionLag[]> {
+  const committed = await admin.fetchOffsets({ groupId, topics: [...topics] });
+  const lags: PartitionLag[] = [];
+  for (const { topic, partitions } of committed) {
+    for (const end of await admin.fetchTopicOffsets(topic)) {
+      const position = BigInt(partitions.find((p) => p.partition === end.partition)?.offset ?? '-1');
+      const from = position < 0n ? BigInt(end.low) : position;
+      const lag = BigInt(end.high) - from;
+      lags.push({ topic, partition: end.partition, lag: Number(lag > 0n ? lag : 0n) });
+    }
+  }
+  return lags;
 }

@@ -150,3 +150,74 @@ export function headerString(headers: IHeaders | undefined, name: string): strin
   const first = Array.isArray(value) ? value[0] : value;
   return first === undefined ? undefined : Buffer.isBuffer(first) ? first.toString('utf8') : String(first);
 }
+
+/** Marks an operator's record on the dead letter topic (a republish), which is not itself a dead letter. */
+export const DEAD_LETTER_RECORD_HEADER = 'dlq-record';
+
+/** A message read back from the dead letter topic. */
+export interface DeadLetter {
+  partition: number;
+  offset: string;
+  key: string | null;
+  value: Buffer;
+  /** Every header, as strings: the original event's and the dlq-* ones. */
+  headers: Record<string, string>;
+  source: string | null;
+  reason: string | null;
+  errorType: string | null;
+  originalTopic: string | null;
+  eventId: string | null;
+  eventType: string | null;
+  failedAt: string | null;
+}
+
+/** Header values as strings (kafkajs delivers Buffers, possibly several per name: the first counts). */
+export function headerStrings(headers: IHeaders | undefined): Record<string, string> {
+  const strings: Record<string, string> = {};
+  for (const name of Object.keys(headers ?? {})) {
+    const value = headerString(headers, name);
+    if (value !== undefined) strings[name] = value;
+  }
+  return strings;
+}
+
+export function parseDeadLetter(partition: number, message: { offset: string; key: Buffer | null; value: Buffer | null; headers?: IHeaders }): DeadLetter {
+  const headers = headerStrings(message.headers);
+  return {
+    partition,
+    offset: message.offset,
+    key: message.key?.toString('utf8') ?? null,
+    value: message.value ?? Buffer.alloc(0),
+    headers,
+    source: headers['dlq-source'] ?? null,
+    reason: headers['dlq-reason'] ?? null,
+    errorType: headers['dlq-error-type'] ?? null,
+    originalTopic: headers['dlq-original-topic'] ?? null,
+    eventId: headers['event-id'] ?? null,
+    eventType: headers['event-type'] ?? null,
+    failedAt: headers['dlq-failed-at'] ?? null,
+  };
+}
+
+/**
+ * What a republished dead letter carries: its original headers (event id, type, correlation id),
+ * without the dlq-* ones, plus where it was republished from. The event id is unchanged, so
+ * consumers' inboxes still deduplicate it.
+ */
+export function republishHeaders(dead: DeadLetter, deadLetterTopic: string): Record<string, string> {
+  const headers = Object.fromEntries(Object.entries(dead.headers).filter(([name]) => !name.startsWith('dlq-')));
+  return { ...headers, 'republished-from': `${deadLetterTopic}:${dead.partition}:${dead.offset}` };
+}
+
+/** Why a dead letter cannot be republished as it is, or null when it can. */
+export function republishRefusal(dead: DeadLetter): string | null {
+  if (dead.headers[DEAD_LETTER_RECORD_HEADER] !== undefined) return 'this is a republish record, not a dead letter';
+  if (!dead.originalTopic) return 'it names no original topic (no dlq-original-topic header)';
+  try {
+    const value = JSON.parse(dead.value.toString('utf8')) as { payloadOmitted?: unknown };
+    if (value?.payloadOmitted === true) return 'its value is a summary (the event was too large); requeue the outbox row instead: ./oms outbox requeue';
+  } catch {
+    // Not JSON: republished as the bytes it was (a consumer dead-lettered it as INVALID_JSON).
+  }
+  return null;
+}

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
-import type { Kafka, Producer } from 'kafkajs';
+import type { Admin, Kafka, Producer } from 'kafkajs';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { pino } from 'pino';
@@ -15,7 +15,7 @@ import type { OrderDatabase } from '../../db/order/schema';
 import type { EventEnvelope, EventType } from '../../services/shared/events';
 import { buildServiceApp, type ServiceApp } from '../../services/shared/http/app';
 import { createAuthenticator } from '../../services/shared/http/auth';
-import { createKafka, TOPICS } from '../../services/shared/kafka';
+import { consumerGroupLag, createKafka, TOPICS } from '../../services/shared/kafka';
 import { createMetricsRegistry } from '../../services/shared/metrics';
 import { createConsumerMetrics } from '../../services/shared/outbox-relay-metrics';
 import { eventHeaders, topicForEventType } from '../../services/shared/outbox-relay';
@@ -48,6 +48,7 @@ describe('order timeline consumer', () => {
   let consumer: RunningConsumer;
   let dlq: KafkaProbe;
   let registry: Registry;
+  let lagAdmin: Admin;
   let app: ServiceApp;
   const logs: Record<string, unknown>[] = [];
   const ours = new Set<string>();
@@ -77,8 +78,13 @@ describe('order timeline consumer', () => {
   }
 
   const outcomeCount = async (outcome: string) => {
-    const metric = await registry.getSingleMetric('oms_consumer_events_total')!.get();
+    const metric = await registry.getSingleMetric('oms_events_processed_total')!.get();
     return metric.values.filter((v) => v.labels.outcome === outcome).reduce((sum, v) => sum + v.value, 0);
+  };
+  /** The value of one series of the consumer's registry (0 when it does not exist yet). */
+  const metricValue = async (name: string, labels: Record<string, string>) => {
+    const metric = await registry.getSingleMetric(name)!.get();
+    return metric.values.filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want)).reduce((sum, v) => sum + v.value, 0);
   };
   const timelineRows = (orderId: string) => database.db.selectFrom('order_events').selectAll().where('order_id', '=', orderId).execute();
 
@@ -89,6 +95,8 @@ describe('order timeline consumer', () => {
     producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     await producer.connect();
     registry = new Registry();
+    lagAdmin = kafka.admin();
+    await lagAdmin.connect();
     // The dev stack's own timeline consumer reads the same topics and dead-letters our bad messages too: keep only ours.
     dlq = await startKafkaProbe(kafka, [TOPICS.deadLetters], (m) => m.key !== null && ours.has(m.key) && m.headers['dlq-source'] === `consumer:${groupId}`);
     const sink = new Writable({
@@ -103,7 +111,7 @@ describe('order timeline consumer', () => {
       kafka,
       db: database.worker,
       logger: pino({ level: 'info' }, sink),
-      metrics: createConsumerMetrics(registry),
+      metrics: createConsumerMetrics(registry, [{ group: groupId, measure: () => consumerGroupLag(lagAdmin, groupId, ORDER_TIMELINE_TOPICS) }]),
       groupId,
       maxAttempts: 3,
       retryDelayMs: 20,
@@ -123,6 +131,7 @@ describe('order timeline consumer', () => {
   });
   afterAll(async () => {
     await consumer?.stop();
+    await lagAdmin?.disconnect();
     await dlq?.stop();
     await producer?.disconnect();
     await app?.close();
@@ -133,6 +142,10 @@ describe('order timeline consumer', () => {
     const orderId = randomUUID();
     const event = envelope('ORDER_CONFIRMED', orderId, {});
     const duplicatesBefore = await outcomeCount('duplicate');
+    const series = { group: groupId, event_type: 'ORDER_CONFIRMED' };
+    const receivedBefore = await metricValue('oms_events_received_total', { ...series, topic: TOPICS.orderEvents });
+    const appliedBefore = await metricValue('oms_events_processed_total', { ...series, outcome: 'applied' });
+    const timedBefore = await metricValue('oms_event_processing_duration_seconds', { ...series, outcome: 'duplicate', le: '+Inf' });
     await deliver(event);
     await deliver(event);
     await eventually(async () => ((await outcomeCount('duplicate')) > duplicatesBefore ? true : undefined), 30_000, 'the second delivery to be handled');
@@ -145,6 +158,24 @@ describe('order timeline consumer', () => {
     expect(received[0]).toMatchObject({ eventType: 'ORDER_CONFIRMED', aggregateId: orderId, correlationId: orderId, topic: TOPICS.orderEvents });
     const lag = await registry.getSingleMetricAsString('oms_consumer_lag');
     expect(lag).toMatch(new RegExp(`oms_consumer_lag\\{group="${groupId}",topic="oms.orders.events",partition="\\d+"\\} \\d+`));
+    // Both deliveries were received; one was applied and one was a timed duplicate. (At least: other
+    // suites' orders publish to the same topics while this runs.)
+    expect(await metricValue('oms_events_received_total', { ...series, topic: TOPICS.orderEvents })).toBeGreaterThanOrEqual(receivedBefore + 2);
+    expect(await metricValue('oms_events_processed_total', { ...series, outcome: 'applied' })).toBeGreaterThanOrEqual(appliedBefore + 1);
+    expect(await metricValue('oms_event_processing_duration_seconds', { ...series, outcome: 'duplicate', le: '+Inf' })).toBeGreaterThanOrEqual(timedBefore + 1);
+  });
+
+  it('measures lag from the broker, so a group that consumes nothing shows what waits for it', async () => {
+    const idle = `test-idle-${randomUUID()}`;
+    await positionGroupAtEnd(kafka, idle, [TOPICS.orderEvents]);
+    try {
+      const total = async () => (await consumerGroupLag(lagAdmin, idle, [TOPICS.orderEvents])).reduce((sum, p) => sum + p.lag, 0);
+      const before = await total();
+      await deliver(envelope('ORDER_CONFIRMED', randomUUID(), {}));
+      expect(await total()).toBeGreaterThanOrEqual(before + 1);
+    } finally {
+      await lagAdmin.deleteGroups([idle]);
+    }
   });
 
   it('dead-letters messages it cannot parse, with why and where from, and moves on past them', async () => {

@@ -391,6 +391,8 @@ describe('expiry', () => {
       expect(status.status).toBe('EXPIRED');
       const metrics = await fast.app.inject({ method: 'GET', url: '/metrics' });
       expect(metrics.body).toMatch(/oms_tcc_operations_total\{[^}]*participant="payment"[^}]*operation="expire"[^}]*outcome="applied"[^}]*\} 1/);
+      expect(metrics.body).toMatch(/oms_tcc_timeout_total\{[^}]*participant="payment"[^}]*\} 1/);
+      expect(metrics.body).toMatch(/oms_tcc_completed_total\{[^}]*participant="payment",outcome="expired"[^}]*\} 1/);
     } finally {
       await fast.close();
     }

@@ -157,5 +157,7 @@ describe('product service: the reservation sweeper runs on its interval', () => 
     expect(await outboxEventTypes(service.db, orderId)).toEqual(['STOCK_RESERVED', 'STOCK_RELEASED']);
     const metrics = await service.app.inject({ method: 'GET', url: '/metrics' });
     expect(metrics.body).toMatch(/oms_tcc_operations_total\{[^}]*operation="expire",outcome="applied"[^}]*\} 1/);
+    expect(metrics.body).toMatch(/oms_tcc_timeout_total\{[^}]*participant="stock"[^}]*\} 1/);
+    expect(metrics.body).toMatch(/oms_tcc_completed_total\{[^}]*participant="stock",outcome="expired"[^}]*\} 1/);
   });
 });

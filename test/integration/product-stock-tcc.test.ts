@@ -331,6 +331,6 @@ describe('product service: stock TCC', () => {
     const response = await service.app.inject({ method: 'GET', url: '/metrics' });
     expect(response.body).toMatch(/oms_tcc_operations_total\{[^}]*participant="stock",operation="try",outcome="applied"[^}]*\} \d+/);
     expect(response.body).toMatch(/oms_tcc_operations_total\{[^}]*operation="cancel",outcome="barrier"[^}]*\} \d+/);
-    expect(response.body).toMatch(/oms_tcc_operations_total\{[^}]*operation="try",outcome="refused"[^}]*\} \d+/);
+    expect(response.body).toMatch(/oms_tcc_operations_total\{[^}]*operation="try",outcome="INSUFFICIENT_STOCK"[^}]*\} \d+/);
   });
 });

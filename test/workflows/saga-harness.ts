@@ -10,6 +10,8 @@ import type { Worker } from '@temporalio/worker';
 import type { Kysely } from 'kysely';
 import type { OrderDatabase, OrderStatus } from '../../db/order/schema';
 import { createJsonHttpClient } from '../../activities/http';
+import type { Registry } from 'prom-client';
+import { createSagaMetrics } from '../../workers/saga-metrics';
 import { createSagaWorker } from '../../workers/saga-worker';
 import {
   cancelOrderWorkflowId,
@@ -61,11 +63,13 @@ export interface HarnessOptions {
   workerPaymentUrl?: string;
   /** The worker calls the payment service through a fault proxy (harness.paymentProxy). */
   faultyPayments?: boolean;
+  /** Where the worker reports its saga metrics (default: a registry nobody reads). */
+  metricsRegistry?: Registry;
 }
 
 export async function startSagaHarness(
   suite: string,
-  { productOverrides = {}, paymentOverrides = {}, runWorker = true, workerPaymentUrl, faultyPayments = false }: HarnessOptions = {},
+  { productOverrides = {}, paymentOverrides = {}, runWorker = true, workerPaymentUrl, faultyPayments = false, metricsRegistry }: HarnessOptions = {},
 ): Promise<SagaHarness> {
   const temporal = await connectTestTemporal(suite);
   const [product, payment, order] = await Promise.all([
@@ -77,6 +81,7 @@ export async function startSagaHarness(
   const config = testConfig();
   // The worker calls the participants with its own credential, as in production.
   const http = { credential: config.WORKER_SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
+  const sagaMetrics = metricsRegistry ? createSagaMetrics(metricsRegistry, temporal.client) : undefined;
   const startWorker = async () => {
     const worker = await createSagaWorker({
       connection: temporal.workerConnection,
@@ -88,6 +93,7 @@ export async function startSagaHarness(
         products: createJsonHttpClient({ ...http, baseUrl: product.url }),
         payments: createJsonHttpClient({ ...http, baseUrl: paymentProxy?.url ?? workerPaymentUrl ?? payment.url }),
       },
+      ...(sagaMetrics ? { sagaMetrics } : {}),
     });
     const running = worker.run();
     return {

@@ -3,9 +3,9 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { errorBodySchema } from '../../shared/http/error-body';
 import { bearerJwtSecurity, requireOperator, requireScope, serviceCredentialSecurity } from '../../shared/http/auth';
 import { SERVICE_SCOPES } from '../../shared/http/service-auth';
+import { appliedIf } from '../../shared/tcc-metrics';
 import { paymentView, refundView } from '../domain';
 import { getPayment, listPayments, refundOrder, refundPayment } from '../ledger';
-import { counted } from '../metrics';
 import type { PaymentRouteOptions } from './options';
 import {
   listPaymentsQuerySchema,
@@ -75,11 +75,9 @@ export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
     },
     async (request, reply) => {
       const { amount, reason } = request.body;
-      const { payment, refund } = await counted(
-        metrics,
-        'refund',
+      const { payment, refund } = await metrics.measure('refund',
         () => refundPayment(db, request.params.paymentId, { amountMinor: amount, reason: reason ?? null, idempotencyKey: request.idempotency?.key }),
-        (result) => result.created,
+        (result) => appliedIf(result.created),
       );
       const { refunds } = await getPayment(db, payment.id);
       return reply.status(201).send({ refund: refundView(refund), payment: paymentView(payment, refunds) });
@@ -112,11 +110,9 @@ export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
       },
     },
     async (request, reply) => {
-      const outcome = await counted(
-        metrics,
-        'refund',
+      const outcome = await metrics.measure('refund',
         () => refundOrder(db, request.params.orderId, request.body?.reason ?? null),
-        (result) => result.created,
+        (result) => appliedIf(result.created),
       );
       const { refunds } = await getPayment(db, outcome.payment.id);
       return reply.status(outcome.created ? 201 : 200).send({

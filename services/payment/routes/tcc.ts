@@ -6,9 +6,9 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { errorBodySchema } from '../../shared/http/error-body';
 import { requireScope, serviceCredentialSecurity } from '../../shared/http/auth';
 import { SERVICE_SCOPES } from '../../shared/http/service-auth';
+import { appliedIf } from '../../shared/tcc-metrics';
 import { confirmationView, reservationView } from '../domain';
 import { cancelReservation, confirmReservation, tryReservePayment, type CancelOutcome } from '../ledger';
-import { counted } from '../metrics';
 import type { PaymentRouteOptions } from './options';
 import {
   cancelResponseSchema,
@@ -52,11 +52,9 @@ export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app,
     },
     async (request, reply) => {
       const { orderId, customerId, amount, currency } = request.body;
-      const { reservation } = await counted(
-        metrics,
-        'try',
+      const { reservation } = await metrics.measure('try',
         () => tryReservePayment(db, { orderId, customerId, amountMinor: amount, currency }, config.RESERVATION_TTL_SECONDS),
-        (result) => result.created,
+        (result) => appliedIf(result.created),
       );
       return reply.status(201).send(reservationView(reservation));
     },
@@ -78,11 +76,9 @@ export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app,
       },
     },
     async (request) => {
-      const { payment } = await counted(
-        metrics,
-        'confirm',
+      const { payment } = await metrics.measure('confirm',
         () => confirmReservation(db, request.params.reservationId, request.body.paymentMethod),
-        (result) => result.created,
+        (result) => appliedIf(result.created),
       );
       return confirmationView(payment);
     },
@@ -103,7 +99,7 @@ export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app,
       },
     },
     async (request) =>
-      cancelView(await counted(metrics, 'cancel', () => cancelReservation(db, { reservationId: request.params.reservationId }), (result) => result.released)),
+      cancelView(await metrics.measure('cancel', () => cancelReservation(db, { reservationId: request.params.reservationId }), (result) => appliedIf(result.released))),
   );
 
   app.post(
@@ -122,6 +118,6 @@ export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app,
       },
     },
     async (request) =>
-      cancelView(await counted(metrics, 'cancel', () => cancelReservation(db, { orderId: request.params.orderId }), (result) => result.released)),
+      cancelView(await metrics.measure('cancel', () => cancelReservation(db, { orderId: request.params.orderId }), (result) => appliedIf(result.released))),
   );
 };

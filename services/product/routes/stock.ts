@@ -2,9 +2,9 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Kysely } from 'kysely';
 import type { ProductDatabase } from '../../../db/product/schema';
-import { ApiError } from '../../shared/errors';
 import { requireScope, serviceCredentialSecurity } from '../../shared/http/auth';
 import { SERVICE_SCOPES } from '../../shared/http/service-auth';
+import type { TccMetrics, TccOperation } from '../../shared/tcc-metrics';
 import {
   cancelStockResponseSchema,
   confirmStockResponseSchema,
@@ -13,30 +13,19 @@ import {
   tryStockBodySchema,
   tryStockResponseSchema,
 } from '../contract';
-import type { ProductMetrics, TccOperationName } from '../metrics';
 import { cancelStock, confirmStock, restockOrder, tryReserveStock, type Outcome } from '../stock-tcc';
 import { errorResponses } from './responses';
 
 export interface StockRoutesOptions {
   db: Kysely<ProductDatabase>;
   reservationTtlSeconds: number;
-  metrics: ProductMetrics;
+  metrics: TccMetrics;
 }
 
 export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app, { db, reservationTtlSeconds, metrics }) => {
   const reserve = requireScope(SERVICE_SCOPES.stockReserve);
 
-  async function measured<T>(operation: TccOperationName, run: () => Promise<Outcome<T>>): Promise<Outcome<T>> {
-    try {
-      const outcome = await run();
-      metrics.tccOperations.inc({ participant: 'stock', operation, outcome: outcome.effect });
-      return outcome;
-    } catch (error) {
-      const refused = error instanceof ApiError && error.statusCode < 500;
-      metrics.tccOperations.inc({ participant: 'stock', operation, outcome: refused ? 'refused' : 'error' });
-      throw error;
-    }
-  }
+  const measured = <T>(operation: TccOperation, run: () => Promise<Outcome<T>>) => metrics.measure(operation, run, (outcome) => outcome.effect);
 
   app.post(
     '/stock/try',
