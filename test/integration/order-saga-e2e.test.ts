@@ -387,7 +387,9 @@ describe('order API end to end, with the saga worker', () => {
     await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
     const { port } = probe.address() as { port: number };
     await new Promise<void>((resolve) => probe.close(() => resolve()));
-    const deadConnection = Connection.lazy({ address: `127.0.0.1:${port}` });
+    // No client-side retry interceptor: a retry timer left behind by a call the service gave up on
+    // would fire after this connection is closed and fail the run with "Channel has been shut down".
+    const deadConnection = Connection.lazy({ address: `127.0.0.1:${port}`, interceptors: [] });
     const isolated = await startTestOrderService({
       productUrl: product.url,
       temporal: { client: new Client({ connection: deadConnection, namespace: 'default' }) },
