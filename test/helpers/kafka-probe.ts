@@ -4,7 +4,9 @@
  * history, no race with the first fetch) and keeps only the messages the test asks about.
  */
 import { randomUUID } from 'node:crypto';
-import type { Kafka } from 'kafkajs';
+import type { Kafka, Producer } from 'kafkajs';
+import type { EventEnvelope } from '../../services/shared/events';
+import { eventHeaders, topicForEventType } from '../../services/shared/outbox-relay';
 
 export interface ProbedMessage {
   topic: string;
@@ -78,4 +80,29 @@ export async function eventually<T>(check: () => T | undefined | Promise<T | und
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
+}
+
+/**
+ * Sends an event as the outbox relay does: to its routed topic, keyed by its aggregate, with the
+ * event headers. `value` replaces the body (a test's malformed message).
+ */
+export async function deliverAsRelay(producer: Producer, event: EventEnvelope, value: string = JSON.stringify(event)): Promise<void> {
+  await producer.send({
+    topic: topicForEventType(event.eventType),
+    acks: -1,
+    messages: [
+      {
+        key: event.aggregateId,
+        value,
+        headers: eventHeaders({
+          event_id: event.eventId,
+          event_type: event.eventType,
+          aggregate_type: event.aggregateType,
+          aggregate_id: event.aggregateId,
+          correlation_id: event.correlationId,
+          created_at: new Date(event.timestamp),
+        }),
+      },
+    ],
+  });
 }

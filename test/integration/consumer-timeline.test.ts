@@ -18,12 +18,11 @@ import { createAuthenticator } from '../../services/shared/http/auth';
 import { consumerGroupLag, createKafka, TOPICS } from '../../services/shared/kafka';
 import { createMetricsRegistry } from '../../services/shared/metrics';
 import { createConsumerMetrics } from '../../services/shared/outbox-relay-metrics';
-import { eventHeaders, topicForEventType } from '../../services/shared/outbox-relay';
 import { orderTimelineRoutes } from '../../services/order/timeline';
 import { ORDER_TIMELINE_TOPICS, startOrderTimelineConsumer, type RunningConsumer } from '../../workers/order-events-consumer';
 import { asOperator } from '../helpers/auth';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
-import { eventually, positionGroupAtEnd, startKafkaProbe, type KafkaProbe } from '../helpers/kafka-probe';
+import { deliverAsRelay, eventually, positionGroupAtEnd, startKafkaProbe, type KafkaProbe } from '../helpers/kafka-probe';
 import { testConfig } from '../helpers/stack';
 
 const AGGREGATE_TYPES: Record<string, string> = { ORDER: 'ORDER', STOCK: 'STOCK_RESERVATION', PAYMENT: 'PAYMENT' };
@@ -54,27 +53,10 @@ describe('order timeline consumer', () => {
   const ours = new Set<string>();
   const groupId = `test-timeline-${randomUUID()}`;
 
-  /** Sends as the relay does: to the routed topic, keyed by aggregate, with the event headers. */
-  async function deliver(event: EventEnvelope, value: string = JSON.stringify(event)): Promise<void> {
+  /** Sends as the relay does; the timeline checks only look at these aggregates. */
+  async function deliver(event: EventEnvelope, value?: string): Promise<void> {
     ours.add(event.aggregateId);
-    await producer.send({
-      topic: topicForEventType(event.eventType),
-      acks: -1,
-      messages: [
-        {
-          key: event.aggregateId,
-          value,
-          headers: eventHeaders({
-            event_id: event.eventId,
-            event_type: event.eventType,
-            aggregate_type: event.aggregateType,
-            aggregate_id: event.aggregateId,
-            correlation_id: event.correlationId,
-            created_at: new Date(event.timestamp),
-          }),
-        },
-      ],
-    });
+    await deliverAsRelay(producer, event, value);
   }
 
   const outcomeCount = async (outcome: string) => {

@@ -20,10 +20,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EventEnvelope, EventType } from '../../services/shared/events';
 import { createKafka, TOPICS } from '../../services/shared/kafka';
 import { createConsumerMetrics } from '../../services/shared/outbox-relay-metrics';
-import { eventHeaders, topicForEventType } from '../../services/shared/outbox-relay';
 import { ORDER_TIMELINE_TOPICS, startOrderTimelineConsumer, type RunningConsumer } from '../../workers/order-events-consumer';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
-import { positionGroupAtEnd, startKafkaProbe, type KafkaProbe } from '../helpers/kafka-probe';
+import { deliverAsRelay, positionGroupAtEnd, startKafkaProbe, type KafkaProbe } from '../helpers/kafka-probe';
 import { testConfig } from '../helpers/stack';
 
 const run = promisify(execFile);
@@ -78,26 +77,7 @@ describe('./oms dlq', () => {
   const listed = async (): Promise<ListedLetter[]> => JSON.parse((await dlq('list', '--json')).stdout) as ListedLetter[];
   const timelineRows = (orderId: string) => database.db.selectFrom('order_events').select('event_id').where('order_id', '=', orderId).execute();
 
-  async function deliver(event: EventEnvelope): Promise<void> {
-    await producer.send({
-      topic: topicForEventType(event.eventType),
-      acks: -1,
-      messages: [
-        {
-          key: event.aggregateId,
-          value: JSON.stringify(event),
-          headers: eventHeaders({
-            event_id: event.eventId,
-            event_type: event.eventType,
-            aggregate_type: event.aggregateType,
-            aggregate_id: event.aggregateId,
-            correlation_id: event.correlationId,
-            created_at: new Date(event.timestamp),
-          }),
-        },
-      ],
-    });
-  }
+  const deliver = (event: EventEnvelope) => deliverAsRelay(producer, event);
 
   /** Until dropped, order_db refuses timeline rows of these orders: the cause an operator fixes. */
   async function refuseTimelineOf(orderIds: string[]): Promise<() => Promise<void>> {
