@@ -67,7 +67,11 @@ export class Compensations {
     });
     while (!(await this.compensate())) {
       publishSagaState(this.progress, 'COMPENSATION_FAILED');
-      await CancellationScope.nonCancellable(onStuck);
+      // Marking the order is worth trying, not worth giving up the wait for: the saga's own state
+      // (SagaState, the progress query) already says it is stuck.
+      await CancellationScope.nonCancellable(onStuck).catch((error: unknown) =>
+        log.error('could not mark the order as needing attention', { error: describeFailure(error) }),
+      );
       retryRequested = false;
       log.warn('compensation failed past its retry horizon: waiting for an operator (./oms saga retry)', { pending: this.stack.map((c) => c.step) });
       await condition(() => retryRequested);
