@@ -2,5 +2,6 @@
 import { createKafka, ensureTopics } from '../services/shared/kafka';
 import { loadConfig } from '../services/shared/config';
 
-const { created, existing } = await ensureTopics(createKafka(loadConfig(), 'oms-topics'));
+const config = loadConfig();
+const { created, existing } = await ensureTopics(createKafka(config, 'oms-topics'), config);
 console.log(`kafka topics: ${created.length > 0 ? `created ${created.join(', ')}` : 'none created'}; ${existing.length} already present`);

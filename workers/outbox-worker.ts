@@ -106,7 +106,7 @@ export async function startEventRelayAndConsumers({
   const logger = pino(loggerOptions(config, 'oms-worker'));
   const kafka = createKafka(config, `${config.KAFKA_CLIENT_ID}-worker`);
   // Kafka being down must not keep the saga worker from starting: the relay waits for it on its own.
-  await ensureTopics(kafka).catch((error: unknown) => logger.warn({ err: String(error) }, 'could not ensure Kafka topics; continuing'));
+  await ensureTopics(kafka, config).catch((error: unknown) => logger.warn({ err: String(error) }, 'could not ensure Kafka topics; continuing'));
   const { sources, close: closeSources } = openOutboxSources(config);
   const worker = await createOutboxWorker({ connection, config, identity, dependencies: buildOutboxRelayDependencies(config, { sources, kafka, logger, registry }) });
 

@@ -163,6 +163,10 @@ const envSchema = z.object({
     .transform((value) => value.split(',').map((broker) => broker.trim()).filter(Boolean))
     .pipe(z.array(z.string().regex(/^[^:]+:\d+$/, 'expected host:port')).min(1)),
   KAFKA_CLIENT_ID: z.string().min(1).default('oms'),
+  /** Copies of each OMS topic's partitions when ensureTopics creates it: 1 on the one-broker dev stack, 3 in production. */
+  KAFKA_TOPIC_REPLICATION_FACTOR: positiveInt.default(1),
+  /** In-sync copies an acks=all write needs on the OMS topics: with 3 copies, 2 lets one broker be down without losing a write. */
+  KAFKA_TOPIC_MIN_INSYNC_REPLICAS: positiveInt.default(1),
 
   TEMPORAL_ADDRESS: z.string().min(1).default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
@@ -313,6 +317,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (config.HTTP_HEADERS_TIMEOUT_MS > config.HTTP_REQUEST_TIMEOUT_MS) {
     problems.push('HTTP_HEADERS_TIMEOUT_MS: must not exceed HTTP_REQUEST_TIMEOUT_MS (the headers are part of the request)');
+  }
+  if (config.KAFKA_TOPIC_MIN_INSYNC_REPLICAS > config.KAFKA_TOPIC_REPLICATION_FACTOR) {
+    problems.push('KAFKA_TOPIC_MIN_INSYNC_REPLICAS: cannot exceed KAFKA_TOPIC_REPLICATION_FACTOR (no write could ever succeed)');
   }
   problems.push(...infrastructureSecurityProblems(config));
   if (problems.length > 0) throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);

@@ -31,14 +31,21 @@ export const TOPIC_SPECS: readonly TopicSpec[] = [
   { topic: TOPICS.deadLetters, partitions: 1, retentionMs: 30 * DAY_MS },
 ];
 
-export function topicConfig({ topic, partitions, retentionMs }: TopicSpec): ITopicConfig {
+/** How many brokers hold each partition, and how many must have a write before acks=all confirms it. */
+export type TopicReplication = Pick<Config, 'KAFKA_TOPIC_REPLICATION_FACTOR' | 'KAFKA_TOPIC_MIN_INSYNC_REPLICAS'>;
+
+/** One broker, one copy: the dev stack's Kafka. */
+export const SINGLE_COPY: TopicReplication = { KAFKA_TOPIC_REPLICATION_FACTOR: 1, KAFKA_TOPIC_MIN_INSYNC_REPLICAS: 1 };
+
+export function topicConfig({ topic, partitions, retentionMs }: TopicSpec, replication: TopicReplication = SINGLE_COPY): ITopicConfig {
   return {
     topic,
     numPartitions: partitions,
-    replicationFactor: 1,
+    replicationFactor: replication.KAFKA_TOPIC_REPLICATION_FACTOR,
     configEntries: [
       { name: 'retention.ms', value: String(retentionMs) },
       { name: 'cleanup.policy', value: 'delete' },
+      { name: 'min.insync.replicas', value: String(replication.KAFKA_TOPIC_MIN_INSYNC_REPLICAS) },
     ],
   };
 }
@@ -81,14 +88,18 @@ export function createKafka(config: KafkaConnectionConfig, clientId = config.KAF
 }
 
 /** Creates the missing OMS topics and reports what it did; existing topics are left as they are. */
-export async function ensureTopics(kafka: Kafka, specs: readonly TopicSpec[] = TOPIC_SPECS): Promise<{ created: string[]; existing: string[] }> {
+export async function ensureTopics(
+  kafka: Kafka,
+  replication: TopicReplication = SINGLE_COPY,
+  specs: readonly TopicSpec[] = TOPIC_SPECS,
+): Promise<{ created: string[]; existing: string[] }> {
   const admin = kafka.admin();
   await admin.connect();
   try {
     const present = new Set(await admin.listTopics());
     const missing = specs.filter((spec) => !present.has(spec.topic));
     if (missing.length > 0) {
-      await admin.createTopics({ topics: missing.map(topicConfig), waitForLeaders: true });
+      await admin.createTopics({ topics: missing.map((spec) => topicConfig(spec, replication)), waitForLeaders: true });
     }
     return { created: missing.map((s) => s.topic), existing: specs.filter((s) => present.has(s.topic)).map((s) => s.topic) };
   } finally {
