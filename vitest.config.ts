@@ -21,6 +21,19 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      {
+        extends: true,
+        test: {
+          // Failure tests of the production topology (./oms test --topology production runs them):
+          // they kill brokers, workers, service instances and restart Temporal on the running system.
+          name: 'topology',
+          globalSetup: ['test/topology/global-setup.ts'],
+          include: ['test/topology/**/*.test.ts'],
+          testTimeout: 900_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });

@@ -53,6 +53,11 @@ app_ready() {
   fi
 }
 
+# How an app is run; infra/production-apps.sh gives each instance its own ports.
+app_command() { echo "node --import tsx $(entry_point "$1")"; }
+# The apps a name stands for: itself here; in the production topology "worker" means both workers.
+expand_apps() { if (($#)); then printf '%s\n' "$@"; fi; }
+
 live_pid() {
   local pid
   pid="$(read_pid "$(pidfile "$1")")"
@@ -83,7 +88,9 @@ start_app() {
   if [[ -z $pid ]]; then
     # A fresh log per start: readiness greps it, and must not find the previous run's lines.
     [[ -f $(logfile "$app") ]] && mv -f "$(logfile "$app")" "$(logfile "$app").1"
-    (cd "$REPO" && spawn "$(pidfile "$app")" "$(logfile "$app")" node --import tsx "$(entry_point "$app")")
+    local command
+    read -r -a command <<<"$(app_command "$app")"
+    (cd "$REPO" && spawn "$(pidfile "$app")" "$(logfile "$app")" "${command[@]}")
     pid="$(read_pid "$(pidfile "$app")")"
   fi
   WAIT_FOR_PID="$pid" wait_for "$app" "$(logfile "$app")" 90 app_ready "$app"
@@ -109,10 +116,17 @@ status_apps() {
   return "$failed"
 }
 
+# The production topology runs two of everything behind a balancer.
+if [[ $(oms_topology) == production ]]; then
+  # shellcheck source=infra/production-apps.sh
+  source "$REPO/infra/production-apps.sh"
+fi
+
 main() {
   local command="${1:-}"
   shift || true
-  local apps=("$@")
+  local apps
+  mapfile -t apps < <(expand_apps "$@")
   ((${#apps[@]} > 0)) || apps=("${ALL_APPS[@]}")
   local app
   for app in "${apps[@]}"; do entry_point "$app" >/dev/null; done

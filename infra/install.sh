@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs, without Docker: infra/install.sh [postgres|redis|kafka|temporal...]
 # (no argument: all four; `prometheus` only when named: ./oms up --monitoring, and promtool for
-# ./oms test). Idempotent: it only touches what is missing, so a second run takes seconds.
+# ./oms test; `temporal-server` only when named: the production topology's Temporal server, its
+# SQL schema tool and Web UI, built from source like the CLI). Idempotent: it only touches what is missing, so a second run takes seconds.
 # apt packages go system-wide; Kafka jars and the Temporal CLI go to $OMS_TOOLS_DIR.
 set -euo pipefail
 # shellcheck source=infra/lib.sh
@@ -36,10 +37,11 @@ check_apt() {
       # stack.sh checks the Web UI with curl.
       command -v curl >/dev/null || need_apt curl
       ;;
+    temporal-server) ;; # Go, as for the CLI; checked by install_temporal_server
     prometheus)
       { command -v prometheus && command -v promtool; } >/dev/null || need_apt prometheus
       ;;
-    *) die "unknown component '$component' (expected: ${ALL_COMPONENTS[*]} prometheus)" ;;
+    *) die "unknown component '$component' (expected: ${ALL_COMPONENTS[*]} prometheus temporal-server)" ;;
   esac
 }
 
@@ -119,10 +121,7 @@ install_temporal() {
     log "temporal: CLI $TEMPORAL_CLI_VERSION present ($TEMPORAL_BIN)"
     return 0
   fi
-  command -v go >/dev/null || die "temporal: Go >= 1.$GO_MIN_MINOR is needed to build the CLI (Debian's golang is too old)"
-  local minor
-  minor="$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')"
-  ((${minor:-0} >= GO_MIN_MINOR)) || die "temporal: Go >= 1.$GO_MIN_MINOR is needed, found $(go env GOVERSION)"
+  require_go temporal
   local build_log="$OMS_TOOLS_DIR/temporal-build.log"
   log "temporal: building CLI $TEMPORAL_CLI_VERSION with go install (takes minutes the first time; log $build_log)"
   if ! GOBIN="$OMS_TOOLS_DIR/bin" go install "$TEMPORAL_MODULE@v$TEMPORAL_CLI_VERSION" >"$build_log" 2>&1; then
@@ -131,6 +130,51 @@ install_temporal() {
   fi
   temporal_is_current || die "temporal: built $TEMPORAL_BIN but it does not report version $TEMPORAL_CLI_VERSION"
   log "temporal: CLI $TEMPORAL_CLI_VERSION installed"
+}
+
+# go install needs a recent Go; named after the component that needs it.
+require_go() {
+  command -v go >/dev/null || die "$1: Go >= 1.$GO_MIN_MINOR is needed to build it (Debian's golang is too old)"
+  local minor
+  minor="$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')"
+  ((${minor:-0} >= GO_MIN_MINOR)) || die "$1: Go >= 1.$GO_MIN_MINOR is needed, found $(go env GOVERSION)"
+}
+
+# The production topology's Temporal: the server the CLI embeds (same go.temporal.io/server
+# release), its SQL schema tool, and the Web UI server the CLI bundles. go install names the
+# binaries after their package directories (server, sql, server), so each is built into its own
+# directory and moved to a name that says what it is. A stamp per version makes a rerun free.
+TEMPORAL_SERVER_BINARIES=(
+  "temporal-server go.temporal.io/server/cmd/server@v$TEMPORAL_SERVER_VERSION server"
+  "temporal-sql-tool go.temporal.io/server/cmd/tools/sql@v$TEMPORAL_SERVER_VERSION sql"
+  "temporal-ui-server github.com/temporalio/ui-server/v2/cmd/server@v$TEMPORAL_UI_SERVER_VERSION server"
+)
+
+install_temporal_server() {
+  local stamp="$TEMPORAL_SERVER_DIR/.installed" want="server $TEMPORAL_SERVER_VERSION ui $TEMPORAL_UI_SERVER_VERSION"
+  if [[ -f $stamp && $(<"$stamp") == "$want" ]]; then
+    log "temporal-server: server $TEMPORAL_SERVER_VERSION, sql tool and ui-server $TEMPORAL_UI_SERVER_VERSION present ($TEMPORAL_SERVER_DIR)"
+    return 0
+  fi
+  require_go temporal-server
+  local build_log="$OMS_TOOLS_DIR/temporal-server-build.log" entry name module built tmp
+  mkdir -p "$TEMPORAL_SERVER_DIR"
+  : >"$build_log"
+  for entry in "${TEMPORAL_SERVER_BINARIES[@]}"; do
+    read -r name module built <<<"$entry"
+    [[ -x $TEMPORAL_SERVER_DIR/$name ]] && continue
+    log "temporal-server: building $name ($module) with go install (minutes, GBs of RAM; log $build_log)"
+    tmp="$TEMPORAL_SERVER_DIR/.build-$name"
+    rm -rf "$tmp"
+    if ! GOBIN="$tmp" go install "$module" >>"$build_log" 2>&1; then
+      tail -n 20 "$build_log" >&2
+      die "temporal-server: go install $module failed; see $build_log"
+    fi
+    mv "$tmp/$built" "$TEMPORAL_SERVER_DIR/$name"
+    rm -rf "$tmp"
+  done
+  echo "$want" >"$stamp"
+  log "temporal-server: installed in $TEMPORAL_SERVER_DIR"
 }
 
 main() {
@@ -153,6 +197,7 @@ main() {
     case "$c" in
       kafka) install_kafka ;;
       temporal) install_temporal ;;
+      temporal-server) install_temporal_server ;;
     esac
   done
   log "install done in $((SECONDS - start))s: ${components[*]}"

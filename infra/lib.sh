@@ -30,6 +30,40 @@ OMS_TEMPORAL_HTTP_PORT="${OMS_TEMPORAL_HTTP_PORT:-7243}"
 OMS_TEMPORAL_METRICS_PORT="${OMS_TEMPORAL_METRICS_PORT:-7244}"
 OMS_PROMETHEUS_PORT="${OMS_PROMETHEUS_PORT:-9090}"
 
+# The production topology (./oms up --topology production; docs/scaling.md). The light one is the
+# default; the choice is recorded in the state dir by `up` and forgotten by `down`, so stack.sh,
+# apps.sh and the tests that stop and start components follow whichever is running.
+OMS_TOPOLOGY_FILE="$OMS_STATE_DIR/topology"
+TEMPORAL_SERVER_VERSION=1.29.1 # the server the CLI $TEMPORAL_CLI_VERSION embeds (go version -m)
+TEMPORAL_UI_SERVER_VERSION=2.42.1 # likewise its Web UI
+TEMPORAL_SERVER_DIR="$OMS_TOOLS_DIR/temporal-server/v$TEMPORAL_SERVER_VERSION"
+# Ports beyond the light stack's, each derived from one of its ports, so that moving that one (a
+# second clone on other ports) moves them along; each can also be set on its own.
+OMS_KAFKA_2_PORT="${OMS_KAFKA_2_PORT:-$((OMS_KAFKA_PORT + 2))}"
+OMS_KAFKA_2_CONTROLLER_PORT="${OMS_KAFKA_2_CONTROLLER_PORT:-$((OMS_KAFKA_PORT + 3))}"
+OMS_KAFKA_3_PORT="${OMS_KAFKA_3_PORT:-$((OMS_KAFKA_PORT + 4))}"
+OMS_KAFKA_3_CONTROLLER_PORT="${OMS_KAFKA_3_CONTROLLER_PORT:-$((OMS_KAFKA_PORT + 5))}"
+OMS_TEMPORAL_HISTORY_PORT="${OMS_TEMPORAL_HISTORY_PORT:-$((OMS_TEMPORAL_PORT + 1))}"
+OMS_TEMPORAL_MATCHING_PORT="${OMS_TEMPORAL_MATCHING_PORT:-$((OMS_TEMPORAL_PORT + 2))}"
+OMS_TEMPORAL_WORKER_PORT="${OMS_TEMPORAL_WORKER_PORT:-$((OMS_TEMPORAL_PORT + 3))}"
+# Ringpop membership: one port per Temporal service, frontend, history, matching, worker.
+OMS_TEMPORAL_MEMBERSHIP_PORT="${OMS_TEMPORAL_MEMBERSHIP_PORT:-$((OMS_TEMPORAL_PORT + 4))}"
+# Two instances of each service behind the balancer, which takes the service's own port.
+OMS_PRODUCT_SERVICE_1_PORT="${OMS_PRODUCT_SERVICE_1_PORT:-$((${PRODUCT_SERVICE_PORT:-8083} + 10))}"
+OMS_PRODUCT_SERVICE_2_PORT="${OMS_PRODUCT_SERVICE_2_PORT:-$((${PRODUCT_SERVICE_PORT:-8083} + 20))}"
+OMS_ORDER_SERVICE_1_PORT="${OMS_ORDER_SERVICE_1_PORT:-$((${ORDER_SERVICE_PORT:-8084} + 10))}"
+OMS_ORDER_SERVICE_2_PORT="${OMS_ORDER_SERVICE_2_PORT:-$((${ORDER_SERVICE_PORT:-8084} + 20))}"
+OMS_PAYMENT_SERVICE_1_PORT="${OMS_PAYMENT_SERVICE_1_PORT:-$((${PAYMENT_SERVICE_PORT:-8085} + 10))}"
+OMS_PAYMENT_SERVICE_2_PORT="${OMS_PAYMENT_SERVICE_2_PORT:-$((${PAYMENT_SERVICE_PORT:-8085} + 20))}"
+# The first worker keeps WORKER_METRICS_PORT and WORKER_APP_METRICS_PORT; the second's:
+OMS_WORKER_2_METRICS_PORT="${OMS_WORKER_2_METRICS_PORT:-$((${WORKER_METRICS_PORT:-9464} + 10))}"
+OMS_WORKER_2_APP_METRICS_PORT="${OMS_WORKER_2_APP_METRICS_PORT:-$((${WORKER_APP_METRICS_PORT:-9465} + 10))}"
+
+# light or production: what `./oms up` last started here.
+oms_topology() {
+  if [[ -s $OMS_TOPOLOGY_FILE ]]; then head -n 1 "$OMS_TOPOLOGY_FILE"; else echo light; fi
+}
+
 log() { printf '[oms] %s\n' "$*" >&2; }
 warn() { printf '[oms] WARNING: %s\n' "$*" >&2; }
 err() { printf '[oms] ERROR: %s\n' "$*" >&2; }
@@ -158,3 +192,13 @@ wait_for() {
     sleep 1
   done
 }
+
+# What every OMS process and script needs to know of the production topology: all three brokers,
+# and three copies of each OMS topic of which two must have each write. Exported so that the apps,
+# the topic script and the tests started from here inherit it.
+use_topology_env() {
+  [[ $(oms_topology) == production ]] || return 0
+  export KAFKA_BROKERS="127.0.0.1:$OMS_KAFKA_PORT,127.0.0.1:$OMS_KAFKA_2_PORT,127.0.0.1:$OMS_KAFKA_3_PORT"
+  export KAFKA_TOPIC_REPLICATION_FACTOR=3 KAFKA_TOPIC_MIN_INSYNC_REPLICAS=2
+}
+use_topology_env

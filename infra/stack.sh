@@ -427,4 +427,10 @@ main() {
   esac
 }
 
+# The production topology swaps in its own Kafka and Temporal (three brokers, the full server).
+if [[ $(oms_topology) == production ]]; then
+  # shellcheck source=infra/production-stack.sh
+  source "$REPO/infra/production-stack.sh"
+fi
+
 main "$@"

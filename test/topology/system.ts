@@ -1,0 +1,234 @@
+/**
+ * The running production topology (`./oms test --topology production` started it), driven from
+ * outside the way an operator and its customers would: orders through the public API (the
+ * balancer), faults by stopping and killing the processes infra/stack.sh and infra/apps.sh run,
+ * and the verdict from `./oms check`, which reads every database, Kafka and Temporal.
+ */
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Client, Connection } from '@temporalio/client';
+import type { Kysely } from 'kysely';
+import { openServiceDatabase } from '../../db/databases';
+import type { SharedTables } from '../../db/shared-tables';
+import { ensureDevKeyPair, loadDevSigningKey, signAccessToken, stateDir } from '../../infra/dev-auth';
+import { loadConfig } from '../../services/shared/config';
+import { temporalConnectionOptions } from '../../services/shared/temporal-connection';
+import { createOrderWorkflowId } from '../../workflows/order-contract';
+import { eventually } from '../helpers/kafka-probe';
+
+const run = promisify(execFile);
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const FINAL_STATUSES = new Set(['PAID', 'FAILED', 'CANCELLED']);
+
+export const config = loadConfig();
+
+/** light or production, as recorded by ./oms up / ./oms test. */
+export function runningTopology(): string {
+  try {
+    return readFileSync(join(stateDir(), 'topology'), 'utf8').trim();
+  } catch {
+    return 'light';
+  }
+}
+
+/** `bash infra/stack.sh|apps.sh ACTION NAME...`, with this process's environment (its ports). */
+export async function infra(script: 'stack' | 'apps', action: 'start' | 'stop' | 'restart', ...names: string[]): Promise<void> {
+  await run('bash', [join(REPO, `infra/${script}.sh`), action, ...names], { cwd: REPO, timeout: 300_000 });
+}
+
+/** SIGKILL, as a crash or an OOM kill would: no shutdown hook runs. Returns the pid it killed. */
+export function crash(name: string): number {
+  const pid = Number(readFileSync(join(stateDir(), 'run', `${name}.pid`), 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 1) throw new Error(`no pid for ${name}`);
+  process.kill(pid, 'SIGKILL');
+  return pid;
+}
+
+/**
+ * The identities (worker@host:pid) that completed workflow tasks or ran activities of an order's
+ * saga, in history order.
+ */
+export async function sagaWorkerIdentities(orderId: string): Promise<string[]> {
+  const connection = await Connection.connect(temporalConnectionOptions(config));
+  try {
+    const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+    const history = await client.workflow.getHandle(createOrderWorkflowId(orderId)).fetchHistory();
+    return (history.events ?? [])
+      .map((event) => event.workflowTaskCompletedEventAttributes?.identity ?? event.activityTaskStartedEventAttributes?.identity)
+      .filter((identity): identity is string => Boolean(identity));
+  } finally {
+    await connection.close();
+  }
+}
+
+/** `./oms check --wait SECONDS --json`: every invariant across the databases, Kafka and Temporal. */
+export async function checkInvariants(waitSeconds: number): Promise<{ ok: boolean; violations: unknown[] }> {
+  const result = await run(join(REPO, 'oms'), ['check', '--wait', String(waitSeconds), '--json'], { cwd: REPO, timeout: (waitSeconds + 120) * 1000 }).catch(
+    (error: { stdout?: string; stderr?: string; code?: number }) => {
+      if (error.code === 1 && error.stdout) return { stdout: error.stdout };
+      throw new Error(`./oms check failed (${error.code}): ${error.stderr ?? ''}`);
+    },
+  );
+  return JSON.parse(result.stdout) as { ok: boolean; violations: unknown[] };
+}
+
+/** Outbox events of the three databases dead-lettered (FAILED) since `since`. */
+export async function deadLetteredSince(since: Date): Promise<number> {
+  let failed = 0;
+  for (const name of ['order', 'product', 'payment'] as const) {
+    // Every service database has the shared outbox table.
+    const db = openServiceDatabase(config, name, 'topology-test') as unknown as Kysely<SharedTables>;
+    try {
+      const row = await db.selectFrom('outbox_events').select((eb) => eb.fn.countAll<string>().as('count')).where('status', '=', 'FAILED').where('created_at', '>=', since).executeTakeFirstOrThrow();
+      failed += Number(row.count);
+    } finally {
+      await db.destroy();
+    }
+  }
+  return failed;
+}
+
+/** What the shop's orders did, read from the three databases: one order, one unit and 1.00 each. */
+export async function shopLedger(shop: Pick<Shop, 'productId' | 'customerId'>): Promise<{ orders: number; stock: number; balanceMinor: number; payments: number }> {
+  const orderDb = openServiceDatabase(config, 'order', 'topology-test');
+  const productDb = openServiceDatabase(config, 'product', 'topology-test');
+  const paymentDb = openServiceDatabase(config, 'payment', 'topology-test');
+  try {
+    const orders = await orderDb.selectFrom('orders').select((eb) => eb.fn.countAll<string>().as('count')).where('customer_id', '=', shop.customerId).executeTakeFirstOrThrow();
+    const product = await productDb.selectFrom('products').select('stock_quantity').where('id', '=', shop.productId).executeTakeFirstOrThrow();
+    const account = await paymentDb.selectFrom('customer_accounts').select('balance_minor').where('customer_id', '=', shop.customerId).executeTakeFirstOrThrow();
+    const payments = await paymentDb.selectFrom('payments').select((eb) => eb.fn.countAll<string>().as('count')).where('customer_id', '=', shop.customerId).executeTakeFirstOrThrow();
+    return { orders: Number(orders.count), stock: product.stock_quantity, balanceMinor: Number(account.balance_minor), payments: Number(payments.count) };
+  } finally {
+    await Promise.all([orderDb.destroy(), productDb.destroy(), paymentDb.destroy()]);
+  }
+}
+
+type Headers = Record<string, string>;
+
+async function request<T>(method: string, url: string, headers: Headers, body?: unknown): Promise<{ status: number; body: T }> {
+  const response = await fetch(url, {
+    method,
+    headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(30_000),
+  });
+  return { status: response.status, body: (await response.json()) as T };
+}
+
+/**
+ * Sends until the service answers with something other than a 5xx or a network error, with the
+ * same Idempotency-Key each time, as a real client retries: the key makes a repeat of a request
+ * that did get through answer with the first answer instead of acting twice.
+ */
+async function requestUntilAnswered<T>(method: string, url: string, headers: Headers, body: unknown, timeoutMs = 120_000): Promise<{ status: number; body: T; attempts: number }> {
+  const key = randomUUID();
+  let attempts = 0;
+  return eventually(
+    async () => {
+      attempts += 1;
+      const answer = await request<T>(method, url, { ...headers, 'idempotency-key': key }, body).catch(() => undefined);
+      return answer && answer.status < 500 ? { ...answer, attempts } : undefined;
+    },
+    timeoutMs,
+    `${method} ${url} to be answered`,
+    250,
+  );
+}
+
+export interface Shop {
+  productId: string;
+  customerId: string;
+  asCustomer: Headers;
+  /** Places one order for one unit; resolves with its id once accepted (202). */
+  placeOrder(): Promise<string>;
+  /** Each order's final status, once all are final. */
+  settled(orderIds: readonly string[], timeoutMs: number): Promise<Map<string, string>>;
+  /** Current status of each order. */
+  statuses(orderIds: readonly string[]): Promise<Map<string, string>>;
+}
+
+/** A product with `stock` units at 1.00 and a customer with money for all of them. */
+export async function openShop(label: string, stock: number): Promise<Shop> {
+  ensureDevKeyPair();
+  const key = loadDevSigningKey();
+  const settings = { issuer: config.AUTH_JWT_ISSUER, audience: config.AUTH_JWT_AUDIENCE, ttlSeconds: 3_600 };
+  const asOperator = { authorization: `Bearer ${await signAccessToken(key, { operator: `topology-${label}` }, settings)}` };
+  const runId = `${label}-${randomUUID().slice(0, 8)}`;
+  const product = await requestUntilAnswered<{ id: string }>('POST', `${config.PRODUCT_SERVICE_URL}/products`, asOperator, {
+    sku: `TOPO-${runId}`,
+    name: `Topology ${runId}`,
+    price: '1.00',
+    currency: 'USD',
+    stockQuantity: stock,
+  });
+  const customer = await requestUntilAnswered<{ id: string }>('POST', `${config.ORDER_SERVICE_URL}/customers`, asOperator, { name: `Topology ${runId}`, email: `${runId}@example.com` });
+  const account = await requestUntilAnswered('POST', `${config.PAYMENT_SERVICE_URL}/accounts`, asOperator, { customerId: customer.body.id, balance: `${stock}.00`, currency: 'USD' });
+  if (product.status !== 201 || customer.status !== 201 || account.status !== 201) {
+    throw new Error(`could not set up the shop: ${JSON.stringify({ product, customer, account })}`);
+  }
+  const asCustomer = { authorization: `Bearer ${await signAccessToken(key, { customerId: customer.body.id }, settings)}` };
+
+  const statuses = async (orderIds: readonly string[]) => {
+    const found = new Map<string, string>();
+    for (const id of orderIds) {
+      const answer = await request<{ status: string }>('GET', `${config.ORDER_SERVICE_URL}/orders/${id}`, asCustomer).catch(() => undefined);
+      if (answer?.status === 200) found.set(id, answer.body.status);
+    }
+    return found;
+  };
+
+  return {
+    productId: product.body.id,
+    customerId: customer.body.id,
+    asCustomer,
+    async placeOrder() {
+      const answer = await requestUntilAnswered<{ id: string }>('POST', `${config.ORDER_SERVICE_URL}/orders`, asCustomer, { items: [{ productId: product.body.id, quantity: 1 }] });
+      if (answer.status !== 202) throw new Error(`order refused: ${answer.status} ${JSON.stringify(answer.body)}`);
+      return answer.body.id;
+    },
+    statuses,
+    async settled(orderIds, timeoutMs) {
+      return eventually(
+        async () => {
+          const found = await statuses(orderIds);
+          return [...found.values()].filter((status) => FINAL_STATUSES.has(status)).length === orderIds.length ? found : undefined;
+        },
+        timeoutMs,
+        `${orderIds.length} orders to reach a final status`,
+        1_000,
+      );
+    },
+  };
+}
+
+/**
+ * Places `count` orders, `concurrency` at a time; `during` runs once `startAfter` have been accepted,
+ * with the ids accepted so far, while the rest keep coming.
+ */
+export async function placeOrdersWhile(
+  shop: Shop,
+  count: number,
+  concurrency: number,
+  startAfter: number,
+  during: (accepted: readonly string[]) => Promise<void>,
+): Promise<string[]> {
+  const ids: string[] = [];
+  let next = 0;
+  let fault: Promise<void> | undefined;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        next += 1;
+        ids.push(await shop.placeOrder());
+        if (ids.length >= startAfter && !fault) fault = during([...ids]);
+      }
+    }),
+  );
+  await fault;
+  return ids;
+}
