@@ -28,6 +28,12 @@ describe('loadConfig', () => {
     expect(config.KAFKA_BROKERS).toEqual(['a:1', 'b:2']);
   });
 
+  it('refuses topics that need more in-sync copies than they have', () => {
+    expect(loadConfig({}).KAFKA_TOPIC_REPLICATION_FACTOR).toBe(1);
+    expect(loadConfig({ KAFKA_TOPIC_REPLICATION_FACTOR: '3', KAFKA_TOPIC_MIN_INSYNC_REPLICAS: '2' }).KAFKA_TOPIC_MIN_INSYNC_REPLICAS).toBe(2);
+    expect(() => loadConfig({ KAFKA_TOPIC_MIN_INSYNC_REPLICAS: '2' })).toThrow(/KAFKA_TOPIC_MIN_INSYNC_REPLICAS: cannot exceed KAFKA_TOPIC_REPLICATION_FACTOR/);
+  });
+
   it('names every bad variable in one error', () => {
     const attempt = () => loadConfig({ ORDER_SERVICE_PORT: 'eighty', REDIS_URL: 'not a url', KAFKA_BROKERS: 'nohostport' });
     expect(attempt).toThrow(ConfigError);
