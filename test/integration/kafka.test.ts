@@ -79,8 +79,9 @@ describe('Kafka broker with kafkajs', () => {
     }
   });
 
-  it('has every OMS topic, and ensureTopics is idempotent', async () => {
-    const kafkaClient = createKafka(testConfig(), 'oms-test-topics');
+  it('has every OMS topic, as many copies of each partition as configured, and ensureTopics is idempotent', async () => {
+    const config = testConfig();
+    const kafkaClient = createKafka(config, 'oms-test-topics');
     await ensureTopics(kafkaClient);
     const again = await ensureTopics(kafkaClient);
     expect(again.created).toEqual([]);
@@ -90,7 +91,10 @@ describe('Kafka broker with kafkajs', () => {
     try {
       const metadata = await admin.fetchTopicMetadata({ topics: TOPIC_SPECS.map((s) => s.topic) });
       for (const spec of TOPIC_SPECS) {
-        expect(metadata.topics.find((t) => t.name === spec.topic)?.partitions, spec.topic).toHaveLength(spec.partitions);
+        const partitions = metadata.topics.find((t) => t.name === spec.topic)?.partitions ?? [];
+        expect(partitions, spec.topic).toHaveLength(spec.partitions);
+        // One on the dev stack, three on the production topology's three brokers.
+        for (const partition of partitions) expect(partition.replicas, spec.topic).toHaveLength(config.KAFKA_TOPIC_REPLICATION_FACTOR);
       }
     } finally {
       await admin.disconnect();
