@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expirePaymentReservations } from '../../services/payment/reservation-sweeper';
+import { expirePaymentReservations } from '../../services/payment/ledger';
 import { parseEvent } from '../../services/shared/events';
 import { idempotencyStoreKey } from '../../services/shared/http/idempotency-plugin';
 import { testOperator } from '../helpers/auth';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expireStockReservations } from '../../services/product/reservation-sweeper';
+import { expireStockReservations } from '../../services/product/stock-tcc';
 import { createTestProduct, createTestProductService, outboxEventTypes, stockOf, type TestProductService } from '../helpers/product-service';
 
 const TTL_SECONDS = 1;
