@@ -1,9 +1,10 @@
 /**
  * The order saga's own steps on order_db: customer validation and every order status transition,
- * each written with its outbox event(s) in one transaction. Every transition is a conditional
- * UPDATE (only from the states it may leave), so an activity retried after its commit changes
- * nothing twice, and a transition that lost a race (the order was cancelled meanwhile) says so
- * instead of overwriting the winner.
+ * each written with its outbox event(s) in one transaction. Every transition checks, inside that
+ * transaction, that the order is in a state it may leave (a conditional UPDATE, or for a
+ * cancellation request the row locked FOR UPDATE and then checked), so an activity retried after
+ * its commit changes nothing twice, and a transition that lost a race (the order was cancelled
+ * meanwhile) says so instead of overwriting the winner.
  */
 import { ApplicationFailure, CancelledFailure, WorkflowNotFoundError } from '@temporalio/common';
 import { Context } from '@temporalio/activity';
@@ -195,17 +196,17 @@ export function createOrderActivities({ db }: OrderActivitiesDependencies) {
      * closed. A createOrder that already closed, or never existed, returns at once. Heartbeats so a
      * worker dying here is noticed and the wait resumes on another worker.
      */
-    async settleCreateOrder(orderId: string): Promise<{ wasRunning: boolean }> {
+    async settleCreateOrder(orderId: string): Promise<void> {
       const context = Context.current();
       const handle = context.client.workflow.getHandle(createOrderWorkflowId(orderId));
       let running: boolean;
       try {
         running = (await handle.describe()).status.name === 'RUNNING';
       } catch (error) {
-        if (error instanceof WorkflowNotFoundError) return { wasRunning: false };
+        if (error instanceof WorkflowNotFoundError) return;
         throw error;
       }
-      if (!running) return { wasRunning: false };
+      if (!running) return;
       await handle.cancel();
       const beat = setInterval(() => context.heartbeat(), 1_000);
       try {
@@ -216,7 +217,6 @@ export function createOrderActivities({ db }: OrderActivitiesDependencies) {
       } finally {
         clearInterval(beat);
       }
-      return { wasRunning: true };
     },
   };
 }

@@ -3,8 +3,8 @@
  * so their order is explicit and they run the same under tsx, vitest and a bundler.
  */
 import { Migrator, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
-import { idempotencyMigration, inboxMigration, outboxMigration, tccBarrierMigration } from './shared-migrations';
-import { orderCompensationFailedMigration, orderListKeysetMigration, ordersMigration, orderTimelineMigration } from './order/migrations';
+import { unusedInboxDropMigration, idempotencyMigration, inboxMigration, outboxMigration, tccBarrierMigration } from './shared-migrations';
+import { orderCompensationFailedMigration, orderInFlightIndexDropMigration, orderListKeysetMigration, ordersMigration, orderTimelineMigration } from './order/migrations';
 import { productCatalogueMigration, productInitialStockMigration, productListKeysetMigration, stockReservationsMigration } from './product/migrations';
 import { accountInitialBalanceMigration, paymentLedgerMigration, refundIdempotencyKeyMigration, refundSourceMigration } from './payment/migrations';
 import { applyDatabasePrivileges, type PrivilegesOutcome } from './roles';
@@ -21,6 +21,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0005_order_events': orderTimelineMigration,
     '0006_order_list_keyset': orderListKeysetMigration,
     '0007_order_compensation_failed': orderCompensationFailedMigration,
+    '0030_drop_orders_in_flight_index': orderInFlightIndexDropMigration,
   },
   product: {
     '0001_outbox_events': outboxMigration,
@@ -31,6 +32,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0006_stock_reservations': stockReservationsMigration,
     '0007_product_list_keyset': productListKeysetMigration,
     '0008_product_initial_stock': productInitialStockMigration,
+    '0030_drop_processed_events': unusedInboxDropMigration,
   },
   payment: {
     '0001_outbox_events': outboxMigration,
@@ -41,6 +43,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0006_refund_source': refundSourceMigration,
     '0007_refund_idempotency_key': refundIdempotencyKeyMigration,
     '0008_account_initial_balance': accountInitialBalanceMigration,
+    '0030_drop_processed_events': unusedInboxDropMigration,
   },
 };
 

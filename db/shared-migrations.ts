@@ -1,4 +1,4 @@
-/** Migrations every service database runs: outbox, idempotency records, consumer inbox, TCC barriers. */
+/** Migrations the service databases share: outbox, idempotency records, consumer inbox, TCC barriers. */
 import { sql, type Kysely, type Migration } from 'kysely';
 
 /** The channel the outbox trigger notifies; the relay LISTENs on it so events leave in milliseconds. */
@@ -25,8 +25,8 @@ export const outboxMigration: Migration = {
         CONSTRAINT chk_outbox_status CHECK (status IN ('PENDING', 'PUBLISHED', 'FAILED')),
         CONSTRAINT chk_outbox_published_at CHECK ((status = 'PUBLISHED') = (published_at IS NOT NULL))
       )`.execute(db);
-    // The relay claims pending rows in id (commit) order; the guide's created_at index cannot
-    // order rows inserted in the same millisecond.
+    // The relay claims pending rows in id (commit) order: an index on created_at could not order
+    // rows inserted in the same millisecond.
     await sql`CREATE INDEX idx_outbox_pending ON outbox_events (id) WHERE status = 'PENDING'`.execute(db);
     await sql`CREATE INDEX idx_outbox_aggregate ON outbox_events (aggregate_type, aggregate_id)`.execute(db);
     await sql`CREATE INDEX idx_outbox_event_type ON outbox_events (event_type, created_at)`.execute(db);
@@ -94,6 +94,19 @@ export const inboxMigration: Migration = {
   },
   async down(db: Kysely<unknown>) {
     await sql`DROP TABLE processed_events`.execute(db);
+  },
+};
+
+/**
+ * Every database once got the inbox; only order_db's timeline consumer uses it. product_db and
+ * payment_db drop theirs, so no table suggests that those services consume events.
+ */
+export const unusedInboxDropMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`DROP TABLE processed_events`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await inboxMigration.up(db);
   },
 };
 

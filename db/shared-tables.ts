@@ -1,6 +1,7 @@
 /**
- * Tables that every service database has: the transactional outbox, idempotency records and the
- * consumer inbox. Participants (product, payment) also have TCC barriers.
+ * Tables that every service database has: the transactional outbox and idempotency records.
+ * Participants (product, payment) also have TCC barriers; a database whose service consumes events
+ * (order_db, for the timeline) also has the consumer inbox.
  */
 import type { ColumnType, Generated, JSONColumnType } from 'kysely';
 
@@ -78,6 +79,10 @@ export interface TccBarriersTable {
 export interface SharedTables {
   outbox_events: OutboxEventsTable;
   idempotency_records: IdempotencyRecordsTable;
+}
+
+/** The tables of a database whose service consumes events. */
+export interface ConsumerTables {
   processed_events: ProcessedEventsTable;
 }
 

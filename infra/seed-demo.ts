@@ -1,8 +1,10 @@
 /**
  * `tsx infra/seed-demo.ts`: demo data for trying OMS by hand: one active and one inactive customer
  * with payment accounts, and three products. Fixed ids, so the README's curl examples work, and
- * idempotent: running it again changes nothing.
+ * idempotent: running it again changes nothing. Importing it (for DEMO) writes nothing: only running
+ * it as a script does.
  */
+import { pathToFileURL } from 'node:url';
 import { openServiceDatabase } from '../db/databases';
 import { loadConfig } from '../services/shared/config';
 
@@ -19,29 +21,34 @@ export const DEMO = {
   currency: 'USD',
 } as const;
 
-const config = loadConfig();
-const orderDb = openServiceDatabase(config, 'order', 'oms-seed');
-const productDb = openServiceDatabase(config, 'product', 'oms-seed');
-const paymentDb = openServiceDatabase(config, 'payment', 'oms-seed');
-try {
-  for (const { id, name, email, status, balanceMinor } of DEMO.customers) {
-    await orderDb.insertInto('customers').values({ id, name, email, status }).onConflict((oc) => oc.column('id').doNothing()).execute();
-    await paymentDb
-      .insertInto('customer_accounts')
-      .values({ customer_id: id, currency: DEMO.currency, balance_minor: balanceMinor })
-      .onConflict((oc) => oc.column('customer_id').doNothing())
-      .execute();
+/** Writes the demo data into the three databases, leaving rows that already exist as they are. */
+export async function seedDemoData(): Promise<void> {
+  const config = loadConfig();
+  const orderDb = openServiceDatabase(config, 'order', 'oms-seed');
+  const productDb = openServiceDatabase(config, 'product', 'oms-seed');
+  const paymentDb = openServiceDatabase(config, 'payment', 'oms-seed');
+  try {
+    for (const { id, name, email, status, balanceMinor } of DEMO.customers) {
+      await orderDb.insertInto('customers').values({ id, name, email, status }).onConflict((oc) => oc.column('id').doNothing()).execute();
+      await paymentDb
+        .insertInto('customer_accounts')
+        .values({ customer_id: id, currency: DEMO.currency, balance_minor: balanceMinor })
+        .onConflict((oc) => oc.column('customer_id').doNothing())
+        .execute();
+    }
+    for (const { id, sku, name, priceMinor, stock } of DEMO.products) {
+      await productDb
+        .insertInto('products')
+        .values({ id, sku, name, price_minor: priceMinor, currency: DEMO.currency, stock_quantity: stock })
+        .onConflict((oc) => oc.column('sku').doNothing())
+        .execute();
+    }
+    console.log('Demo data:');
+    for (const c of DEMO.customers) console.log(`  customer ${c.id}  ${c.name} (${c.status}), account ${(c.balanceMinor / 100).toFixed(2)} ${DEMO.currency}`);
+    for (const p of DEMO.products) console.log(`  product  ${p.id}  ${p.sku} ${p.name}, ${(p.priceMinor / 100).toFixed(2)} ${DEMO.currency}, ${p.stock} in stock`);
+  } finally {
+    await Promise.all([orderDb.destroy(), productDb.destroy(), paymentDb.destroy()]);
   }
-  for (const { id, sku, name, priceMinor, stock } of DEMO.products) {
-    await productDb
-      .insertInto('products')
-      .values({ id, sku, name, price_minor: priceMinor, currency: DEMO.currency, stock_quantity: stock })
-      .onConflict((oc) => oc.column('sku').doNothing())
-      .execute();
-  }
-  console.log('Demo data:');
-  for (const c of DEMO.customers) console.log(`  customer ${c.id}  ${c.name} (${c.status}), account ${(c.balanceMinor / 100).toFixed(2)} ${DEMO.currency}`);
-  for (const p of DEMO.products) console.log(`  product  ${p.id}  ${p.sku} ${p.name}, ${(p.priceMinor / 100).toFixed(2)} ${DEMO.currency}, ${p.stock} in stock`);
-} finally {
-  await Promise.all([orderDb.destroy(), productDb.destroy(), paymentDb.destroy()]);
 }
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await seedDemoData();

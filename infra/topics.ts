@@ -1,7 +1,7 @@
-/** `tsx infra/topics.ts`: creates the OMS Kafka topics that are missing (idempotent). */
+/** `tsx infra/topics.ts`: creates the OMS Kafka topics that are missing and deletes retired ones (idempotent). */
 import { createKafka, ensureTopics } from '../services/shared/kafka';
 import { loadConfig } from '../services/shared/config';
 
 const config = loadConfig();
-const { created, existing } = await ensureTopics(createKafka(config, 'oms-topics'), config);
-console.log(`kafka topics: ${created.length > 0 ? `created ${created.join(', ')}` : 'none created'}; ${existing.length} already present`);
+const { created, existing, deleted } = await ensureTopics(createKafka(config, 'oms-topics'), config);
+console.log(`kafka topics: ${created.length > 0 ? `created ${created.join(', ')}` : 'none created'}; ${existing.length} already present${deleted.length > 0 ? `; deleted retired ${deleted.join(', ')}` : ''}`);

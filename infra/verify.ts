@@ -11,7 +11,7 @@ import { openServiceDatabase } from '../db/databases';
 import { SERVICE_NAMES } from '../db/migrator';
 import { loadConfig } from '../services/shared/config';
 import { devKeyFiles, loadDevSigningKey, signAccessToken } from './dev-auth';
-import { createKafka, TOPIC_SPECS } from '../services/shared/kafka';
+import { createKafka, RETIRED_TOPICS, TOPIC_SPECS } from '../services/shared/kafka';
 import { connectRedis } from '../services/shared/redis';
 import { temporalConnectionOptions } from '../services/shared/temporal-connection';
 
@@ -87,6 +87,7 @@ await check('kafka topics', async () => {
       if (actual === undefined) return [`${topic} missing`];
       return actual === expected ? [] : [`${topic} has ${actual} partitions, expected ${expected}`];
     });
+    problems.push(...RETIRED_TOPICS.filter((topic) => partitions.has(topic)).map((topic) => `${topic} is retired but still present`));
     if (problems.length > 0) throw new Error(`${problems.join('; ')} (run: npm run topics)`);
     return TOPIC_SPECS.map((s) => s.topic).join(', ');
   } finally {

@@ -5,7 +5,7 @@
  *
  * Try: both branches in parallel, each branch's undo registered BEFORE its try. We wait for both
  * tries to settle before deciding, so a slow try is never left holding after we gave up on the
- * other (the guide's coordinator lost such partial reservations).
+ * other (a coordinator that decides on the first failure leaks the other branch's hold).
  *
  * Confirm: stock first, then payment. Money moves last, so it is never captured for stock that
  * could not be confirmed: an expired stock hold fails before any capture and we only release holds.

@@ -36,7 +36,7 @@ export const ordersMigration: Migration = {
       )`.execute(db);
     await sql`CREATE INDEX idx_orders_customer ON orders (customer_id, created_at DESC)`.execute(db);
     await sql`CREATE INDEX idx_orders_status ON orders (status, created_at DESC)`.execute(db);
-    // Orders still in flight: what a reconciler scans for sagas that never started.
+    // Dropped again by orderInFlightIndexDropMigration: no query filters orders on updated_at.
     await sql`CREATE INDEX idx_orders_in_flight ON orders (updated_at) WHERE status IN ('PENDING', 'AWAITING_CONFIRMATION', 'CANCELLING')`.execute(db);
     await sql`
       CREATE TABLE order_items (
@@ -117,5 +117,18 @@ export const orderCompensationFailedMigration: Migration = {
     await sql`
       ALTER TABLE orders ADD CONSTRAINT chk_orders_status
         CHECK (status IN ('PENDING', 'AWAITING_CONFIRMATION', 'PAID', 'FAILED', 'CANCELLING', 'CANCELLED'))`.execute(db);
+  },
+};
+
+/**
+ * idx_orders_in_flight indexed updated_at, which no query filters on: the reconciler reads PENDING
+ * orders by created_at, through idx_orders_status. It only cost a write on every status change.
+ */
+export const orderInFlightIndexDropMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`DROP INDEX idx_orders_in_flight`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`CREATE INDEX idx_orders_in_flight ON orders (updated_at) WHERE status IN ('PENDING', 'AWAITING_CONFIRMATION', 'CANCELLING')`.execute(db);
   },
 };

@@ -1,6 +1,6 @@
 /** order_db: customers, orders and their items, and the order event timeline. Money in integer minor units. */
 import type { Generated, JSONColumnType } from 'kysely';
-import type { SharedTables, Timestamp } from '../shared-tables';
+import type { ConsumerTables, SharedTables, Timestamp } from '../shared-tables';
 
 export type CustomerStatus = 'ACTIVE' | 'INACTIVE';
 
@@ -57,7 +57,7 @@ export interface OrderEventsTable {
   received_at: Timestamp;
 }
 
-export interface OrderDatabase extends SharedTables {
+export interface OrderDatabase extends SharedTables, ConsumerTables {
   customers: CustomersTable;
   orders: OrdersTable;
   order_items: OrderItemsTable;

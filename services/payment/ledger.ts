@@ -1,7 +1,9 @@
 /**
  * Every change to payment_db: opening accounts, the TCC try/confirm/cancel of payment holds, the
  * expiry of holds nobody settled, and refunds. Each change runs in one transaction that also writes
- * its barrier row (TCC operations) and exactly one outbox event.
+ * its barrier row (TCC operations) and the outbox event of what changed (a cancel that finds no
+ * try writes none). A try refused for want of money changes nothing; its PAYMENT_FAILED event is
+ * written afterwards in a transaction of its own.
  *
  * Lock order, everywhere: reservation row, then account row (tries take only the account row;
  * refunds take the payment row, then the account row). Holds are taken with a conditional UPDATE,

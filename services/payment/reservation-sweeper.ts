@@ -1,14 +1,13 @@
 /**
- * Expires payment holds nobody confirmed or cancelled within RESERVATION_TTL_SECONDS (the guide's
- * 4.4 cleanup): every RESERVATION_SWEEP_INTERVAL_MS, batches until none is overdue.
+ * Expires payment holds nobody confirmed or cancelled within RESERVATION_TTL_SECONDS (a TCC
+ * transaction whose coordinator vanished must not hold money forever; see docs/design.md):
+ * every RESERVATION_SWEEP_INTERVAL_MS, batches until none is overdue.
  */
 import type { Kysely } from 'kysely';
 import type { FastifyBaseLogger } from 'fastify';
 import type { PaymentDatabase } from '../../db/payment/schema';
 import { expirePaymentReservations } from './ledger';
 import type { TccMetrics } from '../shared/tcc-metrics';
-
-export { expirePaymentReservations };
 
 export interface ReservationSweeper {
   /** Runs one sweep now (also what the timer does); resolves with how many holds expired. */

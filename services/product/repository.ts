@@ -112,10 +112,6 @@ export async function countReservedOrders(db: Db): Promise<number> {
   return Number(row.count);
 }
 
-export async function findOrderReservations(db: Db, orderId: string): Promise<StockReservationRow[]> {
-  return db.selectFrom('stock_reservations').selectAll().where('order_id', '=', orderId).orderBy('product_id').execute();
-}
-
 /** The order's reservations, locked (the caller already holds the order's TRY barrier row). */
 export async function lockOrderReservations(trx: Transaction<ProductDatabase>, orderId: string): Promise<LockedReservationRow[]> {
   return trx

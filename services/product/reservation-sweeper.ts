@@ -5,8 +5,6 @@ import type { ProductDatabase } from '../../db/product/schema';
 import type { TccMetrics } from '../shared/tcc-metrics';
 import { expireStockReservations } from './stock-tcc';
 
-export { expireStockReservations };
-
 export interface ReservationSweeper {
   /** Stops the interval and waits for a sweep in progress, so the database can close after it. */
   stop: () => Promise<void>;

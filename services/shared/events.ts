@@ -83,7 +83,7 @@ export type EventType = keyof typeof EVENT_DEFINITIONS;
 export type EventPayload<T extends EventType> = z.infer<(typeof EVENT_DEFINITIONS)[T]['payload']>;
 export const EVENT_TYPES = Object.keys(EVENT_DEFINITIONS) as EventType[];
 
-/** The guide's envelope: what every Kafka message's value is. */
+/** The event envelope (docs/design.md, Events and topics): what every Kafka message's value is. */
 export const eventEnvelopeSchema = z.object({
   eventId: z.uuid(),
   eventType: z.enum(EVENT_TYPES as [EventType, ...EventType[]]),

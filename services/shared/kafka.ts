@@ -1,4 +1,4 @@
-/** Kafka topics of OMS (the guide's, plus a catch-all for unrouted events) and the client factory. */
+/** Kafka topics of OMS (one per producing aggregate, a catch-all for unrouted events, the dead letters) and the client factory. */
 import { readFileSync } from 'node:fs';
 import { Kafka, logLevel, type Admin, type ITopicConfig, type KafkaConfig, type SASLOptions } from 'kafkajs';
 import type { Config } from './config';
@@ -9,7 +9,6 @@ export const TOPICS = {
   orderEvents: 'oms.orders.events',
   productEvents: 'oms.products.events',
   paymentEvents: 'oms.payments.events',
-  sagaCommands: 'oms.saga.commands',
   generalEvents: 'oms.general.events',
   deadLetters: 'oms.dlq',
 } as const;
@@ -26,7 +25,6 @@ export const TOPIC_SPECS: readonly TopicSpec[] = [
   { topic: TOPICS.orderEvents, partitions: 6, retentionMs: 7 * DAY_MS },
   { topic: TOPICS.productEvents, partitions: 6, retentionMs: 7 * DAY_MS },
   { topic: TOPICS.paymentEvents, partitions: 6, retentionMs: 7 * DAY_MS },
-  { topic: TOPICS.sagaCommands, partitions: 3, retentionMs: 1 * DAY_MS },
   { topic: TOPICS.generalEvents, partitions: 3, retentionMs: 7 * DAY_MS },
   { topic: TOPICS.deadLetters, partitions: 1, retentionMs: 30 * DAY_MS },
 ];
@@ -36,6 +34,13 @@ export type TopicReplication = Pick<Config, 'KAFKA_TOPIC_REPLICATION_FACTOR' | '
 
 /** One broker, one copy: the dev stack's Kafka. */
 export const SINGLE_COPY: TopicReplication = { KAFKA_TOPIC_REPLICATION_FACTOR: 1, KAFKA_TOPIC_MIN_INSYNC_REPLICAS: 1 };
+
+/**
+ * Topics OMS created once and no longer uses: `ensureTopics` deletes them where they remain, and
+ * verify reports them. oms.saga.commands was routed to but never published to (sagas are Temporal
+ * workflows, commanded through Temporal, not through Kafka).
+ */
+export const RETIRED_TOPICS: readonly string[] = ['oms.saga.commands'];
 
 export function topicConfig({ topic, partitions, retentionMs }: TopicSpec, replication: TopicReplication = SINGLE_COPY): ITopicConfig {
   return {
@@ -87,12 +92,16 @@ export function createKafka(config: KafkaConnectionConfig, clientId = config.KAF
   });
 }
 
-/** Creates the missing OMS topics and reports what it did; existing topics are left as they are. */
+/**
+ * Creates the missing OMS topics and deletes the retired ones, and reports what it did; existing
+ * topics are left as they are.
+ */
 export async function ensureTopics(
   kafka: Kafka,
   replication: TopicReplication = SINGLE_COPY,
   specs: readonly TopicSpec[] = TOPIC_SPECS,
-): Promise<{ created: string[]; existing: string[] }> {
+  retired: readonly string[] = RETIRED_TOPICS,
+): Promise<{ created: string[]; existing: string[]; deleted: string[] }> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -101,7 +110,9 @@ export async function ensureTopics(
     if (missing.length > 0) {
       await admin.createTopics({ topics: missing.map((spec) => topicConfig(spec, replication)), waitForLeaders: true });
     }
-    return { created: missing.map((s) => s.topic), existing: specs.filter((s) => present.has(s.topic)).map((s) => s.topic) };
+    const leftover = retired.filter((topic) => present.has(topic));
+    if (leftover.length > 0) await admin.deleteTopics({ topics: leftover });
+    return { created: missing.map((s) => s.topic), existing: specs.filter((s) => present.has(s.topic)).map((s) => s.topic), deleted: leftover };
   } finally {
     await admin.disconnect();
   }

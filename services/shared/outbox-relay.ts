@@ -6,12 +6,11 @@
 import type { IHeaders } from 'kafkajs';
 import { TOPICS, type TopicName } from './kafka';
 
-/** The guide's EventRouter (2.2.5): by event type prefix, anything unknown to the general topic. */
+/** The event router: by event type prefix to its aggregate's topic, anything unknown to the general topic. */
 export function topicForEventType(eventType: string): TopicName {
   if (eventType.startsWith('ORDER_')) return TOPICS.orderEvents;
   if (eventType.startsWith('STOCK_')) return TOPICS.productEvents;
   if (eventType.startsWith('PAYMENT_')) return TOPICS.paymentEvents;
-  if (eventType.startsWith('SAGA_')) return TOPICS.sagaCommands;
   return TOPICS.generalEvents;
 }
 

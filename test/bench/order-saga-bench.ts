@@ -1,6 +1,6 @@
 /**
  * `./oms bench [--orders N] [--concurrency C]`: load against the running stack (`./oms up`), through
- * the public API, the way the guide's Gatling scenarios measure it:
+ * the public API, measuring what the targets in docs/design.md are stated in:
  *
  *   - POST /orders: request latency (p50/p95/p99) and accepted requests per second
  *   - the createOrder saga (draft -> customer check -> TCC stock + payment -> PAID): end-to-end latency

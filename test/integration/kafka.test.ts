@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Kafka } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKafka, ensureTopics, TOPIC_SPECS } from '../../services/shared/kafka';
+import { createKafka, ensureTopics, RETIRED_TOPICS, TOPIC_SPECS } from '../../services/shared/kafka';
 import { testConfig } from '../helpers/stack';
 
 // Proves the broker this project installs (Kafka 3.9 from Maven jars) speaks the protocol versions
@@ -79,16 +79,34 @@ describe('Kafka broker with kafkajs', () => {
     }
   });
 
+  it('ensureTopics deletes a retired topic that is still there', async () => {
+    const kafkaClient = createKafka(testConfig(), 'oms-test-topics');
+    const retired = `test-retired-${randomUUID()}`;
+    const admin = kafkaClient.admin();
+    await admin.connect();
+    try {
+      await admin.createTopics({ topics: [{ topic: retired, numPartitions: 1 }], waitForLeaders: true });
+      expect((await ensureTopics(kafkaClient, testConfig(), TOPIC_SPECS, [retired])).deleted).toEqual([retired]);
+      expect(await admin.listTopics()).not.toContain(retired);
+      expect((await ensureTopics(kafkaClient, testConfig(), TOPIC_SPECS, [retired])).deleted).toEqual([]);
+    } finally {
+      await admin.disconnect();
+    }
+  });
+
   it('has every OMS topic, as many copies of each partition as configured, and ensureTopics is idempotent', async () => {
     const config = testConfig();
     const kafkaClient = createKafka(config, 'oms-test-topics');
-    await ensureTopics(kafkaClient);
-    const again = await ensureTopics(kafkaClient);
+    await ensureTopics(kafkaClient, config);
+    const again = await ensureTopics(kafkaClient, config);
     expect(again.created).toEqual([]);
+    expect(again.deleted).toEqual([]);
     expect(again.existing.sort()).toEqual(TOPIC_SPECS.map((s) => s.topic).sort());
     const admin = kafkaClient.admin();
     await admin.connect();
     try {
+      const present = await admin.listTopics();
+      for (const retired of RETIRED_TOPICS) expect(present, retired).not.toContain(retired);
       const metadata = await admin.fetchTopicMetadata({ topics: TOPIC_SPECS.map((s) => s.topic) });
       for (const spec of TOPIC_SPECS) {
         const partitions = metadata.topics.find((t) => t.name === spec.topic)?.partitions ?? [];

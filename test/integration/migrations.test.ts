@@ -16,6 +16,9 @@ describe('migrations', () => {
       expect(first.results?.every((r) => r.status === 'Success')).toBe(true);
       const second = await migrateToLatest(db, service);
       expect(second.results).toEqual([]);
+      // Only the order service consumes events, so only order_db keeps a consumer inbox.
+      const { rows } = await sql<{ inbox: string | null }>`SELECT to_regclass('processed_events')::text AS inbox`.execute(db);
+      expect(rows[0]?.inbox).toBe(service === 'order' ? 'processed_events' : null);
     } finally {
       await db.destroy();
       await empty.drop();
@@ -78,8 +81,10 @@ describe('product_db constraints', () => {
   it('notifies the outbox channel when an event commits, and not when it rolls back', async () => {
     const listener = new pg.Client({ connectionString: product.url });
     await listener.connect();
+    // PostgreSQL delivers notifications in commit order: once our own marker has arrived, anything
+    // the rolled-back transaction had sent would have arrived before it.
     const notifications: string[] = [];
-    listener.on('notification', (message) => notifications.push(message.channel));
+    listener.on('notification', (message) => notifications.push(`${message.channel}:${message.payload ?? ''}`));
     await listener.query(`LISTEN ${OUTBOX_NOTIFY_CHANNEL}`);
     try {
       const insert = (trx: typeof product.db, eventId: string) => trx.insertInto('outbox_events').values(outboxRow(eventId)).execute();
@@ -89,11 +94,15 @@ describe('product_db constraints', () => {
           throw new Error('roll back');
         }),
       ).rejects.toThrow('roll back');
-      await sql`SELECT pg_sleep(0.2)`.execute(product.db);
-      expect(notifications).toEqual([]);
+      await sql`SELECT pg_notify(${OUTBOX_NOTIFY_CHANNEL}, 'marker')`.execute(product.db);
+      await expect.poll(() => notifications, { timeout: 5_000 }).toContain(`${OUTBOX_NOTIFY_CHANNEL}:marker`);
+      expect(notifications).toEqual([`${OUTBOX_NOTIFY_CHANNEL}:marker`]);
 
       await product.db.transaction().execute((trx) => insert(trx, '0b7e4c8e-2f7e-4d43-8a57-7c0d5f7f2b02'));
-      await expect.poll(() => notifications, { timeout: 5_000 }).toEqual([OUTBOX_NOTIFY_CHANNEL]);
+      await sql`SELECT pg_notify(${OUTBOX_NOTIFY_CHANNEL}, 'marker')`.execute(product.db);
+      await expect.poll(() => notifications.length, { timeout: 5_000 }).toBe(3);
+      // The trigger's notification (empty payload) came with the commit, before the second marker.
+      expect(notifications).toEqual([`${OUTBOX_NOTIFY_CHANNEL}:marker`, `${OUTBOX_NOTIFY_CHANNEL}:`, `${OUTBOX_NOTIFY_CHANNEL}:marker`]);
     } finally {
       await listener.end();
     }

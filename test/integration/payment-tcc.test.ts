@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expirePaymentReservations } from '../../services/payment/reservation-sweeper';
+import { expirePaymentReservations } from '../../services/payment/ledger';
 import { parseEvent } from '../../services/shared/events';
 import { idempotencyStoreKey } from '../../services/shared/http/idempotency-plugin';
 import { testOperator } from '../helpers/auth';
@@ -324,12 +324,29 @@ describe('cancel', () => {
 
   it('a try and a cancel racing for one order end either reserved-then-released or refused: never held', async () => {
     const customerId = await openAccount('100.00');
-    const orders = Array.from({ length: 20 }, () => `order-${randomUUID()}`);
+    const cancel = (orderId: string) => call('POST', `/payments/cancel-by-order/${orderId}`);
+    // Both orders of arrival must occur, or a barrier that let every late try win would pass: a
+    // third of the orders see their cancel land first, a third their try, a third race freely.
+    const arrivals = ['cancel-first', 'try-first', 'race'] as const;
+    const pairs = Array.from({ length: 21 }, (_, index) => ({ orderId: `order-${randomUUID()}`, arrival: arrivals[index % 3]! }));
     const results = await Promise.all(
-      orders.map((orderId) => Promise.all([tryPayment(orderId, customerId, '1.00'), call('POST', `/payments/cancel-by-order/${orderId}`)])),
+      pairs.map(async ({ orderId, arrival }) => {
+        if (arrival === 'cancel-first') {
+          const cancelled = await cancel(orderId);
+          return { arrival, tried: await tryPayment(orderId, customerId, '1.00'), cancelled };
+        }
+        if (arrival === 'try-first') {
+          const tried = await tryPayment(orderId, customerId, '1.00');
+          return { arrival, tried, cancelled: await cancel(orderId) };
+        }
+        const [tried, cancelled] = await Promise.all([tryPayment(orderId, customerId, '1.00'), cancel(orderId)]);
+        return { arrival, tried, cancelled };
+      }),
     );
-    for (const [tried, cancelled] of results) {
+    for (const { arrival, tried, cancelled } of results) {
       expect(cancelled.status).toBe(200);
+      if (arrival === 'cancel-first') expect(tried.status).toBe(409);
+      if (arrival === 'try-first') expect(tried.status).toBe(201);
       if (tried.status === 201) expect(cancelled.body.reservationId).toBe(tried.body.reservationId);
       else expect(tried.body.error.code).toBe('TRY_AFTER_CANCEL');
     }

@@ -1,12 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expireStockReservations } from '../../services/product/reservation-sweeper';
+import { expireStockReservations } from '../../services/product/stock-tcc';
 import { createTestProduct, createTestProductService, outboxEventTypes, stockOf, type TestProductService } from '../helpers/product-service';
 
-const TTL_SECONDS = 1;
-/** Long enough that a reservation made now is past its expiry by the database clock. */
-const PAST_EXPIRY_MS = TTL_SECONDS * 1000 + 300;
+/** Far longer than any test: a reservation expires only when a test moves its expiry into the past. */
+const TTL_SECONDS = 3600;
+
+/** Moves time for one order's reservations: their expiry is now a second ago, by the database clock. */
+async function backdate(service: TestProductService, orderId: string): Promise<void> {
+  const moved = await service.db
+    .updateTable('stock_reservations')
+    .set({ expires_at: sql<Date>`now() - interval '1 second'` })
+    .where('order_id', '=', orderId)
+    .executeTakeFirst();
+  expect(Number(moved.numUpdatedRows)).toBeGreaterThan(0);
+}
 
 // Reservations nobody confirms or cancels expire: the units come back and confirm is refused,
 // whether the sweeper got there first or the confirm finds the expiry itself.
@@ -42,7 +52,7 @@ describe('product service: stock reservation expiry', () => {
     expect(await expireStockReservations(service.db)).toBe(0);
     expect(await stockOf(service.db, a)).toEqual({ stock: 10, reserved: 4, available: 6 });
 
-    await sleep(PAST_EXPIRY_MS);
+    await backdate(service, orderId);
     expect(await expireStockReservations(service.db)).toBe(1);
     expect(await stockOf(service.db, a)).toEqual({ stock: 10, reserved: 0, available: 10 });
     expect(await stockOf(service.db, b)).toEqual({ stock: 10, reserved: 0, available: 10 });
@@ -77,7 +87,7 @@ describe('product service: stock reservation expiry', () => {
     await post('/stock/try', { orderId, items: [{ productId: a, quantity: 5 }] });
     expect(await stockOf(service.db, a)).toEqual({ stock: 5, reserved: 5, available: 0 });
 
-    await sleep(PAST_EXPIRY_MS);
+    await backdate(service, orderId);
     const confirm = await post(`/stock/confirm/${orderId}`);
     expect(confirm.statusCode).toBe(409);
     expect(confirm.json()).toMatchObject({ error: { code: 'RESERVATION_EXPIRED' } });
@@ -100,7 +110,7 @@ describe('product service: stock reservation expiry', () => {
     const a = await createTestProduct(service, { stockQuantity: 3 });
     const orderId = randomUUID();
     await post('/stock/try', { orderId, items: [{ productId: a, quantity: 3 }] });
-    await sleep(PAST_EXPIRY_MS);
+    await backdate(service, orderId);
     const cancel = await post(`/stock/cancel/${orderId}`);
     expect(cancel.json()).toEqual({ orderId, releasedItems: [{ productId: a, quantity: 3 }], status: 'released' });
     expect(await statusesOf(orderId)).toEqual(['CANCELLED']);
@@ -112,7 +122,7 @@ describe('product service: stock reservation expiry', () => {
     const a = await createTestProduct(service, { stockQuantity: 2 });
     const orderId = randomUUID();
     await post('/stock/try', { orderId, items: [{ productId: a, quantity: 2 }] });
-    await sleep(PAST_EXPIRY_MS);
+    await backdate(service, orderId);
 
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
@@ -141,7 +151,7 @@ describe('product service: the reservation sweeper runs on its interval', () => 
   let service: TestProductService;
 
   beforeAll(async () => {
-    service = await createTestProductService({ overrides: { RESERVATION_TTL_SECONDS: '1', RESERVATION_SWEEP_INTERVAL_MS: '200' } });
+    service = await createTestProductService({ overrides: { RESERVATION_TTL_SECONDS: String(TTL_SECONDS), RESERVATION_SWEEP_INTERVAL_MS: '200' } });
   });
   afterAll(() => service.close());
 
@@ -150,6 +160,7 @@ describe('product service: the reservation sweeper runs on its interval', () => 
     const orderId = randomUUID();
     await service.app.inject({ method: 'POST', url: '/stock/try', headers: service.worker, payload: { orderId, items: [{ productId: a, quantity: 7 }] } });
     expect((await stockOf(service.db, a)).reserved).toBe(7);
+    await backdate(service, orderId);
 
     const deadline = Date.now() + 10_000;
     while ((await stockOf(service.db, a)).reserved !== 0 && Date.now() < deadline) await sleep(100);

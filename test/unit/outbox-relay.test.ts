@@ -13,13 +13,13 @@ import {
   topicForEventType,
 } from '../../services/shared/outbox-relay';
 
-describe('topicForEventType (the guide EventRouter)', () => {
+describe('topicForEventType (the event router)', () => {
   it.each([
     ['ORDER_CREATED', TOPICS.orderEvents],
     ['ORDER_CANCELLATION_REQUESTED', TOPICS.orderEvents],
     ['STOCK_RESERVED', TOPICS.productEvents],
     ['PAYMENT_REFUNDED', TOPICS.paymentEvents],
-    ['SAGA_COMPENSATE', TOPICS.sagaCommands],
+    ['SAGA_COMPENSATE', TOPICS.generalEvents],
     ['CUSTOMER_CREATED', TOPICS.generalEvents],
     ['PRODUCT_CREATED', TOPICS.generalEvents],
     ['ACCOUNT_OPENED', TOPICS.generalEvents],

@@ -3,7 +3,7 @@
  * real order_db: what each outcome leaves behind in all three databases.
  */
 import { spawnSync } from 'node:child_process';
-import { WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   cancelCheckoutUpdate,
@@ -153,7 +153,9 @@ describe('createOrder and tccPayment', () => {
 
     expect(await tcc.executeUpdate(confirmCheckoutUpdate)).toEqual({ accepted: true });
     await handle.result();
-    // A second decision changes nothing (the workflow is closed, or would answer accepted: false).
+    // A second decision, the opposite one, changes nothing: the checkout is closed, so Temporal
+    // refuses the update, and the order stays PAID with its money captured.
+    await expect(tcc.executeUpdate(cancelCheckoutUpdate, { args: [{ reason: 'too late' }] })).rejects.toBeInstanceOf(WorkflowNotFoundError);
     expect(await orderRow(harness, input.orderId)).toMatchObject({ status: 'PAID' });
     expect(await orderEvents(harness.order.db, input.orderId)).toEqual(['ORDER_AWAITING_CONFIRMATION', 'ORDER_CONFIRMED', 'ORDER_PAID']);
     expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 2, reserved: 0, available: 2 });
@@ -223,9 +225,10 @@ describe('createOrder and tccPayment', () => {
     expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 3, reserved: 0, available: 3 });
     expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '50.00', held: '0.00' }));
     expect(await paymentsOf(harness, input.orderId)).toHaveLength(0);
-    // The late decision is refused: the checkout is over.
+    // The late decision is refused: the checkout is over (its workflow closed), nothing is captured.
     const tcc = harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId));
-    await expect(tcc.executeUpdate(confirmCheckoutUpdate)).rejects.toThrow();
+    await expect(tcc.executeUpdate(confirmCheckoutUpdate)).rejects.toBeInstanceOf(WorkflowNotFoundError);
+    expect(await paymentsOf(harness, input.orderId)).toHaveLength(0);
     expect((await tcc.query(getSagaProgressQuery)).state).toBe('COMPENSATED');
   });
 
@@ -313,7 +316,13 @@ describe('a confirm that can never succeed', () => {
     const input = await placeOrder(harness, { customerId, confirmation: 'manual', holdTtlSeconds: 60, lines: [{ productId, quantity: 2, unitPriceMinor: 1000 }] });
     const create = await startCreateOrder(harness, input);
     await waitForOrderStatus(harness, input.orderId, 'AWAITING_CONFIRMATION');
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // The sweeper (every 200 ms) expires the 1 s hold: wait until it has, then confirm.
+    await expect
+      .poll(async () => (await harness.payment.db.selectFrom('payment_reservations').select('status').where('order_id', '=', input.orderId).execute()).map((r) => r.status), {
+        timeout: 30_000,
+        interval: 100,
+      })
+      .toEqual(['EXPIRED']);
 
     const tcc = harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId));
     expect(await tcc.executeUpdate(confirmCheckoutUpdate)).toEqual({ accepted: true });
