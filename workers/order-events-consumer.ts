@@ -35,6 +35,8 @@ export interface OrderTimelineConsumerOptions {
   fromBeginning?: boolean;
   /** Where messages it cannot apply go (tests use their own topic). */
   deadLetterTopic?: string;
+  /** The topics it reads (tests use their own, so their messages never reach the stack's consumer). */
+  topics?: readonly string[];
 }
 
 export interface RunningConsumer {
@@ -74,6 +76,7 @@ export async function startOrderTimelineConsumer({
   retryDelayMs = 200,
   fromBeginning = true,
   deadLetterTopic = TOPICS.deadLetters,
+  topics = ORDER_TIMELINE_TOPICS,
 }: OrderTimelineConsumerOptions): Promise<RunningConsumer> {
   const log = logger.child({ component: 'order-timeline-consumer', group: groupId });
   const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false });
@@ -153,7 +156,7 @@ export async function startOrderTimelineConsumer({
   try {
     await producer.connect();
     await consumer.connect();
-    await consumer.subscribe({ topics: [...ORDER_TIMELINE_TOPICS], fromBeginning });
+    await consumer.subscribe({ topics: [...topics], fromBeginning });
   } catch (error) {
     await Promise.allSettled([consumer.disconnect(), producer.disconnect()]);
     throw error;
@@ -176,7 +179,7 @@ export async function startOrderTimelineConsumer({
       }
     },
   });
-  log.info({ topics: ORDER_TIMELINE_TOPICS }, 'order timeline consumer started');
+  log.info({ topics }, 'order timeline consumer started');
   return {
     consumer,
     stop: async () => {

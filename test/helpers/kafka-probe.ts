@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Kafka, Producer } from 'kafkajs';
 import type { EventEnvelope } from '../../services/shared/events';
+import { TOPICS } from '../../services/shared/kafka';
 import { eventHeaders, topicForEventType } from '../../services/shared/outbox-relay';
 
 export interface ProbedMessage {
@@ -84,11 +85,12 @@ export async function eventually<T>(check: () => T | undefined | Promise<T | und
 
 /**
  * Sends an event as the outbox relay does: to its routed topic, keyed by its aggregate, with the
- * event headers. `value` replaces the body (a test's malformed message).
+ * event headers. `value` replaces the body (a test's malformed message); `topic` replaces the routed
+ * topic (a test's own copy of it, which the stack's consumers do not read).
  */
-export async function deliverAsRelay(producer: Producer, event: EventEnvelope, value: string = JSON.stringify(event)): Promise<void> {
+export async function deliverAsRelay(producer: Producer, event: EventEnvelope, value: string = JSON.stringify(event), topic: string = topicForEventType(event.eventType)): Promise<void> {
   await producer.send({
-    topic: topicForEventType(event.eventType),
+    topic,
     acks: -1,
     messages: [
       {
@@ -105,4 +107,63 @@ export async function deliverAsRelay(producer: Producer, event: EventEnvelope, v
       },
     ],
   });
+}
+
+/** A suite's own copies of the timeline's topics and the dead-letter topic, named after the suite. */
+export interface OwnTopics {
+  orderEvents: string;
+  productEvents: string;
+  paymentEvents: string;
+  deadLetters: string;
+  /** The three event topics, in the timeline consumer's order. */
+  events: string[];
+  /** The suite's topic for an event type: its routed topic's own copy. */
+  topicFor: (eventType: string) => string;
+  drop: () => Promise<void>;
+}
+
+/**
+ * Creates topics of the suite's own, so malformed or test-only messages never reach the consumers
+ * of the stack a developer is running; drop() deletes them.
+ */
+export async function createOwnTopics(kafka: Kafka, suite: string): Promise<OwnTopics> {
+  const prefix = `test.${suite}.${randomUUID()}`;
+  const own = {
+    orderEvents: `${prefix}.orders`,
+    productEvents: `${prefix}.products`,
+    paymentEvents: `${prefix}.payments`,
+    generalEvents: `${prefix}.general`,
+    deadLetters: `${prefix}.dlq`,
+  };
+  const byRoutedTopic: Record<string, string> = {
+    [TOPICS.orderEvents]: own.orderEvents,
+    [TOPICS.productEvents]: own.productEvents,
+    [TOPICS.paymentEvents]: own.paymentEvents,
+    [TOPICS.generalEvents]: own.generalEvents,
+  };
+  const all = Object.values(own);
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ topics: all.map((topic) => ({ topic, numPartitions: topic === own.deadLetters ? 1 : 3 })), waitForLeaders: true });
+  } finally {
+    await admin.disconnect();
+  }
+  return {
+    orderEvents: own.orderEvents,
+    productEvents: own.productEvents,
+    paymentEvents: own.paymentEvents,
+    deadLetters: own.deadLetters,
+    events: [own.orderEvents, own.productEvents, own.paymentEvents],
+    topicFor: (eventType) => byRoutedTopic[topicForEventType(eventType)]!,
+    drop: async () => {
+      const dropper = kafka.admin();
+      await dropper.connect();
+      try {
+        await dropper.deleteTopics({ topics: all });
+      } finally {
+        await dropper.disconnect();
+      }
+    },
+  };
 }

@@ -2,6 +2,9 @@
  * The order timeline consumer on the real broker and a fresh order database: each event applied
  * once however often it arrives, bad messages dead-lettered (never dropped, never blocking the
  * partition), and GET /orders/:id/events showing the result in the order things happened.
+ *
+ * Every suite here reads and writes topics of its own (createOwnTopics): its malformed messages
+ * and dead letters never reach the consumers of the stack a developer is running.
  */
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
@@ -15,14 +18,14 @@ import type { OrderDatabase } from '../../db/order/schema';
 import type { EventEnvelope, EventType } from '../../services/shared/events';
 import { buildServiceApp, type ServiceApp } from '../../services/shared/http/app';
 import { createAuthenticator } from '../../services/shared/http/auth';
-import { consumerGroupLag, createKafka, TOPICS } from '../../services/shared/kafka';
+import { consumerGroupLag, createKafka } from '../../services/shared/kafka';
 import { createMetricsRegistry } from '../../services/shared/metrics';
 import { createConsumerMetrics } from '../../services/shared/outbox-relay-metrics';
 import { orderTimelineRoutes } from '../../services/order/timeline';
-import { ORDER_TIMELINE_TOPICS, startOrderTimelineConsumer, type RunningConsumer } from '../../workers/order-events-consumer';
+import { startOrderTimelineConsumer, type RunningConsumer } from '../../workers/order-events-consumer';
 import { asOperator } from '../helpers/auth';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
-import { deliverAsRelay, eventually, positionGroupAtEnd, startKafkaProbe, type KafkaProbe } from '../helpers/kafka-probe';
+import { createOwnTopics, deliverAsRelay, eventually, positionGroupAtEnd, startKafkaProbe, type KafkaProbe, type OwnTopics } from '../helpers/kafka-probe';
 import { testConfig } from '../helpers/stack';
 
 const AGGREGATE_TYPES: Record<string, string> = { ORDER: 'ORDER', STOCK: 'STOCK_RESERVATION', PAYMENT: 'PAYMENT' };
@@ -49,14 +52,15 @@ describe('order timeline consumer', () => {
   let registry: Registry;
   let lagAdmin: Admin;
   let app: ServiceApp;
+  let own: OwnTopics;
   const logs: Record<string, unknown>[] = [];
   const ours = new Set<string>();
   const groupId = `test-timeline-${randomUUID()}`;
 
-  /** Sends as the relay does; the timeline checks only look at these aggregates. */
+  /** Sends as the relay does, to the suite's own copy of the event's topic. */
   async function deliver(event: EventEnvelope, value?: string): Promise<void> {
     ours.add(event.aggregateId);
-    await deliverAsRelay(producer, event, value);
+    await deliverAsRelay(producer, event, value, own.topicFor(event.eventType));
   }
 
   const outcomeCount = async (outcome: string) => {
@@ -74,30 +78,31 @@ describe('order timeline consumer', () => {
     const config = testConfig();
     database = await createTestDatabase('order');
     kafka = createKafka(config, 'test-timeline');
+    own = await createOwnTopics(kafka, 'timeline');
     producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     await producer.connect();
     registry = new Registry();
     lagAdmin = kafka.admin();
     await lagAdmin.connect();
-    // The dev stack's own timeline consumer reads the same topics and dead-letters our bad messages too: keep only ours.
-    dlq = await startKafkaProbe(kafka, [TOPICS.deadLetters], (m) => m.key !== null && ours.has(m.key) && m.headers['dlq-source'] === `consumer:${groupId}`);
+    dlq = await startKafkaProbe(kafka, [own.deadLetters], (m) => m.key !== null && ours.has(m.key) && m.headers['dlq-source'] === `consumer:${groupId}`);
     const sink = new Writable({
       write(chunk: Buffer, _encoding, done) {
         for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
         done();
       },
     });
-    // A new group starts at the current end of the shared topics, not at their history.
-    await positionGroupAtEnd(kafka, groupId, ORDER_TIMELINE_TOPICS);
+    await positionGroupAtEnd(kafka, groupId, own.events);
     consumer = await startOrderTimelineConsumer({
       kafka,
       db: database.worker,
       logger: pino({ level: 'info' }, sink),
-      metrics: createConsumerMetrics(registry, [{ group: groupId, measure: () => consumerGroupLag(lagAdmin, groupId, ORDER_TIMELINE_TOPICS) }]),
+      metrics: createConsumerMetrics(registry, [{ group: groupId, measure: () => consumerGroupLag(lagAdmin, groupId, own.events) }]),
       groupId,
       maxAttempts: 3,
       retryDelayMs: 20,
       fromBeginning: false,
+      topics: own.events,
+      deadLetterTopic: own.deadLetters,
     });
     const appConfig = testConfig({ RATE_LIMIT_ENABLED: 'false' });
     app = await buildServiceApp({
@@ -117,6 +122,7 @@ describe('order timeline consumer', () => {
     await dlq?.stop();
     await producer?.disconnect();
     await app?.close();
+    await own?.drop();
     await database?.destroy();
   });
 
@@ -125,7 +131,7 @@ describe('order timeline consumer', () => {
     const event = envelope('ORDER_CONFIRMED', orderId, {});
     const duplicatesBefore = await outcomeCount('duplicate');
     const series = { group: groupId, event_type: 'ORDER_CONFIRMED' };
-    const receivedBefore = await metricValue('oms_events_received_total', { ...series, topic: TOPICS.orderEvents });
+    const receivedBefore = await metricValue('oms_events_received_total', { ...series, topic: own.orderEvents });
     const appliedBefore = await metricValue('oms_events_processed_total', { ...series, outcome: 'applied' });
     const timedBefore = await metricValue('oms_event_processing_duration_seconds', { ...series, outcome: 'duplicate', le: '+Inf' });
     await deliver(event);
@@ -137,21 +143,21 @@ describe('order timeline consumer', () => {
     expect(inbox).toEqual([expect.objectContaining({ consumer: groupId, event_type: 'ORDER_CONFIRMED' })]);
     const received = logs.filter((line) => line.msg === 'EVENT_RECEIVED' && line.eventId === event.eventId);
     expect(received).toHaveLength(2);
-    expect(received[0]).toMatchObject({ eventType: 'ORDER_CONFIRMED', aggregateId: orderId, correlationId: orderId, topic: TOPICS.orderEvents });
+    expect(received[0]).toMatchObject({ eventType: 'ORDER_CONFIRMED', aggregateId: orderId, correlationId: orderId, topic: own.orderEvents });
     const lag = await registry.getSingleMetricAsString('oms_consumer_lag');
-    expect(lag).toMatch(new RegExp(`oms_consumer_lag\\{group="${groupId}",topic="oms.orders.events",partition="\\d+"\\} \\d+`));
-    // Both deliveries were received; one was applied and one was a timed duplicate. (At least: other
-    // suites' orders publish to the same topics while this runs.)
-    expect(await metricValue('oms_events_received_total', { ...series, topic: TOPICS.orderEvents })).toBeGreaterThanOrEqual(receivedBefore + 2);
-    expect(await metricValue('oms_events_processed_total', { ...series, outcome: 'applied' })).toBeGreaterThanOrEqual(appliedBefore + 1);
-    expect(await metricValue('oms_event_processing_duration_seconds', { ...series, outcome: 'duplicate', le: '+Inf' })).toBeGreaterThanOrEqual(timedBefore + 1);
+    expect(lag).toMatch(new RegExp(`oms_consumer_lag\\{group="${groupId}",topic="${own.orderEvents.replaceAll('.', '\\.')}",partition="\\d+"\\} \\d+`));
+    // Both deliveries were received; one was applied and one was a timed duplicate (the topics are
+    // the suite's own, so nothing else is counted).
+    expect(await metricValue('oms_events_received_total', { ...series, topic: own.orderEvents })).toBe(receivedBefore + 2);
+    expect(await metricValue('oms_events_processed_total', { ...series, outcome: 'applied' })).toBe(appliedBefore + 1);
+    expect(await metricValue('oms_event_processing_duration_seconds', { ...series, outcome: 'duplicate', le: '+Inf' })).toBe(timedBefore + 1);
   });
 
   it('measures lag from the broker, so a group that consumes nothing shows what waits for it', async () => {
     const idle = `test-idle-${randomUUID()}`;
-    await positionGroupAtEnd(kafka, idle, [TOPICS.orderEvents]);
+    await positionGroupAtEnd(kafka, idle, [own.orderEvents]);
     try {
-      const total = async () => (await consumerGroupLag(lagAdmin, idle, [TOPICS.orderEvents])).reduce((sum, p) => sum + p.lag, 0);
+      const total = async () => (await consumerGroupLag(lagAdmin, idle, [own.orderEvents])).reduce((sum, p) => sum + p.lag, 0);
       const before = await total();
       await deliver(envelope('ORDER_CONFIRMED', randomUUID(), {}));
       expect(await total()).toBeGreaterThanOrEqual(before + 1);
@@ -175,7 +181,7 @@ describe('order timeline consumer', () => {
     expect(first!.headers).toMatchObject({
       'dlq-error-type': 'INVALID_JSON',
       'dlq-source': `consumer:${groupId}`,
-      'dlq-original-topic': TOPICS.orderEvents,
+      'dlq-original-topic': own.orderEvents,
       'event-id': notJson.eventId,
     });
     expect(first!.value).toBe('{"eventId": not json');
@@ -188,7 +194,7 @@ describe('order timeline consumer', () => {
     await admin.connect();
     try {
       const partition = Number(first!.headers['dlq-original-partition']);
-      const [committed] = await admin.fetchOffsets({ groupId, topics: [TOPICS.orderEvents] });
+      const [committed] = await admin.fetchOffsets({ groupId, topics: [own.orderEvents] });
       const offset = committed!.partitions.find((p) => p.partition === partition)!.offset;
       expect(BigInt(offset)).toBeGreaterThan(BigInt(first!.headers['dlq-original-offset']!) + 2n);
     } finally {
@@ -204,7 +210,7 @@ describe('order timeline consumer', () => {
     const letters = await dlq.waitFor((all) => all.some((m) => m.headers['event-id'] === event.eventId));
     expect(letters.find((m) => m.headers['event-id'] === event.eventId)!.headers).toMatchObject({
       'dlq-error-type': 'HANDLER_FAILED',
-      'dlq-original-topic': TOPICS.paymentEvents,
+      'dlq-original-topic': own.paymentEvents,
       'event-type': 'PAYMENT_FAILED',
     });
     expect(await database.db.selectFrom('processed_events').select('event_id').where('event_id', '=', event.eventId).execute()).toEqual([]);
@@ -245,9 +251,9 @@ describe('order timeline consumer', () => {
     const body = response.json<{ orderId: string; events: { eventId: string; eventType: string; topic: string; occurredAt: string; payload: Record<string, unknown> }[] }>();
     expect(body.orderId).toBe(orderId);
     expect(body.events.map((e) => [e.eventType, e.topic, e.occurredAt])).toEqual([
-      ['ORDER_CONFIRMED', TOPICS.orderEvents, at(1)],
-      ['STOCK_CONFIRMED', TOPICS.productEvents, at(2)],
-      ['PAYMENT_COMPLETED', TOPICS.paymentEvents, at(3)],
+      ['ORDER_CONFIRMED', own.orderEvents, at(1)],
+      ['STOCK_CONFIRMED', own.productEvents, at(2)],
+      ['PAYMENT_COMPLETED', own.paymentEvents, at(3)],
     ]);
     expect(body.events[2]!.payload).toMatchObject({ orderId, amount: '12.50' });
   });
@@ -273,26 +279,43 @@ describe('order timeline consumer while order_db refuses connections', () => {
     const admin = new pg.Client({ connectionString: inject('stack').PG_ADMIN_URL });
     await admin.connect();
     const kafka = createKafka(config, 'test-timeline-outage');
+    const own = await createOwnTopics(kafka, 'timeline-outage');
     const producer = kafka.producer();
     const groupId = `test-timeline-outage-${randomUUID()}`;
     const orderId = randomUUID();
-    const dlq = await startKafkaProbe(kafka, [TOPICS.deadLetters], (m) => m.key === orderId && m.headers['dlq-source'] === `consumer:${groupId}`);
+    const dlq = await startKafkaProbe(kafka, [own.deadLetters], (m) => m.key === orderId && m.headers['dlq-source'] === `consumer:${groupId}`);
     let consumer: RunningConsumer | undefined;
     try {
       await producer.connect();
-      await positionGroupAtEnd(kafka, groupId, ORDER_TIMELINE_TOPICS);
-      consumer = await startOrderTimelineConsumer({ kafka, db, logger: pino({ level: 'silent' }), metrics: createConsumerMetrics(new Registry()), groupId, fromBeginning: false, maxAttempts: 2, retryDelayMs: 20 });
+      await positionGroupAtEnd(kafka, groupId, own.events);
+      consumer = await startOrderTimelineConsumer({
+        kafka,
+        db,
+        logger: pino({ level: 'silent' }),
+        metrics: createConsumerMetrics(new Registry()),
+        groupId,
+        fromBeginning: false,
+        maxAttempts: 2,
+        retryDelayMs: 20,
+        topics: own.events,
+        deadLetterTopic: own.deadLetters,
+      });
+      // Our event is the only message on these topics: a crash is kafkajs giving up on its retries
+      // of our event's batch (each one a failed attempt) before it restarts the consumer.
+      let crashes = 0;
+      consumer.consumer.on(consumer.consumer.events.CRASH, () => crashes++);
 
       await admin.query(`ALTER DATABASE ${database.name} ALLOW_CONNECTIONS false`);
       await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [database.name]);
       const event = envelope('ORDER_CONFIRMED', orderId, {});
-      const [sent] = await producer.send({ topic: TOPICS.orderEvents, acks: -1, messages: [{ key: orderId, value: JSON.stringify(event) }] });
-      // Long enough for several failed attempts and a consumer restart.
-      await new Promise((resolve) => setTimeout(resolve, 8_000));
+      const [sent] = await producer.send({ topic: own.orderEvents, acks: -1, messages: [{ key: orderId, value: JSON.stringify(event) }] });
+      // The outage was met, and handled by retrying and restarting, not by dead-lettering or
+      // committing past the event.
+      await eventually(() => (crashes >= 1 ? true : undefined), 90_000, 'the consumer to fail on the event and restart while order_db refuses connections');
       expect(dlq.messages).toEqual([]);
       const kafkaAdmin = kafka.admin();
       await kafkaAdmin.connect();
-      const [committed] = await kafkaAdmin.fetchOffsets({ groupId, topics: [TOPICS.orderEvents] });
+      const [committed] = await kafkaAdmin.fetchOffsets({ groupId, topics: [own.orderEvents] });
       await kafkaAdmin.disconnect();
       const position = committed!.partitions.find((p) => p.partition === sent!.partition)!.offset;
       expect(BigInt(position)).toBeLessThanOrEqual(BigInt(sent!.baseOffset!));
@@ -308,6 +331,7 @@ describe('order timeline consumer while order_db refuses connections', () => {
       await consumer?.stop();
       await dlq.stop();
       await producer.disconnect();
+      await own.drop();
       await admin.end();
       await db.destroy();
       await database.destroy();
