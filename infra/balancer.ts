@@ -12,6 +12,7 @@
  * An instance that refused a connection is skipped for a second, so a dead one costs one attempt.
  */
 import http from 'node:http';
+import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 
 const REQUEST_BODY_LIMIT_BYTES = 10 * 1024 * 1024;
@@ -129,26 +130,41 @@ async function handle(route: Route, request: http.IncomingMessage, response: htt
   reply(response, 502, 'UPSTREAM_FAILED', `no instance behind port ${route.port} answered (${last?.failure.code ?? last?.message ?? 'none'})`);
 }
 
-const routes = process.argv.slice(2).map(parseRoute);
-if (routes.length === 0) throw new Error('usage: tsx infra/balancer.ts PORT=UPSTREAM_PORT,UPSTREAM_PORT ...');
-const servers = routes.map((route) => {
-  const server = http.createServer((request, response) => {
-    handle(route, request, response).catch((error: unknown) => {
-      logger.error({ err: String(error) }, 'balancer failure');
-      reply(response, 502, 'UPSTREAM_FAILED', 'the balancer failed');
+/** Listens on each route's port; resolves once all listen. */
+export async function startBalancer(arguments_: readonly string[]): Promise<http.Server[]> {
+  const routes = arguments_.map(parseRoute);
+  if (routes.length === 0) throw new Error('usage: tsx infra/balancer.ts PORT=UPSTREAM_PORT,UPSTREAM_PORT ...');
+  return Promise.all(
+    routes.map(
+      (route) =>
+        new Promise<http.Server>((resolve, reject) => {
+          const server = http.createServer((request, response) => {
+            handle(route, request, response).catch((error: unknown) => {
+              logger.error({ err: String(error) }, 'balancer failure');
+              reply(response, 502, 'UPSTREAM_FAILED', 'the balancer failed');
+            });
+          });
+          server.keepAliveTimeout = 5_000;
+          server.once('error', reject);
+          server.listen(route.port, '127.0.0.1', () => {
+            logger.info({ port: route.port, upstreams: route.upstreams.map((u) => u.port) }, 'balancing');
+            resolve(server);
+          });
+        }),
+    ),
+  );
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const servers = await startBalancer(process.argv.slice(2));
+  // Stop taking connections, let answers in flight finish, then go.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      for (const server of servers) {
+        server.close();
+        server.closeIdleConnections();
+      }
+      setTimeout(() => process.exit(0), 2_000).unref();
     });
-  });
-  server.keepAliveTimeout = 5_000;
-  server.listen(route.port, '127.0.0.1', () => logger.info({ port: route.port, upstreams: route.upstreams.map((u) => u.port) }, 'balancing'));
-  return server;
-});
-// Stop taking connections, let answers in flight finish, then go.
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.once(signal, () => {
-    for (const server of servers) {
-      server.close();
-      server.closeIdleConnections();
-    }
-    setTimeout(() => process.exit(0), 2_000).unref();
-  });
+  }
 }
