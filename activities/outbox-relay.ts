@@ -329,9 +329,20 @@ export function createOutboxRelayActivities({ databases, kafka, config, logger, 
         }
         const deadline = Date.now() + runForMs;
         const signal = context.cancellationSignal;
-        const idle = async () => {
+        let pendingMeasuredAt = 0;
+        // The gauge is a count over the PENDING index: once a second is plenty, and keeps it out of the hot loop.
+        const refreshPendingGauge = async () => {
+          if (Date.now() - pendingMeasuredAt < 1_000) return;
+          pendingMeasuredAt = Date.now();
           metrics.pendingCount.set({ db: dbLabel }, await countPending(source.db));
-          await doorbell.wait(Math.min(config.OUTBOX_POLL_INTERVAL_MS, deadline - Date.now()), signal);
+        };
+        // The doorbell is cleared as a claim starts: a NOTIFY after that is for rows the claim may have missed.
+        const claim = (inFlight: readonly number[]) => {
+          doorbell.clear();
+          const claiming = claimDueEvents(source.db, batchSize, inFlight);
+          // Awaited in the loop (or in finally); this keeps a failure meanwhile from being an unhandled rejection.
+          claiming.catch(() => undefined);
+          return claiming;
         };
         let held = new Set<string>();
         while (!signal.aborted && Date.now() < deadline) {
@@ -341,31 +352,30 @@ export function createOutboxRelayActivities({ databases, kafka, config, logger, 
             await doorbell.wait(Math.min(config.OUTBOX_POLL_INTERVAL_MS, deadline - Date.now()), signal);
             continue;
           }
-          doorbell.clear();
-          const claimed = await (nextClaim ?? claimDueEvents(source.db, batchSize));
+          const claimed = await (nextClaim ?? claim([]));
           nextClaim = undefined;
           session.assertAlive();
-          const rows = sendable(claimed, held);
-          held = new Set();
-          if (rows.length === 0) {
-            if (claimed.length === 0) await idle();
+          if (claimed.length === 0) {
+            pendingMeasuredAt = 0;
+            await refreshPendingGauge();
+            await doorbell.wait(Math.min(config.OUTBOX_POLL_INTERVAL_MS, deadline - Date.now()), signal);
             continue;
           }
+          const rows = sendable(claimed, held);
+          held = new Set();
+          if (rows.length === 0) continue;
           const publishing = publishRows(producer, rows, dbLabel);
-          // A full batch means more rows are probably due: claim them while this batch is on its way.
-          if (claimed.length >= batchSize) {
-            nextClaim = claimDueEvents(source.db, batchSize, claimed.map((row) => row.id));
-            // Awaited below (or in finally); this keeps a failure meanwhile from being an unhandled rejection.
-            nextClaim.catch(() => undefined);
-          }
+          // The next batch is claimed while this one is on its way to Kafka.
+          nextClaim = claim(claimed.map((row) => row.id));
           const outcome = await publishing;
           await recordOutcome(source.db, outcome, dbLabel, log, summary);
           held = outcome.held;
           if (outcome.unavailable !== undefined) {
-            metrics.pendingCount.set({ db: dbLabel }, await countPending(source.db));
+            pendingMeasuredAt = 0;
+            await refreshPendingGauge();
             throw new KafkaUnavailableError(`Kafka unavailable, events stay PENDING: ${errorMessage(outcome.unavailable)}`);
           }
-          if (nextClaim === undefined) await idle();
+          await refreshPendingGauge();
         }
         if (signal.aborted) throw signal.reason;
         log.info(summary, 'outbox relay run finished');
