@@ -1,18 +1,24 @@
 /**
  * The outbox relay: moves committed outbox rows of one service database to Kafka.
  *
- * relayOutboxEvents is a long-running activity. For `runForMs` it claims due PENDING rows in id
- * order (see claimDueEvents), publishes each with an idempotent producer (acks=all, one request in
- * flight, key = aggregate id) and marks it PUBLISHED, all inside the claim's transaction; then it
- * sleeps until the outbox trigger's NOTIFY or the poll interval. Heartbeats come from a timer, so
- * they stop exactly when the worker process does. Only one relay publishes from a database at a
- * time (advisory lock); a second one is a hot standby.
+ * relayOutboxEvents is a long-running activity. For `runForMs`, while it holds the database's
+ * publisher lock (see OUTBOX_RELAY_LOCK_KEY), it repeats: claim due PENDING rows in id order (one
+ * short statement, see claimDueEvents), publish them as one batch with an idempotent producer
+ * (acks=all, one request in flight, key = aggregate id: one produce request per partition leader),
+ * then record the outcome (one statement marks the published rows). The next batch is claimed while
+ * the current one is on its way to Kafka. With nothing due it sleeps until the outbox trigger's
+ * NOTIFY or the poll interval. Heartbeats come from a timer, so they stop exactly when the worker
+ * process does. A relay without the lock is a hot standby that tries again on every pass.
  *
- * Delivery is at least once: a relay killed after sending but before its transaction commits
- * leaves the rows PENDING and they are sent again; consumers deduplicate by event id.
+ * Order per aggregate: one relay publishes at a time; batches go out one after another, each in id
+ * order; a row whose aggregate failed in the batch before is skipped (it waits for the failed event,
+ * whose backoff then keeps it out of later claims).
+ *
+ * Delivery is at least once: a relay killed after sending but before marking leaves the rows
+ * PENDING and they are sent again; consumers deduplicate by event id.
  */
 import { Context } from '@temporalio/activity';
-import type { Kafka, Producer } from 'kafkajs';
+import type { Kafka, Message, Producer } from 'kafkajs';
 import type { Kysely } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -20,7 +26,7 @@ import { clientConfig, type DatabaseOptions } from '../db/connection';
 import { OUTBOX_NOTIFY_CHANNEL } from '../db/shared-migrations';
 import type { SharedTables } from '../db/shared-tables';
 import type { Config } from '../services/shared/config';
-import { TOPICS } from '../services/shared/kafka';
+import { TOPICS, type TopicName } from '../services/shared/kafka';
 import {
   classifyPublishFailure,
   deadLetterHeaders,
@@ -29,6 +35,7 @@ import {
   eventHeaders,
   publishFailureType,
   retryDelayMs,
+  type PublishFailureKind,
   topicForEventType,
 } from '../services/shared/outbox-relay';
 import type { OutboxMetrics } from '../services/shared/outbox-relay-metrics';
@@ -44,7 +51,7 @@ import {
 } from '../services/shared/outbox-relay-store';
 import type { OutboxDatabaseName, RelayOutboxEventsInput, RelayRunSummary } from '../workflows/outbox-relay-contract';
 
-/** A service database as the relay needs it: a pool for claims and how to open the LISTEN connection. */
+/** A service database as the relay needs it: a pool for claims and how to open the relay's own session. */
 export interface OutboxSource {
   db: Kysely<SharedTables>;
   listener: DatabaseOptions;
@@ -66,6 +73,11 @@ export interface OutboxRelayDependencies {
 /** Raised (and retried by Temporal) when the broker cannot be reached; the rows stay PENDING. */
 export class KafkaUnavailableError extends Error {
   override name = 'KafkaUnavailableError';
+}
+
+/** Raised (and retried by Temporal) when the session holding the publisher lock is gone: another relay may lead now. */
+export class RelayLockLostError extends Error {
+  override name = 'RelayLockLostError';
 }
 
 /** Wakes the relay loop. A ring that arrives while a batch is running is remembered, not lost. */
@@ -98,21 +110,65 @@ class Doorbell {
   }
 }
 
-/** A dedicated connection LISTENing on the outbox channel; if it drops, the poll interval still wakes the relay. */
-async function listenForNewEvents(listener: DatabaseOptions, doorbell: Doorbell, logger: Logger): Promise<() => Promise<void>> {
-  // The pools' session timeouts are harmless here: a listening session is idle, never in a transaction.
-  const client = new pg.Client(clientConfig({ ...listener, applicationName: 'oms-outbox-listener' }));
-  client.on('notification', () => doorbell.ring());
-  client.on('error', (error) => logger.warn({ err: error.message }, 'outbox LISTEN connection lost; polling until the next relay run'));
-  await client.connect();
-  await client.query(`LISTEN ${OUTBOX_NOTIFY_CHANNEL}`);
-  return () => client.end().catch(() => undefined);
+/**
+ * The relay's own connection: it LISTENs on the outbox channel (rings the doorbell) and, once taken,
+ * holds the publisher lock until it is closed. If it drops, the lock is gone with it.
+ */
+class RelaySession {
+  private lost: Error | null = null;
+  private leading = false;
+
+  private constructor(private readonly client: pg.Client) {}
+
+  static async open(listener: DatabaseOptions, doorbell: Doorbell, logger: Logger): Promise<RelaySession> {
+    // The pools' session timeouts are harmless here: this session is idle, never in a transaction.
+    const client = new pg.Client(clientConfig({ ...listener, applicationName: 'oms-outbox-listener' }));
+    const session = new RelaySession(client);
+    client.on('notification', () => doorbell.ring());
+    client.on('error', (error) => {
+      session.lost = error;
+      doorbell.ring();
+      logger.warn({ err: error.message }, 'outbox relay session lost; this run stops and the next one starts afresh');
+    });
+    await client.connect();
+    await client.query(`LISTEN ${OUTBOX_NOTIFY_CHANNEL}`);
+    return session;
+  }
+
+  /** True once this session holds the publisher lock (kept until close). */
+  async lead(): Promise<boolean> {
+    this.assertAlive();
+    if (!this.leading) this.leading = await tryTakeRelayLock(this.client);
+    return this.leading;
+  }
+
+  assertAlive(): void {
+    if (this.lost) throw new RelayLockLostError(`outbox relay session lost: ${this.lost.message}`);
+  }
+
+  close(): Promise<void> {
+    return this.client.end().catch(() => undefined);
+  }
 }
 
-interface BatchOutcome extends RelayRunSummary {
-  claimed: number;
+/** What happened to one claimed row. Rows skipped behind their aggregate's failed event have none. */
+type RowOutcome =
+  | { row: OutboxRow; topic: TopicName; result: 'published' }
+  | { row: OutboxRow; topic: TopicName; result: 'retry'; kind: PublishFailureKind; attempts: number; reason: string; delayMs: number }
+  | { row: OutboxRow; topic: TopicName; result: 'deadLettered'; attempts: number; reason: string };
+
+interface BatchOutcome {
+  rows: RowOutcome[];
+  /** Aggregates with a failed event in this batch: their events in the next (already claimed) batch wait too. */
+  held: Set<string>;
   /** Set when the broker was unreachable: the batch stopped at the row that found out. */
   unavailable?: unknown;
+}
+
+const aggregateKey = (row: OutboxRow) => `${row.aggregate_type}\u0000${row.aggregate_id}`;
+
+function toMessage(row: OutboxRow): Message {
+  return { key: row.aggregate_id, value: row.payload_json, headers: eventHeaders(row) };
 }
 
 export function createOutboxRelayActivities({ databases, kafka, config, logger, metrics }: OutboxRelayDependencies) {
@@ -122,79 +178,127 @@ export function createOutboxRelayActivities({ databases, kafka, config, logger, 
     return source;
   }
 
-  async function publishBatch(source: OutboxSource, dbLabel: string, producer: Producer, log: Logger): Promise<BatchOutcome> {
-    return source.db.transaction().execute(async (trx) => {
-      const outcome: BatchOutcome = { claimed: 0, published: 0, deadLettered: 0, retried: 0, batches: 0, standbyPasses: 0 };
-      if (!(await tryTakeRelayLock(trx))) {
-        outcome.standbyPasses = 1;
+  /** The rows that may go out now: in id order, minus those behind a failed event of their aggregate. */
+  function sendable(rows: OutboxRow[], held: Set<string>): OutboxRow[] {
+    return held.size === 0 ? rows : rows.filter((row) => !held.has(aggregateKey(row)));
+  }
+
+  /**
+   * Publishes `rows` as one batch. If the broker refuses the batch, the rows go again one at a
+   * time, so that the event at fault is found and only its retries are counted; a batch the broker
+   * could not take at all counts one failed attempt on its first row, which the others wait behind.
+   */
+  async function publishRows(producer: Producer, rows: OutboxRow[], dbLabel: string): Promise<BatchOutcome> {
+    const topics = rows.map((row) => topicForEventType(row.event_type));
+    const byTopic = new Map<TopicName, Message[]>();
+    rows.forEach((row, i) => {
+      const messages = byTopic.get(topics[i]!) ?? [];
+      messages.push(toMessage(row));
+      byTopic.set(topics[i]!, messages);
+    });
+    const endTimer = metrics.publishDuration.startTimer({ db: dbLabel });
+    try {
+      await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+      endTimer();
+      return { rows: rows.map((row, i) => ({ row, topic: topics[i]!, result: 'published' })), held: new Set() };
+    } catch (error) {
+      if (classifyPublishFailure(error) === 'unavailable') {
+        const first = rows[0]!;
+        const outcome: BatchOutcome = { rows: [], held: new Set(rows.map(aggregateKey)) };
+        outcome.rows.push(await recordFailedAttempt(producer, first, topics[0]!, error, dbLabel, outcome));
         return outcome;
       }
-      const rows = await claimDueEvents(trx, config.OUTBOX_BATCH_SIZE);
-      outcome.claimed = rows.length;
-      outcome.batches = rows.length > 0 ? 1 : 0;
-      // Once an aggregate's event fails, its later events in this batch wait for it.
-      const held = new Set<string>();
-      for (const row of rows) {
-        const aggregate = `${row.aggregate_type}\u0000${row.aggregate_id}`;
-        if (held.has(aggregate)) continue;
-        const topic = topicForEventType(row.event_type);
-        const value = Buffer.from(JSON.stringify(row.payload));
-        const endTimer = metrics.publishDuration.startTimer({ db: dbLabel });
-        try {
-          await producer.send({ topic, acks: -1, messages: [{ key: row.aggregate_id, value, headers: eventHeaders(row) }] });
-          endTimer();
-          await markPublished(trx, row.id);
-          metrics.published.inc({ db: dbLabel, topic });
-          outcome.published += 1;
-          log.info({ ...eventFields(row), topic }, 'EVENT_PUBLISHED');
-          continue;
-        } catch (error) {
-          held.add(aggregate);
-          const kind = classifyPublishFailure(error);
-          metrics.publishErrors.inc({ db: dbLabel, kind });
-          const attempts = row.retry_count + 1;
-          let reason = `${publishFailureType(error)}: ${errorMessage(error)}`;
-          if (kind === 'rejected' && attempts >= config.OUTBOX_MAX_RETRIES) {
-            try {
-              await producer.send({
-                topic: TOPICS.deadLetters,
-                acks: -1,
-                messages: [
-                  {
-                    key: row.aggregate_id,
-                    value: deadLetterValue(value, eventFields(row)),
-                    headers: {
-                      ...eventHeaders(row),
-                      ...deadLetterHeaders(
-                        { source: 'outbox-relay', reason, errorType: publishFailureType(error), originalTopic: topic, sourceDb: dbLabel, retryCount: attempts },
-                        new Date(),
-                      ),
-                    },
-                  },
-                ],
-              });
-              await markFailed(trx, row.id, attempts, reason);
-              metrics.failed.inc({ db: dbLabel });
-              outcome.deadLettered += 1;
-              log.error({ ...eventFields(row), topic, attempts, reason }, 'EVENT_DEAD_LETTERED');
-              continue;
-            } catch (dlqError) {
-              // Not FAILED without a dead letter: the row stays PENDING and is tried again.
-              reason = `${reason}; dead letter not published: ${errorMessage(dlqError)}`;
-              if (classifyPublishFailure(dlqError) === 'unavailable') outcome.unavailable = dlqError;
-            }
-          }
-          const delayMs = retryDelayMs(attempts, config.OUTBOX_RETRY_BASE_MS, config.OUTBOX_RETRY_MAX_MS);
-          await markRetry(trx, row.id, attempts, reason, delayMs);
-          outcome.retried += 1;
-          log.warn({ ...eventFields(row), topic, attempts, kind, delayMs, reason }, 'outbox publish failed; will retry');
-          if (kind === 'unavailable') outcome.unavailable = error;
-          // Sending the rest of the batch into a dead broker would only burn their retry budgets.
-          if (outcome.unavailable !== undefined) break;
-        }
+      return publishOneByOne(producer, rows, topics, dbLabel);
+    }
+  }
+
+  async function publishOneByOne(producer: Producer, rows: OutboxRow[], topics: TopicName[], dbLabel: string): Promise<BatchOutcome> {
+    const outcome: BatchOutcome = { rows: [], held: new Set() };
+    for (const [i, row] of rows.entries()) {
+      if (outcome.held.has(aggregateKey(row))) continue;
+      const topic = topics[i]!;
+      try {
+        await producer.send({ topic, acks: -1, messages: [toMessage(row)] });
+        outcome.rows.push({ row, topic, result: 'published' });
+      } catch (error) {
+        outcome.held.add(aggregateKey(row));
+        outcome.rows.push(await recordFailedAttempt(producer, row, topic, error, dbLabel, outcome));
+        // Sending the rest of the batch into a dead broker would only burn their retry budgets.
+        if (outcome.unavailable !== undefined) break;
       }
-      return outcome;
-    });
+    }
+    return outcome;
+  }
+
+  /** One failed attempt of one event: dead-lettered when it is the event's fault and its retries are spent, else retried later. */
+  async function recordFailedAttempt(producer: Producer, row: OutboxRow, topic: TopicName, error: unknown, dbLabel: string, outcome: BatchOutcome): Promise<RowOutcome> {
+    const kind = classifyPublishFailure(error);
+    metrics.publishErrors.inc({ db: dbLabel, kind });
+    if (kind === 'unavailable') outcome.unavailable = error;
+    const attempts = row.retry_count + 1;
+    let reason = `${publishFailureType(error)}: ${errorMessage(error)}`;
+    if (kind === 'rejected' && attempts >= config.OUTBOX_MAX_RETRIES) {
+      try {
+        await producer.send({
+          topic: TOPICS.deadLetters,
+          acks: -1,
+          messages: [
+            {
+              key: row.aggregate_id,
+              value: deadLetterValue(Buffer.from(row.payload_json), eventFields(row)),
+              headers: {
+                ...eventHeaders(row),
+                ...deadLetterHeaders(
+                  { source: 'outbox-relay', reason, errorType: publishFailureType(error), originalTopic: topic, sourceDb: dbLabel, retryCount: attempts },
+                  new Date(),
+                ),
+              },
+            },
+          ],
+        });
+        return { row, topic, result: 'deadLettered', attempts, reason };
+      } catch (dlqError) {
+        // Not FAILED without a dead letter: the row stays PENDING and is tried again.
+        reason = `${reason}; dead letter not published: ${errorMessage(dlqError)}`;
+        if (classifyPublishFailure(dlqError) === 'unavailable') outcome.unavailable = dlqError;
+      }
+    }
+    return { row, topic, result: 'retry', kind, attempts, reason, delayMs: retryDelayMs(attempts, config.OUTBOX_RETRY_BASE_MS, config.OUTBOX_RETRY_MAX_MS) };
+  }
+
+  /** Writes what happened: one statement for the published rows, one per failed row (rare), in one transaction. */
+  async function recordOutcome(db: Kysely<SharedTables>, outcome: BatchOutcome, dbLabel: string, log: Logger, summary: RelayRunSummary): Promise<void> {
+    const publishedIds: number[] = [];
+    const failures = outcome.rows.filter((o) => o.result !== 'published');
+    for (const o of outcome.rows) if (o.result === 'published') publishedIds.push(o.row.id);
+    if (failures.length === 0) {
+      await markPublished(db, publishedIds);
+    } else {
+      await db.transaction().execute(async (trx) => {
+        await markPublished(trx, publishedIds);
+        for (const o of failures) {
+          if (o.result === 'deadLettered') await markFailed(trx, o.row.id, o.attempts, o.reason);
+          else if (o.result === 'retry') await markRetry(trx, o.row.id, o.attempts, o.reason, o.delayMs);
+        }
+      });
+    }
+    const publishedPerTopic = new Map<TopicName, number>();
+    for (const o of outcome.rows) {
+      if (o.result === 'published') {
+        publishedPerTopic.set(o.topic, (publishedPerTopic.get(o.topic) ?? 0) + 1);
+        log.info({ ...eventFields(o.row), topic: o.topic }, 'EVENT_PUBLISHED');
+      } else if (o.result === 'deadLettered') {
+        metrics.failed.inc({ db: dbLabel });
+        log.error({ ...eventFields(o.row), topic: o.topic, attempts: o.attempts, reason: o.reason }, 'EVENT_DEAD_LETTERED');
+      } else {
+        log.warn({ ...eventFields(o.row), topic: o.topic, attempts: o.attempts, kind: o.kind, delayMs: o.delayMs, reason: o.reason }, 'outbox publish failed; will retry');
+      }
+    }
+    for (const [topic, count] of publishedPerTopic) metrics.published.inc({ db: dbLabel, topic }, count);
+    summary.published += publishedIds.length;
+    summary.deadLettered += failures.filter((o) => o.result === 'deadLettered').length;
+    summary.retried += failures.filter((o) => o.result === 'retry').length;
+    summary.batches += 1;
   }
 
   return {
@@ -212,9 +316,12 @@ export function createOutboxRelayActivities({ databases, kafka, config, logger, 
       // bounded, so a dead broker fails the run (rows stay PENDING) instead of blocking it forever;
       // a resend after that is the at-least-once duplicate consumers already deduplicate.
       const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
-      let stopListening: (() => Promise<void>) | undefined;
+      const batchSize = config.OUTBOX_BATCH_SIZE;
+      let session: RelaySession | undefined;
+      // The claim made while the previous batch was being published (nothing is locked by a claim).
+      let nextClaim: Promise<OutboxRow[]> | undefined;
       try {
-        stopListening = await listenForNewEvents(source.listener, doorbell, log);
+        session = await RelaySession.open(source.listener, doorbell, log);
         try {
           await producer.connect();
         } catch (error) {
@@ -222,30 +329,63 @@ export function createOutboxRelayActivities({ databases, kafka, config, logger, 
         }
         const deadline = Date.now() + runForMs;
         const signal = context.cancellationSignal;
-        while (!signal.aborted && Date.now() < deadline) {
+        let pendingMeasuredAt = 0;
+        // The gauge is a count over the PENDING index: once a second is plenty, and keeps it out of the hot loop.
+        const refreshPendingGauge = async () => {
+          if (Date.now() - pendingMeasuredAt < 1_000) return;
+          pendingMeasuredAt = Date.now();
+          metrics.pendingCount.set({ db: dbLabel }, await countPending(source.db));
+        };
+        // The doorbell is cleared as a claim starts: a NOTIFY after that is for rows the claim may have missed.
+        const claim = (inFlight: readonly number[]) => {
           doorbell.clear();
-          const outcome = await publishBatch(source, dbLabel, producer, log);
-          summary.published += outcome.published;
-          summary.deadLettered += outcome.deadLettered;
-          summary.retried += outcome.retried;
-          summary.batches += outcome.batches;
-          summary.standbyPasses += outcome.standbyPasses;
+          const claiming = claimDueEvents(source.db, batchSize, inFlight);
+          // Awaited in the loop (or in finally); this keeps a failure meanwhile from being an unhandled rejection.
+          claiming.catch(() => undefined);
+          return claiming;
+        };
+        let held = new Set<string>();
+        while (!signal.aborted && Date.now() < deadline) {
+          if (!(await session.lead())) {
+            summary.standbyPasses += 1;
+            doorbell.clear();
+            await doorbell.wait(Math.min(config.OUTBOX_POLL_INTERVAL_MS, deadline - Date.now()), signal);
+            continue;
+          }
+          const claimed = await (nextClaim ?? claim([]));
+          nextClaim = undefined;
+          session.assertAlive();
+          if (claimed.length === 0) {
+            pendingMeasuredAt = 0;
+            await refreshPendingGauge();
+            await doorbell.wait(Math.min(config.OUTBOX_POLL_INTERVAL_MS, deadline - Date.now()), signal);
+            continue;
+          }
+          const rows = sendable(claimed, held);
+          held = new Set();
+          if (rows.length === 0) continue;
+          const publishing = publishRows(producer, rows, dbLabel);
+          // The next batch is claimed while this one is on its way to Kafka.
+          nextClaim = claim(claimed.map((row) => row.id));
+          const outcome = await publishing;
+          await recordOutcome(source.db, outcome, dbLabel, log, summary);
+          held = outcome.held;
           if (outcome.unavailable !== undefined) {
-            metrics.pendingCount.set({ db: dbLabel }, await countPending(source.db));
+            pendingMeasuredAt = 0;
+            await refreshPendingGauge();
             throw new KafkaUnavailableError(`Kafka unavailable, events stay PENDING: ${errorMessage(outcome.unavailable)}`);
           }
-          // A full batch means more rows are probably due: go again without waiting.
-          if (outcome.claimed >= config.OUTBOX_BATCH_SIZE) continue;
-          metrics.pendingCount.set({ db: dbLabel }, await countPending(source.db));
-          await doorbell.wait(Math.min(config.OUTBOX_POLL_INTERVAL_MS, deadline - Date.now()), signal);
+          await refreshPendingGauge();
         }
         if (signal.aborted) throw signal.reason;
         log.info(summary, 'outbox relay run finished');
         return summary;
       } finally {
         clearInterval(heartbeats);
+        // A claim still under way locks nothing; it is only waited for so no query outlives the run.
+        await nextClaim?.catch(() => undefined);
         await producer.disconnect().catch(() => undefined);
-        await stopListening?.();
+        await session?.close();
       }
     },
 

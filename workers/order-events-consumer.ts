@@ -2,8 +2,9 @@
  * The order service's timeline consumer: reads the order, stock and payment event topics into
  * order_db's order_events, each event applied once (services/order/timeline.ts).
  *
- * A message's offset is committed only after its transaction committed (auto-commit is off), so a
- * crash re-delivers, and the inbox makes the re-delivery a no-op. A message that cannot be parsed,
+ * Messages are applied a fetched batch at a time: one transaction writes the batch's inbox and
+ * timeline rows, and the batch's offset is committed only after that transaction committed
+ * (auto-commit is off), so a crash re-delivers the batch, and the inbox makes the re-delivery a no-op. A message that cannot be parsed,
  * or whose handling keeps failing, goes to oms.dlq with headers saying why, and only then is
  * committed past: nothing is dropped. When the database itself is unreachable nothing is
  * dead-lettered: the batch fails, nothing is committed, and kafkajs restarts the consumer.
@@ -16,7 +17,7 @@ import { parseEvent, type EventEnvelope } from '../services/shared/events';
 import { TOPICS } from '../services/shared/kafka';
 import { deadLetterHeaders, deadLetterValue, errorMessage, headerString } from '../services/shared/outbox-relay';
 import type { ConsumerMetrics } from '../services/shared/outbox-relay-metrics';
-import { recordTimelineEvent } from '../services/order/timeline';
+import { recordTimelineEvents } from '../services/order/timeline';
 
 export const ORDER_TIMELINE_GROUP = 'oms-order-timeline';
 export const ORDER_TIMELINE_TOPICS = [TOPICS.orderEvents, TOPICS.productEvents, TOPICS.paymentEvents] as const;
@@ -62,6 +63,9 @@ function isDatabaseUnavailable(error: unknown): boolean {
     /Connection terminated|connection timeout|Client has encountered a connection error|not currently accepting connections/i.test(e.message)
   );
 }
+
+/** A fetched batch is applied in transactions of at most this many messages (bounded statements). */
+const MAX_MESSAGES_PER_TRANSACTION = 1_000;
 
 const nextOffset = (offset: string) => (BigInt(offset) + 1n).toString();
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -114,7 +118,8 @@ export async function startOrderTimelineConsumer({
     log.error({ topic, partition, offset: message.offset, reason, errorType, eventId: event?.eventId }, 'EVENT_DEAD_LETTERED');
   }
 
-  async function handle(topic: string, partition: number, message: KafkaMessage): Promise<{ outcome: Outcome; eventType: string }> {
+  /** The event in `message`, or null once it has been dead-lettered as unparseable. */
+  async function parseMessage(topic: string, partition: number, message: KafkaMessage): Promise<EventEnvelope | null> {
     let event: EventEnvelope;
     try {
       event = parseEvent(JSON.parse(message.value?.toString('utf8') ?? 'null'));
@@ -122,7 +127,7 @@ export async function startOrderTimelineConsumer({
       metrics.received.inc({ group: groupId, topic, event_type: UNPARSEABLE });
       // Parsing is deterministic: retrying cannot help.
       await deadLetter(topic, partition, message, errorMessage(error), error instanceof SyntaxError ? 'INVALID_JSON' : 'INVALID_EVENT');
-      return { outcome: 'dead_lettered', eventType: UNPARSEABLE };
+      return null;
     }
     metrics.received.inc({ group: groupId, topic, event_type: event.eventType });
     log.info(
@@ -138,19 +143,54 @@ export async function startOrderTimelineConsumer({
       },
       'EVENT_RECEIVED',
     );
+    return event;
+  }
+
+  /** Applies one event on its own, retrying; dead-letters it when it keeps failing. */
+  async function applyOne(topic: string, partition: number, message: KafkaMessage, event: EventEnvelope): Promise<Outcome> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return { outcome: (await recordTimelineEvent(db, groupId, event, topic)) ? 'applied' : 'duplicate', eventType: event.eventType };
+        return (await recordTimelineEvents(db, groupId, [{ event, topic }])).has(event.eventId) ? 'applied' : 'duplicate';
       } catch (error) {
         if (isDatabaseUnavailable(error)) throw new DatabaseUnavailableError(`order_db unavailable: ${errorMessage(error)}`);
         if (attempt >= maxAttempts) {
           await deadLetter(topic, partition, message, `handler failed ${attempt} times: ${errorMessage(error)}`, 'HANDLER_FAILED', event);
-          return { outcome: 'dead_lettered', eventType: event.eventType };
+          return 'dead_lettered';
         }
         log.warn({ eventId: event.eventId, attempt, err: errorMessage(error) }, 'applying event failed; retrying');
         await sleep(retryDelayMs * 2 ** (attempt - 1));
       }
     }
+  }
+
+  /**
+   * Applies consecutive messages of one partition in one transaction. If that transaction fails for
+   * a reason other than the database being away, one event spoils it: the messages are applied one
+   * at a time, so only the bad one is retried and dead-lettered.
+   */
+  async function applyMessages(topic: string, partition: number, messages: KafkaMessage[]): Promise<{ eventType: string; outcome: Outcome }[]> {
+    const events: (EventEnvelope | null)[] = [];
+    for (const message of messages) events.push(await parseMessage(topic, partition, message));
+    const consumed = events.flatMap((event) => (event ? [{ event, topic }] : []));
+    let applied: Set<string> | undefined;
+    try {
+      applied = await recordTimelineEvents(db, groupId, consumed);
+    } catch (error) {
+      if (isDatabaseUnavailable(error)) throw new DatabaseUnavailableError(`order_db unavailable: ${errorMessage(error)}`);
+      log.warn({ topic, partition, messages: messages.length, err: errorMessage(error) }, 'applying a batch failed; applying its events one at a time');
+    }
+    const results: { eventType: string; outcome: Outcome }[] = [];
+    for (const [i, event] of events.entries()) {
+      if (!event) {
+        results.push({ eventType: UNPARSEABLE, outcome: 'dead_lettered' });
+      } else if (applied) {
+        // The first of repeated deliveries within the batch was applied, the rest are duplicates.
+        results.push({ eventType: event.eventType, outcome: applied.delete(event.eventId) ? 'applied' : 'duplicate' });
+      } else {
+        results.push({ eventType: event.eventType, outcome: await applyOne(topic, partition, messages[i]!, event) });
+      }
+    }
+    return results;
   }
 
   try {
@@ -166,15 +206,20 @@ export async function startOrderTimelineConsumer({
     eachBatchAutoResolve: false,
     eachBatch: async (payload) => {
       const { batch } = payload;
-      for (const message of batch.messages) {
+      for (let start = 0; start < batch.messages.length; start += MAX_MESSAGES_PER_TRANSACTION) {
         if (!payload.isRunning() || payload.isStale()) return;
-        const endTimer = metrics.processingDuration.startTimer({ group: groupId });
-        const { outcome, eventType } = await handle(batch.topic, batch.partition, message);
-        // The effect (or the dead letter) is durable: only now may the group move past it.
-        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: nextOffset(message.offset) }]);
-        payload.resolveOffset(message.offset);
-        endTimer({ event_type: eventType, outcome });
-        metrics.processed.inc({ group: groupId, event_type: eventType, outcome });
+        const messages = batch.messages.slice(start, start + MAX_MESSAGES_PER_TRANSACTION);
+        const startedAt = performance.now();
+        const results = await applyMessages(batch.topic, batch.partition, messages);
+        const last = messages[messages.length - 1]!;
+        // The effects (and the dead letters) are durable: only now may the group move past them.
+        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: nextOffset(last.offset) }]);
+        payload.resolveOffset(last.offset);
+        const seconds = (performance.now() - startedAt) / 1000;
+        for (const { eventType, outcome } of results) {
+          metrics.processingDuration.observe({ group: groupId, event_type: eventType, outcome }, seconds);
+          metrics.processed.inc({ group: groupId, event_type: eventType, outcome });
+        }
         await payload.heartbeat();
       }
     },

@@ -1,6 +1,6 @@
 /**
  * The order timeline: what the order service learned about each order from the event topics.
- * The consumer (workers/order-events-consumer.ts) writes it with recordTimelineEvent; the route
+ * The consumer (workers/order-events-consumer.ts) writes it with recordTimelineEvents; the route
  * GET /orders/:id/events reads it.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
@@ -13,35 +13,45 @@ import type { EventEnvelope } from '../shared/events';
 import { uuidInput } from '../shared/ids';
 import { requireVisibleOrder } from './orders';
 
+/** An event as consumed, with the topic it arrived on. */
+export interface ConsumedEvent {
+  event: EventEnvelope;
+  topic: string;
+}
+
 /**
- * Applies one event exactly once for `consumer`: the inbox row and the timeline row are written in
- * one transaction, so a redelivered event (same event id) changes nothing. Returns false for a
- * duplicate. Events that name no order are recorded in the inbox only.
+ * Applies events exactly once for `consumer`, all in one transaction: the inbox rows and the
+ * timeline rows are written together, so a redelivered event (same event id) changes nothing.
+ * Returns the ids of the events applied now; the others were duplicates (already in the inbox, or
+ * repeated within `events`). Events that name no order are recorded in the inbox only.
  */
-export async function recordTimelineEvent(db: Kysely<OrderDatabase>, consumer: string, event: EventEnvelope, topic: string): Promise<boolean> {
+export async function recordTimelineEvents(db: Kysely<OrderDatabase>, consumer: string, events: readonly ConsumedEvent[]): Promise<Set<string>> {
+  const unique = new Map<string, ConsumedEvent>();
+  for (const consumed of events) if (!unique.has(consumed.event.eventId)) unique.set(consumed.event.eventId, consumed);
+  if (unique.size === 0) return new Set();
   return db.transaction().execute(async (trx) => {
-    const first = await trx
+    const inserted = await trx
       .insertInto('processed_events')
-      .values({ consumer, event_id: event.eventId, event_type: event.eventType })
+      .values([...unique.values()].map(({ event }) => ({ consumer, event_id: event.eventId, event_type: event.eventType })))
       .onConflict((conflict) => conflict.columns(['consumer', 'event_id']).doNothing())
       .returning('event_id')
-      .executeTakeFirst();
-    if (!first) return false;
-    const orderId = event.payload.orderId;
-    if (typeof orderId === 'string') {
-      await trx
-        .insertInto('order_events')
-        .values({
-          order_id: orderId,
-          event_id: event.eventId,
-          event_type: event.eventType,
-          topic,
-          payload: JSON.stringify(event.payload),
-          occurred_at: event.timestamp,
-        })
-        .execute();
+      .execute();
+    const applied = new Set(inserted.map((row) => row.event_id));
+    const timelineRows = [];
+    for (const { event, topic } of unique.values()) {
+      const orderId = event.payload.orderId;
+      if (!applied.has(event.eventId) || typeof orderId !== 'string') continue;
+      timelineRows.push({
+        order_id: orderId,
+        event_id: event.eventId,
+        event_type: event.eventType,
+        topic,
+        payload: JSON.stringify(event.payload),
+        occurred_at: event.timestamp,
+      });
     }
-    return true;
+    if (timelineRows.length > 0) await trx.insertInto('order_events').values(timelineRows).execute();
+    return applied;
   });
 }
 

@@ -230,7 +230,8 @@ const envSchema = z.object({
   IDEMPOTENCY_LOCK_SECONDS: positiveInt.default(60),
   IDEMPOTENCY_CLEANUP_INTERVAL_MS: positiveInt.default(60_000),
 
-  OUTBOX_BATCH_SIZE: positiveInt.default(100),
+  /** Rows per claim and per Kafka batch: one claim statement, one produce request per partition leader, one mark statement. */
+  OUTBOX_BATCH_SIZE: positiveInt.default(500),
   OUTBOX_MAX_RETRIES: positiveInt.default(5),
   OUTBOX_POLL_INTERVAL_MS: positiveInt.default(1_000),
   OUTBOX_RETRY_BASE_MS: positiveInt.default(500),

@@ -30,7 +30,7 @@ export function createOutboxMetrics(registry: Registry) {
     }),
     publishDuration: new Histogram({
       name: 'oms_outbox_publish_duration_seconds',
-      help: 'Time to publish one outbox event and have the broker acknowledge it (acks=all)',
+      help: 'Time to publish one batch of outbox events and have the broker acknowledge it (acks=all)',
       labelNames: ['db'] as const,
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers: [registry],

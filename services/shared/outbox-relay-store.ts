@@ -1,53 +1,59 @@
 /**
- * The outbox relay's SQL: claim a batch, record what happened to each row, count, purge, requeue.
+ * The outbox relay's SQL: take the publisher lock, claim a batch, record what happened to its rows, count, purge, requeue.
  * Every service database has the same outbox_events table, so these take Kysely<SharedTables>.
  */
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import type pg from 'pg';
 import { OUTBOX_NOTIFY_CHANNEL } from '../../db/shared-migrations';
 import type { OutboxEventsTable, OutboxStatus, SharedTables } from '../../db/shared-tables';
 
-export type OutboxRow = Selectable<OutboxEventsTable>;
+/** An outbox row as the relay reads it: the payload as the JSON text PostgreSQL stored, sent as it is. */
+export type OutboxRow = Omit<Selectable<OutboxEventsTable>, 'payload'> & { payload_json: string };
 
 /**
- * Only one relay publishes from a database at a time: the claim runs under this transaction-level
- * advisory lock (advisory locks are per database), so a second relay is a hot standby that takes
- * over as soon as the first one's transaction ends, including when its process is killed.
+ * Only one relay publishes from a database at a time: it holds this advisory lock (advisory locks
+ * are per database) on its own session for as long as it relays, so a second relay is a hot standby
+ * that takes over as soon as the first one's session ends, including when its process is killed.
  * Row locks alone (SKIP LOCKED) would let relay B publish an aggregate's event 2 while relay A
- * still holds event 1 uncommitted, reordering the aggregate on its partition.
+ * still holds event 1 unpublished, reordering the aggregate on its partition.
  */
 export const OUTBOX_RELAY_LOCK_KEY = 0x6f6d735f6f7574; // "oms_out"
 
-/** Takes the publisher lock for the current transaction; false when another relay holds it. */
-export async function tryTakeRelayLock(trx: Transaction<SharedTables>): Promise<boolean> {
-  const { rows } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_xact_lock(${OUTBOX_RELAY_LOCK_KEY}::bigint) AS locked`.execute(trx);
+/** Takes the publisher lock for the session of `client`; false when another relay holds it. */
+export async function tryTakeRelayLock(client: pg.ClientBase): Promise<boolean> {
+  const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS locked', [OUTBOX_RELAY_LOCK_KEY]);
   return rows[0]?.locked === true;
 }
 
 /**
- * Locks up to `limit` due PENDING rows in id (commit) order. A row whose aggregate has an earlier
- * PENDING row still waiting out its backoff is left alone, so a failed event is never overtaken by
- * its aggregate's later events. SKIP LOCKED keeps concurrent claimers (an operator's requeue, a
- * relay that lost the advisory lock race) from blocking on or double-taking rows.
+ * Up to `limit` due PENDING rows in id (commit) order, leaving out `inFlight` (the batch being
+ * published while this one is claimed). A row whose aggregate has an earlier PENDING row still
+ * waiting out its backoff is left alone, so a failed event is never overtaken by its aggregate's
+ * later events. One statement and no row locks: only the lock holder claims (see OUTBOX_RELAY_LOCK_KEY).
  */
-export async function claimDueEvents(trx: Transaction<SharedTables>, limit: number): Promise<OutboxRow[]> {
+export async function claimDueEvents(db: Kysely<SharedTables>, limit: number, inFlight: readonly number[] = []): Promise<OutboxRow[]> {
   const { rows } = await sql<OutboxRow>`
-    SELECT o.* FROM outbox_events o
+    SELECT o.id, o.event_id, o.aggregate_type, o.aggregate_id, o.event_type, o.payload::text AS payload_json,
+           o.correlation_id, o.created_at, o.published_at, o.retry_count, o.next_attempt_at, o.status, o.error_message
+    FROM outbox_events o
     WHERE o.status = 'PENDING' AND o.next_attempt_at <= now()
+      AND o.id <> ALL(${inFlight}::bigint[])
       AND NOT EXISTS (
         SELECT 1 FROM outbox_events earlier
         WHERE earlier.aggregate_type = o.aggregate_type AND earlier.aggregate_id = o.aggregate_id
           AND earlier.status = 'PENDING' AND earlier.id < o.id AND earlier.next_attempt_at > now())
     ORDER BY o.id
-    LIMIT ${limit}
-    FOR UPDATE OF o SKIP LOCKED`.execute(trx);
+    LIMIT ${limit}`.execute(db);
   return rows;
 }
 
-export async function markPublished(trx: Transaction<SharedTables>, id: number): Promise<void> {
-  await trx
+/** One statement for a whole published batch. */
+export async function markPublished(db: Kysely<SharedTables> | Transaction<SharedTables>, ids: readonly number[]): Promise<void> {
+  if (ids.length === 0) return;
+  await db
     .updateTable('outbox_events')
     .set({ status: 'PUBLISHED', published_at: sql<Date>`now()`, error_message: null })
-    .where('id', '=', id)
+    .where(sql<boolean>`id = ANY(${ids}::bigint[])`)
     .execute();
 }
 

@@ -21,7 +21,7 @@ import { createAuthenticator } from '../../services/shared/http/auth';
 import { consumerGroupLag, createKafka } from '../../services/shared/kafka';
 import { createMetricsRegistry } from '../../services/shared/metrics';
 import { createConsumerMetrics } from '../../services/shared/outbox-relay-metrics';
-import { orderTimelineRoutes } from '../../services/order/timeline';
+import { orderTimelineRoutes, recordTimelineEvents } from '../../services/order/timeline';
 import { startOrderTimelineConsumer, type RunningConsumer } from '../../workers/order-events-consumer';
 import { asOperator } from '../helpers/auth';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
@@ -151,6 +151,22 @@ describe('order timeline consumer', () => {
     expect(await metricValue('oms_events_received_total', { ...series, topic: own.orderEvents })).toBe(receivedBefore + 2);
     expect(await metricValue('oms_events_processed_total', { ...series, outcome: 'applied' })).toBe(appliedBefore + 1);
     expect(await metricValue('oms_event_processing_duration_seconds', { ...series, outcome: 'duplicate', le: '+Inf' })).toBe(timedBefore + 1);
+  });
+
+  it('after a crash between the batch transaction and the offset commit, the re-delivered batch adds no timeline row', async () => {
+    const orderId = randomUUID();
+    const events = [envelope('STOCK_CONFIRMED', orderId, { items: [] }), envelope('PAYMENT_COMPLETED', orderId, {
+      paymentId: randomUUID(), reservationId: randomUUID(), amount: '1.00', currency: 'EUR', transactionId: 'tx-crash', paymentMethod: 'card',
+    }), envelope('ORDER_CONFIRMED', orderId, {})];
+    const topics = [own.productEvents, own.paymentEvents, own.orderEvents];
+    // What the crashed consumer left behind: the first two events' transaction committed, their offsets not.
+    await recordTimelineEvents(database.worker, groupId, events.slice(0, 2).map((event, i) => ({ event, topic: topics[i]! })));
+    const duplicatesBefore = await outcomeCount('duplicate');
+    for (const event of events) await deliver(event);
+
+    await eventually(async () => ((await outcomeCount('duplicate')) >= duplicatesBefore + 2 && (await timelineRows(orderId)).length >= 3 ? true : undefined), 30_000, 'the re-delivered batch handled');
+    const rows = await timelineRows(orderId);
+    expect(rows.map((row) => row.event_id).sort()).toEqual(events.map((event) => event.eventId).sort());
   });
 
   it('measures lag from the broker, so a group that consumes nothing shows what waits for it', async () => {

@@ -1,6 +1,6 @@
 /**
  * The relay when more than one runs, and when one dies: two relays on one database lose, duplicate
- * and reorder nothing; a relay worker killed with SIGKILL in the middle of a batch loses nothing,
+ * and reorder nothing; a relay worker killed with SIGKILL in the middle of a drain loses nothing,
  * because Temporal moves its activity to another worker once the heartbeats stop.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -102,7 +102,7 @@ describe('outbox relay failover', () => {
     for (const id of relayIds) await relay.temporal.client.workflow.getHandle(id).terminate('next test');
   });
 
-  describe('a relay worker killed with SIGKILL mid-batch', () => {
+  describe('a relay worker killed with SIGKILL mid-drain', () => {
     const children: ChildProcess[] = [];
     afterAll(() => {
       for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -128,7 +128,8 @@ describe('outbox relay failover', () => {
           WORKER_ORDER_DATABASE_URL: databaseUrl,
           KAFKA_BROKERS: stack.KAFKA_BROKERS,
           TEMPORAL_ADDRESS: stack.TEMPORAL_ADDRESS,
-          OUTBOX_BATCH_SIZE: '5000',
+          // Small batches: the drain takes hundreds of claim/publish/mark rounds, so the kill lands in the middle of it.
+          OUTBOX_BATCH_SIZE: '10',
           OUTBOX_POLL_INTERVAL_MS: '250',
           OMS_TEST_TASK_QUEUE: taskQueue,
         },
@@ -152,7 +153,7 @@ describe('outbox relay failover', () => {
         const aggregates: string[] = Array.from({ length: 10 }, () => randomUUID());
         aggregates.forEach((id) => ours.add(id));
         const written = new Map<string, string[]>();
-        // Everything is committed before the relay starts, so its first batch holds all of it.
+        // Everything is committed before the relay starts.
         for (const orderId of aggregates) {
           const ids = await db.transaction().execute(async (trx) => {
             const eventIds: string[] = [];
@@ -174,9 +175,9 @@ describe('outbox relay failover', () => {
         first.kill('SIGKILL');
         await new Promise((resolve) => first.once('exit', resolve));
 
-        // Killed mid-batch: some events reached Kafka, none was marked PUBLISHED (the transaction died with the process).
+        // Killed mid-drain: some events reached Kafka, the rows of the batch in flight (and those after it) are not PUBLISHED.
         const published = await db.selectFrom('outbox_events').select('id').where('status', '=', 'PUBLISHED').execute();
-        expect(published).toEqual([]);
+        expect(published.length).toBeLessThan(total);
         expect(new Set(probe.messages.filter(isOurs).map((m) => m.headers['event-id'])).size).toBeLessThan(total);
 
         await startWorkerProcess(database.workerUrl, taskQueue);
