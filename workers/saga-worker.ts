@@ -4,7 +4,7 @@
  * the participants' HTTP clients are built here from configuration unless passed in.
  */
 import { Client } from '@temporalio/client';
-import { Worker, type NativeConnection } from '@temporalio/worker';
+import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import type { Kysely } from 'kysely';
 import { Registry } from 'prom-client';
 import { openWorkerDatabase } from '../db/databases';
@@ -13,8 +13,10 @@ import { createDiagnosticsActivities } from '../activities/diagnostics';
 import { createJsonHttpClient, type JsonHttpClient } from '../activities/http';
 import { createOrderActivities } from '../activities/order';
 import { createPaymentActivities } from '../activities/payment';
+import { createSagaPolicyActivities } from '../activities/saga-policy';
 import { createStockActivities } from '../activities/stock';
 import type { Config } from '../services/shared/config';
+import type { SagaTimeouts } from '../workflows/order-contract';
 import { createSagaMetrics, type SagaMetrics } from './saga-metrics';
 import { baseWorkerOptions } from './worker-options';
 
@@ -34,6 +36,15 @@ export interface SagaWorkerOptions {
   dependencies?: Partial<SagaWorkerDependencies>;
   /** Where the saga metrics go; without it they are kept in a registry nobody serves. */
   sagaMetrics?: SagaMetrics;
+  /** Overrides the saga timeouts configuration gives (tests use seconds). */
+  sagaTimeouts?: SagaTimeouts;
+}
+
+/** Slots and caches of the saga worker (see docs/benchmarks.md for how they were chosen). */
+export function sagaWorkerTuning(config: Config): Partial<WorkerOptions> {
+  return {
+    maxConcurrentWorkflowTaskExecutions: config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
+  };
 }
 
 export async function createSagaWorker({
@@ -43,6 +54,7 @@ export async function createSagaWorker({
   taskQueue = config.TEMPORAL_TASK_QUEUE,
   dependencies = {},
   sagaMetrics = createSagaMetrics(new Registry(), new Client({ connection, namespace: config.TEMPORAL_NAMESPACE })),
+  sagaTimeouts,
 }: SagaWorkerOptions): Promise<Worker> {
   // The worker's own credential: TCC, restock and order refunds, nothing else.
   const http = { credential: config.WORKER_SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
@@ -51,7 +63,9 @@ export async function createSagaWorker({
   const payments = dependencies.payments ?? createJsonHttpClient({ ...http, baseUrl: config.PAYMENT_SERVICE_URL });
   return Worker.create({
     ...(await baseWorkerOptions({ connection, config, identity, taskQueue })),
+    ...sagaWorkerTuning(config),
     activities: {
+      ...createSagaPolicyActivities(config, sagaTimeouts),
       ...createDiagnosticsActivities({ workerIdentity: identity }),
       ...createOrderActivities({ db: orderDb }),
       ...createStockActivities({ products }),
