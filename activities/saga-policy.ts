@@ -7,8 +7,8 @@
 import type { Config } from '../services/shared/config';
 import { sagaTimeoutsFor, type SagaTimeouts } from '../workflows/order-contract';
 
-export function createSagaPolicyActivities(config: Pick<Config, 'HTTP_CLIENT_TIMEOUT_MS' | 'SAGA_COMPENSATION_RETRY_HORIZON_SECONDS'>, override?: SagaTimeouts) {
-  const timeouts = Object.freeze(override ?? sagaTimeoutsFor(config.HTTP_CLIENT_TIMEOUT_MS, config.SAGA_COMPENSATION_RETRY_HORIZON_SECONDS * 1000));
+export function createSagaPolicyActivities(config: Pick<Config, 'HTTP_CLIENT_TIMEOUT_MS' | 'SAGA_COMPENSATION_RETRY_HORIZON_SECONDS'>) {
+  const timeouts = Object.freeze(sagaTimeoutsFor(config.HTTP_CLIENT_TIMEOUT_MS, config.SAGA_COMPENSATION_RETRY_HORIZON_SECONDS * 1000));
   return {
     /** This worker's saga timeouts (see SagaTimeouts). */
     async sagaTimeouts(): Promise<SagaTimeouts> {

@@ -16,7 +16,6 @@ import { createPaymentActivities } from '../activities/payment';
 import { createSagaPolicyActivities } from '../activities/saga-policy';
 import { createStockActivities } from '../activities/stock';
 import type { Config } from '../services/shared/config';
-import type { SagaTimeouts } from '../workflows/order-contract';
 import { createSagaMetrics, type SagaMetrics } from './saga-metrics';
 import { baseWorkerOptions } from './worker-options';
 
@@ -36,8 +35,6 @@ export interface SagaWorkerOptions {
   dependencies?: Partial<SagaWorkerDependencies>;
   /** Where the saga metrics go; without it they are kept in a registry nobody serves. */
   sagaMetrics?: SagaMetrics;
-  /** Overrides the saga timeouts configuration gives (tests use seconds). */
-  sagaTimeouts?: SagaTimeouts;
 }
 
 /** Slots and caches of the saga worker (see docs/benchmarks.md for how they were chosen). */
@@ -54,7 +51,6 @@ export async function createSagaWorker({
   taskQueue = config.TEMPORAL_TASK_QUEUE,
   dependencies = {},
   sagaMetrics = createSagaMetrics(new Registry(), new Client({ connection, namespace: config.TEMPORAL_NAMESPACE })),
-  sagaTimeouts,
 }: SagaWorkerOptions): Promise<Worker> {
   // The worker's own credential: TCC, restock and order refunds, nothing else.
   const http = { credential: config.WORKER_SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
@@ -65,7 +61,7 @@ export async function createSagaWorker({
     ...(await baseWorkerOptions({ connection, config, identity, taskQueue })),
     ...sagaWorkerTuning(config),
     activities: {
-      ...createSagaPolicyActivities(config, sagaTimeouts),
+      ...createSagaPolicyActivities(config),
       ...createDiagnosticsActivities({ workerIdentity: identity }),
       ...createOrderActivities({ db: orderDb }),
       ...createStockActivities({ products }),

@@ -103,19 +103,23 @@ async function measured<T>(scenario: Scenario, run: () => Promise<T>): Promise<T
   return result;
 }
 
-/** `clients` loops, each running `one` until `total` runs were taken: completed/s and each run's latency. */
-async function closedLoop(total: number, one: () => Promise<boolean>): Promise<{ perSecond: number; latenciesMs: number[]; failures: number }> {
+/**
+ * `clients` loops, each running `one` until `total` runs were taken: completed/s and each run's
+ * latency. `one` resolves null when its saga ended PAID, else what happened instead.
+ */
+async function closedLoop(total: number, one: () => Promise<string | null>): Promise<{ perSecond: number; latenciesMs: number[]; failures: Map<string, number> }> {
   const latenciesMs: number[] = [];
   let taken = 0;
-  let failures = 0;
+  const failures = new Map<string, number>();
   const started = performance.now();
   await Promise.all(
     Array.from({ length: clients }, async () => {
       while (taken < total) {
         taken += 1;
         const t0 = performance.now();
-        if (await one()) latenciesMs.push(performance.now() - t0);
-        else failures += 1;
+        const failure = await one().catch((error: unknown) => (error instanceof Error ? `${error.name}: ${error.message}` : String(error)));
+        if (failure === null) latenciesMs.push(performance.now() - t0);
+        else failures.set(failure, (failures.get(failure) ?? 0) + 1);
       }
     }),
   );
@@ -227,18 +231,16 @@ if (scenarios.includes('closed')) {
   await measured('closed', async () => {
     const outcome = await closedLoop(closedOrders, async () => {
       const placed = await placeOrder();
-      if (!placed.id) return false;
-      try {
-        return (await sagaResult(placed.id)).status === 'PAID';
-      } catch {
-        return false;
-      }
+      if (!placed.id) return `POST /orders answered ${placed.status}`;
+      const { status } = await sagaResult(placed.id);
+      return status === 'PAID' ? null : `ended ${status}`;
     });
     results.closed = outcome.perSecond;
-    line('closed loop', `${clients} clients, ${closedOrders} orders, ${outcome.failures} not PAID`);
+    const notPaid = [...outcome.failures.values()].reduce((a, b) => a + b, 0);
+    line('closed loop', `${clients} clients, ${closedOrders} orders, ${notPaid} not PAID${notPaid ? ` ${JSON.stringify(Object.fromEntries(outcome.failures))}` : ''}`);
     console.log(latencies('POST to PAID', outcome.latenciesMs));
     line('saga throughput', `${outcome.perSecond.toFixed(1)} completed/s`);
-    if (outcome.failures > 0) allPaid = false;
+    if (notPaid > 0) allPaid = false;
   });
   await connection.close();
 }
@@ -247,9 +249,9 @@ if (scenarios.includes('ceiling')) {
   const ceiling = await startEngineCeiling(config);
   try {
     await measured('ceiling', async () => {
-      const outcome = await closedLoop(closedOrders, () => ceiling.runOneSaga().then(() => true));
+      const outcome = await closedLoop(closedOrders, () => ceiling.runOneSaga().then(() => null));
       results.ceiling = outcome.perSecond;
-      line('closed loop, no-op activities', `${clients} clients, ${closedOrders} sagas`);
+      line('closed loop, no-op activities', `${clients} clients, ${closedOrders} sagas${outcome.failures.size ? `, failed: ${JSON.stringify(Object.fromEntries(outcome.failures))}` : ''}`);
       console.log(latencies('start to result', outcome.latenciesMs));
       line('engine ceiling', `${outcome.perSecond.toFixed(1)} completed/s`);
     });
