@@ -224,7 +224,7 @@ export function runStep<T>(progress: SagaProgress, step: string, run: () => Prom
   try {
     started = run();
   } catch (error) {
-    started = Promise.reject(error as Error);
+    started = Promise.reject(error instanceof Error ? error : new Error(String(error)));
   }
   return started.then(
     (result) => {
