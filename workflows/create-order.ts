@@ -74,6 +74,7 @@ export async function createOrder(input: CreateOrderInput): Promise<CreateOrderR
             confirmation: input.confirmation,
             holdTtlSeconds: input.holdTtlSeconds,
             timeouts,
+            ...(shape === 'local' ? { shape } : {}),
           },
         ],
         typedSearchAttributes: searchAttributes,

@@ -91,6 +91,12 @@ export interface CreateOrderInput {
 /** createOrder's input for its tccPayment child: the participants take quantities, not prices. */
 export interface TccPaymentInput extends Omit<CreateOrderInput, 'items'> {
   items: { productId: string; quantity: number }[];
+  /**
+   * The parent's shape ('local' since WORKFLOW_PATCHES.localActivities; absent before it): the
+   * child follows its parent instead of asking patched() itself, which would cost it a marker
+   * and an upsert of TemporalChangeVersion per saga.
+   */
+  shape?: 'local' | 'remote';
 }
 
 export interface TccPaymentResult {

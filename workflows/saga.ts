@@ -21,7 +21,7 @@ import type { OrderActivities } from '../activities/order';
 import type { PaymentActivities } from '../activities/payment';
 import type { SagaPolicyActivities } from '../activities/saga-policy';
 import type { StockActivities } from '../activities/stock';
-import { DEFAULT_SAGA_TIMEOUTS, retryCompensationSignal, SEARCH_ATTRIBUTES, WORKFLOW_PATCHES, type SagaProgress, type SagaState, type SagaTimeouts } from './order-contract';
+import { DEFAULT_SAGA_TIMEOUTS, retryCompensationSignal, SEARCH_ATTRIBUTES, WORKFLOW_PATCHES, type SagaProgress, type SagaState, type SagaTimeouts, type TccPaymentInput } from './order-contract';
 
 interface Compensation {
   step: string;
@@ -145,8 +145,9 @@ export type SagaActivities = StockActivities & PaymentActivities & OrderActiviti
  *
  * `remote`: the shape of sagas started before the patch, kept so that they replay.
  */
-export type SagaShape = 'local' | 'remote';
+export type SagaShape = NonNullable<TccPaymentInput['shape']>;
 
+/** The shape of a saga that decides its own (createOrder, cancelOrder); tccPayment follows its parent's. */
 export function sagaShape(): SagaShape {
   return patched(WORKFLOW_PATCHES.localActivities) ? 'local' : 'remote';
 }

@@ -34,7 +34,6 @@ import {
   publishSagaState,
   runStep,
   sagaActivities,
-  sagaShape,
   sagaTimeouts,
 } from './saga';
 
@@ -63,7 +62,7 @@ export async function tccPayment(input: TccPaymentInput): Promise<TccPaymentResu
 
   const { orderId } = input;
   // The `local` shape runs a whole automatic checkout (both tries, confirm, capture) in one workflow task.
-  const shape = sagaShape();
+  const shape = input.shape ?? 'remote';
   // Bounded undo: when it gives up, createOrder (the parent) undoes the same things under its horizon.
   const { forward, undoBounded: undo } = sagaActivities(await sagaTimeouts(shape, input.timeouts), shape);
   try {

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { testAuthEnv } from '../helpers/auth';
 import { tccPaymentWorkflowId } from '../../workflows/order-contract';
-import { accountOf, createCustomer, createProduct, orderEvents, orderRow, paymentsOf, placeOrder, startCreateOrder, startSagaHarness, stockOf, type SagaHarness } from './saga-harness';
+import { accountOf, createCustomer, localActivityMarker, createProduct, orderEvents, orderRow, paymentsOf, placeOrder, startCreateOrder, startSagaHarness, stockOf, type SagaHarness } from './saga-harness';
 
 const script = fileURLToPath(new URL('../fixtures/saga-worker-process.ts', import.meta.url));
 
@@ -43,13 +43,6 @@ function startWorkerProcess(harness: SagaHarness): { child: ChildProcess; lines:
     }
   }
   return { child, lines: readLines() };
-}
-
-/** The activity type a local activity's marker records (its `data` payload is the SDK's marker data, JSON). */
-function markerActivityType(marker: { markerName?: string | null; details?: Record<string, { payloads?: { data?: Uint8Array | null }[] | null }> | null }): string | undefined {
-  const data = marker.details?.data?.payloads?.[0]?.data;
-  if (marker.markerName !== 'core_local_activity' || !data) return undefined;
-  return (JSON.parse(Buffer.from(data).toString('utf8')) as { activity_type?: string }).activity_type;
 }
 
 async function waitForLine(lines: AsyncIterator<string>, prefix: string): Promise<string> {
@@ -101,7 +94,7 @@ describe('a saga worker killed mid-saga', () => {
     const tccHistory = await harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId)).fetchHistory();
     const events = tccHistory.events ?? [];
     expect(events.some((event) => event.workflowTaskTimedOutEventAttributes)).toBe(true);
-    const captureMarker = events.findIndex((event) => event.markerRecordedEventAttributes && markerActivityType(event.markerRecordedEventAttributes) === 'capturePayment');
+    const captureMarker = events.findIndex((event) => localActivityMarker(event)?.activityType === 'capturePayment');
     expect(captureMarker).toBeGreaterThan(0);
     const completedBy = events.slice(0, captureMarker).findLast((event) => event.workflowTaskCompletedEventAttributes)?.workflowTaskCompletedEventAttributes?.identity;
     expect(completedBy).toBe(replacement.worker.options.identity);
