@@ -245,6 +245,18 @@ temporal_ready() {
     curl -fsS -o /dev/null "http://127.0.0.1:$OMS_TEMPORAL_UI_PORT/"
 }
 
+# Dynamic configuration of the dev server (docs/benchmarks.md, "Saga throughput"):
+# - the dev server re-reads the namespace's search attributes from SQLite on every read unless told
+#   not to, which costs every start and upsert a query; they are cached instead (a search attribute
+#   registered on an existing database by temporal_after_start may take the cache's refresh, about a
+#   minute, to be usable: only after adding one to TEMPORAL_SEARCH_ATTRIBUTES);
+# - eager workflow start: a starter that shares its connection with a worker (requestEagerStart)
+#   gets the new workflow's first task in the start response, without a round trip through matching.
+TEMPORAL_DYNAMIC_CONFIG=(
+  --dynamic-config-value system.forceSearchAttributesCacheRefreshOnRead=false
+  --dynamic-config-value system.enableEagerWorkflowStart=true
+)
+
 temporal_start() {
   [[ -x $TEMPORAL_BIN ]] || die "temporal: $TEMPORAL_BIN missing; run infra/install.sh temporal"
   mkdir -p "$TEMPORAL_DIR"
@@ -261,6 +273,7 @@ temporal_start() {
     --http-port "$OMS_TEMPORAL_HTTP_PORT" --metrics-port "$OMS_TEMPORAL_METRICS_PORT" \
     --db-filename "$TEMPORAL_DB" --namespace default "${args[@]}" \
     --sqlite-pragma journal_mode=WAL --sqlite-pragma synchronous=NORMAL \
+    "${TEMPORAL_DYNAMIC_CONFIG[@]}" \
     --log-level warn
   WAIT_FOR_PID="$(temporal_pid)" wait_for temporal "$log" 60 temporal_ready
 }

@@ -4,7 +4,7 @@
  * the participants' HTTP clients are built here from configuration unless passed in.
  */
 import { Client } from '@temporalio/client';
-import { Worker, type NativeConnection } from '@temporalio/worker';
+import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import type { Kysely } from 'kysely';
 import { Registry } from 'prom-client';
 import { openWorkerDatabase } from '../db/databases';
@@ -13,6 +13,7 @@ import { createDiagnosticsActivities } from '../activities/diagnostics';
 import { createJsonHttpClient, type JsonHttpClient } from '../activities/http';
 import { createOrderActivities } from '../activities/order';
 import { createPaymentActivities } from '../activities/payment';
+import { createSagaPolicyActivities } from '../activities/saga-policy';
 import { createStockActivities } from '../activities/stock';
 import type { Config } from '../services/shared/config';
 import { createSagaMetrics, type SagaMetrics } from './saga-metrics';
@@ -36,6 +37,13 @@ export interface SagaWorkerOptions {
   sagaMetrics?: SagaMetrics;
 }
 
+/** Slots and caches of the saga worker (see docs/benchmarks.md for how they were chosen). */
+export function sagaWorkerTuning(config: Config): Partial<WorkerOptions> {
+  return {
+    maxConcurrentWorkflowTaskExecutions: config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
+  };
+}
+
 export async function createSagaWorker({
   connection,
   config,
@@ -51,7 +59,9 @@ export async function createSagaWorker({
   const payments = dependencies.payments ?? createJsonHttpClient({ ...http, baseUrl: config.PAYMENT_SERVICE_URL });
   return Worker.create({
     ...(await baseWorkerOptions({ connection, config, identity, taskQueue })),
+    ...sagaWorkerTuning(config),
     activities: {
+      ...createSagaPolicyActivities(config),
       ...createDiagnosticsActivities({ workerIdentity: identity }),
       ...createOrderActivities({ db: orderDb }),
       ...createStockActivities({ products }),

@@ -14,26 +14,39 @@
  * cancels come first and refuse its late tries).
  */
 import { ApplicationFailure, proxyActivities, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
-import { DEFAULT_SAGA_TIMEOUTS, getSagaProgressQuery, SEARCH_ATTRIBUTES, type CancelOrderInput, type CancelOrderResult } from './order-contract';
-import { describeFailure, failureMessage, failureType, newSagaProgress, publishSagaState, runStep, sagaActivities, type SagaActivities } from './saga';
+import { getSagaProgressQuery, SEARCH_ATTRIBUTES, type CancelOrderInput, type CancelOrderResult } from './order-contract';
+import {
+  describeFailure,
+  failureMessage,
+  failureType,
+  newSagaProgress,
+  publishSagaState,
+  runStep,
+  sagaActivities,
+  sagaShape,
+  sagaTimeouts,
+  type SagaActivities,
+} from './saga';
 
 export async function cancelOrder(input: CancelOrderInput): Promise<CancelOrderResult> {
-  const timeouts = input.timeouts ?? DEFAULT_SAGA_TIMEOUTS;
-  const { forward, undo } = sagaActivities(timeouts);
+  const progress = newSagaProgress();
+  const { orderId, reason } = input;
+  setHandler(getSagaProgressQuery, () => progress);
+  const shape = sagaShape();
+  upsertSearchAttributes([
+    { key: SEARCH_ATTRIBUTES.orderId, value: orderId },
+    { key: SEARCH_ATTRIBUTES.sagaState, value: 'RUNNING' },
+  ]);
+
+  const timeouts = await sagaTimeouts(shape, input.timeouts);
+  const { forward, undo } = sagaActivities(timeouts, shape);
   // Waiting for createOrder lasts as long as its compensations; heartbeats show the wait is alive.
+  // Always a normal activity: it can last minutes and must be heartbeated.
   const { settleCreateOrder } = proxyActivities<SagaActivities>({
     startToCloseTimeout: '1 hour',
     heartbeatTimeout: Math.max(5_000, timeouts.activityStartToCloseMs),
     retry: { initialInterval: timeouts.initialRetryIntervalMs, maximumInterval: timeouts.maximumRetryIntervalMs, maximumAttempts: timeouts.compensationMaximumAttempts },
   });
-  const progress = newSagaProgress();
-  const { orderId, reason } = input;
-
-  setHandler(getSagaProgressQuery, () => progress);
-  upsertSearchAttributes([
-    { key: SEARCH_ATTRIBUTES.orderId, value: orderId },
-    { key: SEARCH_ATTRIBUTES.sagaState, value: 'RUNNING' },
-  ]);
 
   let requested = false;
   try {
@@ -44,14 +57,14 @@ export async function cancelOrder(input: CancelOrderInput): Promise<CancelOrderR
     const stock = await runStep(progress, 'releaseOrRestockStock', () => undo.releaseOrRestockStock(orderId));
     const payment = await runStep(progress, 'voidOrRefundPayment', () => undo.voidOrRefundPayment({ orderId, reason: `order cancelled: ${reason}` }));
     await runStep(progress, 'markOrderCancelled', () => undo.markOrderCancelled({ orderId, reason, refundId: payment.refundId }));
-    publishSagaState(progress, 'COMPLETED');
+    publishSagaState(progress, 'COMPLETED', shape);
     return { orderId, status: 'CANCELLED', cancelledFrom: previousStatus, stock, refundId: payment.refundId };
   } catch (error) {
     progress.failureReason = describeFailure(error);
     // Refused before anything changed (not cancellable): nothing to undo. Failed halfway (an undo
     // failed past its retry horizon): the order stays CANCELLING and needs attention; a new cancel
     // (POST /orders/:id/cancel) starts a new run that picks up where this one stopped.
-    publishSagaState(progress, requested ? 'COMPENSATION_FAILED' : 'COMPENSATED');
+    publishSagaState(progress, requested ? 'COMPENSATION_FAILED' : 'COMPENSATED', shape);
     throw ApplicationFailure.create({
       message: failureMessage(error),
       type: failureType(error) ?? 'CancelOrderFailed',

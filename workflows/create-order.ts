@@ -9,9 +9,8 @@
  * Cancellation (by cancelOrder, see cancel-order.ts) is Temporal cancellation: it reaches the
  * tccPayment child, both compensate, and the order stays CANCELLING for cancelOrder to finish.
  */
-import { ApplicationFailure, CancellationScope, executeChild, isCancellation, patched, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, executeChild, isCancellation, patched, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import {
-  DEFAULT_SAGA_TIMEOUTS,
   FAILURE_TYPES,
   getSagaProgressQuery,
   SEARCH_ATTRIBUTES,
@@ -20,23 +19,39 @@ import {
   type CreateOrderInput,
   type CreateOrderResult,
 } from './order-contract';
-import { Compensations, describeFailure, failureMessage, failureType, newSagaProgress, publishSagaState, runStep, sagaActivities } from './saga';
+import {
+  Compensations,
+  describeFailure,
+  failureMessage,
+  failureType,
+  newSagaProgress,
+  publishSagaState,
+  runStep,
+  sagaActivities,
+  sagaShape,
+  sagaTimeouts,
+} from './saga';
 import { tccPayment } from './tcc-payment';
 
 export async function createOrder(input: CreateOrderInput): Promise<CreateOrderResult> {
-  const timeouts = input.timeouts ?? DEFAULT_SAGA_TIMEOUTS;
-  const { forward, undo } = sagaActivities(timeouts);
   const progress = newSagaProgress();
+  setHandler(getSagaProgressQuery, () => progress);
+  const shape = sagaShape();
   const saga = new Compensations(progress);
   const { orderId } = input;
 
-  setHandler(getSagaProgressQuery, () => progress);
-  upsertSearchAttributes([
+  const searchAttributes = [
     { key: SEARCH_ATTRIBUTES.orderId, value: orderId },
     { key: SEARCH_ATTRIBUTES.customerId, value: input.customerId },
     { key: SEARCH_ATTRIBUTES.sagaState, value: 'RUNNING' },
-  ]);
+  ];
+  // The order service starts the saga with these set; the `local` shape only fills in what is missing.
+  const current = workflowInfo().typedSearchAttributes;
+  const missing = shape === 'local' ? searchAttributes.filter(({ key, value }) => current.get(key) !== value) : searchAttributes;
+  if (missing.length > 0) upsertSearchAttributes(missing);
 
+  const timeouts = await sagaTimeouts(shape, input.timeouts);
+  const { forward, undo } = sagaActivities(timeouts, shape);
   try {
     await runStep(progress, 'validateCustomer', () => forward.validateCustomer(input.customerId));
 
@@ -59,13 +74,10 @@ export async function createOrder(input: CreateOrderInput): Promise<CreateOrderR
             confirmation: input.confirmation,
             holdTtlSeconds: input.holdTtlSeconds,
             timeouts,
+            ...(shape === 'local' ? { shape } : {}),
           },
         ],
-        typedSearchAttributes: [
-          { key: SEARCH_ATTRIBUTES.orderId, value: orderId },
-          { key: SEARCH_ATTRIBUTES.customerId, value: input.customerId },
-          { key: SEARCH_ATTRIBUTES.sagaState, value: 'RUNNING' },
-        ],
+        typedSearchAttributes: searchAttributes,
       }),
     );
 
@@ -76,12 +88,12 @@ export async function createOrder(input: CreateOrderInput): Promise<CreateOrderR
         throw ApplicationFailure.nonRetryable(`order ${orderId} is ${paid.status}, not in checkout`, FAILURE_TYPES.orderCancelled);
       }
     });
-    publishSagaState(progress, 'COMPLETED');
+    publishSagaState(progress, 'COMPLETED', shape);
     return { orderId, status: 'PAID', ...payment };
   } catch (error) {
     const reason = describeFailure(error);
     progress.failureReason = reason;
-    publishSagaState(progress, 'COMPENSATING');
+    publishSagaState(progress, 'COMPENSATING', shape);
     let compensated: boolean;
     if (!isCancellation(error) && patched(WORKFLOW_PATCHES.compensationFailedState)) {
       // Never FAILED while something may still be held: stop and wait for an operator instead.
@@ -98,7 +110,7 @@ export async function createOrder(input: CreateOrderInput): Promise<CreateOrderR
       compensated = false;
       progress.compensations.push({ step: 'markOrderFailed', outcome: 'FAILED', error: describeFailure(markError) });
     }
-    publishSagaState(progress, compensated ? 'COMPENSATED' : 'FAILED');
+    publishSagaState(progress, compensated ? 'COMPENSATED' : 'FAILED', shape);
     if (isCancellation(error)) throw error;
     throw ApplicationFailure.create({ message: failureMessage(error), type: failureType(error) ?? 'CreateOrderFailed', nonRetryable: true, cause: error as Error });
   }

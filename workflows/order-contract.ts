@@ -23,7 +23,8 @@ export type ConfirmationMode = 'auto' | 'manual';
 
 /**
  * How long the saga's activities may take and how often a transient fault is retried before the
- * saga gives up and compensates. Workers' callers pass what configuration says; tests pass seconds.
+ * saga gives up and compensates. The worker's configuration says (activities/saga-policy.ts); a
+ * saga's input may carry its own (tests pass seconds).
  */
 export interface SagaTimeouts {
   /** One attempt of one activity (an HTTP call or a transaction); above HTTP_CLIENT_TIMEOUT_MS. */
@@ -80,13 +81,22 @@ export interface CreateOrderInput {
   confirmation: ConfirmationMode;
   /** Manual checkout: how long reservations are held waiting for confirm; then everything is cancelled. */
   holdTtlSeconds: number;
-  /** Defaults to DEFAULT_SAGA_TIMEOUTS. */
+  /**
+   * This saga's own timeouts, overriding the worker's; the order service sends none. Sagas started
+   * before WORKFLOW_PATCHES.localActivities read DEFAULT_SAGA_TIMEOUTS when absent.
+   */
   timeouts?: SagaTimeouts;
 }
 
 /** createOrder's input for its tccPayment child: the participants take quantities, not prices. */
 export interface TccPaymentInput extends Omit<CreateOrderInput, 'items'> {
   items: { productId: string; quantity: number }[];
+  /**
+   * The parent's shape ('local' since WORKFLOW_PATCHES.localActivities; absent before it): the
+   * child follows its parent instead of asking patched() itself, which would cost it a marker
+   * and an upsert of TemporalChangeVersion per saga.
+   */
+  shape?: 'local' | 'remote';
 }
 
 export interface TccPaymentResult {
@@ -104,6 +114,7 @@ export interface CreateOrderResult extends TccPaymentResult {
 export interface CancelOrderInput {
   orderId: string;
   reason: string;
+  /** As CreateOrderInput's: this saga's own, overriding the worker's; the order service sends none. */
   timeouts?: SagaTimeouts;
 }
 
@@ -165,6 +176,11 @@ export const retryCompensationSignal = defineSignal('retryCompensation');
 export const WORKFLOW_PATCHES = {
   /** createOrder stops in COMPENSATION_FAILED and waits for an operator instead of marking the order FAILED. */
   compensationFailedState: 'create-order-compensation-failed-state',
+  /**
+   * createOrder, tccPayment and cancelOrder call their short steps as local activities, take their
+   * timeouts from the worker, and upsert SagaState only when it changes (SagaShape in saga.ts).
+   */
+  localActivities: 'saga-local-activities',
 } as const;
 
 /** Non-retryable ApplicationFailure types: business declines, never retried. */

@@ -4,11 +4,24 @@
  * never happened. compensate() runs them newest first, in a non-cancellable scope (a cancelled saga
  * must still undo its work), keeps going when one fails, and records every outcome.
  */
-import { CancellationScope, condition, log, proxyActivities, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import {
+  CancellationScope,
+  condition,
+  log,
+  patched,
+  proxyActivities,
+  proxyLocalActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+  type ActivityOptions,
+  type LocalActivityOptions,
+} from '@temporalio/workflow';
 import type { OrderActivities } from '../activities/order';
 import type { PaymentActivities } from '../activities/payment';
+import type { SagaPolicyActivities } from '../activities/saga-policy';
 import type { StockActivities } from '../activities/stock';
-import { DEFAULT_SAGA_TIMEOUTS, retryCompensationSignal, SEARCH_ATTRIBUTES, type SagaProgress, type SagaState, type SagaTimeouts } from './order-contract';
+import { DEFAULT_SAGA_TIMEOUTS, retryCompensationSignal, SEARCH_ATTRIBUTES, WORKFLOW_PATCHES, type SagaProgress, type SagaState, type SagaTimeouts, type TccPaymentInput } from './order-contract';
 
 interface Compensation {
   step: string;
@@ -117,38 +130,80 @@ function isWrapper(error: Error): boolean {
 export type SagaActivities = StockActivities & PaymentActivities & OrderActivities;
 
 /**
+ * Which shape a saga runs, decided once at its start and recorded in its history.
+ *
+ * `local` (every saga started since WORKFLOW_PATCHES.localActivities): its short, idempotent calls
+ * (customer check, TCC try/confirm/cancel, capture, refund, order status transitions) are local
+ * activities. They run inside the workflow task that scheduled them and are recorded as markers
+ * when that task completes, so a whole TCC is one workflow task instead of a round trip to the
+ * server per call. On worker loss the task times out and another worker replays the saga and
+ * runs again every local activity whose marker was not recorded yet: each of those calls is safe
+ * to repeat (the participants' barriers, the order's conditional transitions), which
+ * test/workflows/worker-crash.test.ts proves. SagaState is upserted only when it changes, and the
+ * timeouts come from the worker's configuration (the sagaTimeouts local activity) unless the input
+ * carries its own.
+ *
+ * `remote`: the shape of sagas started before the patch, kept so that they replay.
+ */
+export type SagaShape = NonNullable<TccPaymentInput['shape']>;
+
+/** The shape of a saga that decides its own (createOrder, cancelOrder); tccPayment follows its parent's. */
+export function sagaShape(): SagaShape {
+  return patched(WORKFLOW_PATCHES.localActivities) ? 'local' : 'remote';
+}
+
+const { sagaTimeouts: workerSagaTimeouts } = proxyLocalActivities<SagaPolicyActivities>({
+  startToCloseTimeout: '5 seconds',
+  retry: { initialInterval: '100 milliseconds', maximumAttempts: 10 },
+});
+
+/** The timeouts a saga runs with: its input's own (tests, sagas of the old shape), else the worker's. */
+export async function sagaTimeouts(shape: SagaShape, fromInput: SagaTimeouts | undefined): Promise<SagaTimeouts> {
+  if (fromInput !== undefined || shape === 'remote') return fromInput ?? DEFAULT_SAGA_TIMEOUTS;
+  return workerSagaTimeouts();
+}
+
+/**
  * Activity stubs for the sagas. Forward steps get a bounded retry (after it the saga compensates).
  * `undo` retries with capped backoff for the whole compensation retry horizon (hours by default),
  * because giving up on it leaves a hold or money behind; `undoBounded` gives up after a number of
  * attempts, for tccPayment, whose parent undoes the same things again under the horizon.
  * Business declines are non-retryable ApplicationFailures and skip the retries entirely.
+ * Local activities retry in the worker while the backoff is under a minute, then on a durable timer.
  */
-export function sagaActivities(timeouts: SagaTimeouts) {
+export function sagaActivities(timeouts: SagaTimeouts, shape: SagaShape = 'remote') {
   const retry = {
     initialInterval: timeouts.initialRetryIntervalMs,
     maximumInterval: timeouts.maximumRetryIntervalMs,
     backoffCoefficient: 2,
   };
+  const proxy = (options: ActivityOptions & LocalActivityOptions) =>
+    shape === 'local' ? proxyLocalActivities<SagaActivities>(options) : proxyActivities<SagaActivities>(options);
   return {
-    forward: proxyActivities<SagaActivities>({
+    forward: proxy({
       startToCloseTimeout: timeouts.activityStartToCloseMs,
       retry: { ...retry, maximumAttempts: timeouts.maximumAttempts },
     }),
-    undo: proxyActivities<SagaActivities>({
+    undo: proxy({
       startToCloseTimeout: timeouts.activityStartToCloseMs,
       scheduleToCloseTimeout: timeouts.compensationRetryHorizonMs ?? DEFAULT_SAGA_TIMEOUTS.compensationRetryHorizonMs,
       retry,
     }),
-    undoBounded: proxyActivities<SagaActivities>({
+    undoBounded: proxy({
       startToCloseTimeout: timeouts.activityStartToCloseMs,
       retry: { ...retry, maximumAttempts: timeouts.compensationMaximumAttempts },
     }),
   };
 }
 
-/** Keeps the SagaState search attribute current, so `SagaState='COMPENSATING'` finds this saga. */
-export function publishSagaState(progress: SagaProgress, state: SagaState): void {
+/**
+ * Keeps the SagaState search attribute current, so `SagaState='COMPENSATING'` finds this saga.
+ * The `local` shape upserts only a change (its starter already set RUNNING): each upsert is an
+ * event and a visibility write.
+ */
+export function publishSagaState(progress: SagaProgress, state: SagaState, shape: SagaShape = 'remote'): void {
   progress.state = state;
+  if (shape === 'local' && workflowInfo().typedSearchAttributes.get(SEARCH_ATTRIBUTES.sagaState) === state) return;
   upsertSearchAttributes([{ key: SEARCH_ATTRIBUTES.sagaState, value: state }]);
 }
 
@@ -160,18 +215,28 @@ export function newSagaProgress(): SagaProgress {
 /**
  * Runs one forward step, keeping currentStep and completedSteps current for the progress query.
  * A step that throws is no longer current (the saga moves on to compensating); the first one to
- * fail is kept as failedStep, the step the saga gave up at.
+ * fail is kept as failedStep, the step the saga gave up at. Not an async function: the workflow
+ * sandbox records a stack trace for every promise workflow code creates, so a step costs one
+ * promise here rather than the several an async wrapper with try/finally makes.
  */
-export async function runStep<T>(progress: SagaProgress, step: string, run: () => Promise<T>): Promise<T> {
+export function runStep<T>(progress: SagaProgress, step: string, run: () => Promise<T>): Promise<T> {
   progress.currentStep = step;
+  let started: Promise<T>;
   try {
-    const result = await run();
-    progress.completedSteps.push(step);
-    return result;
+    started = run();
   } catch (error) {
-    progress.failedStep ??= step;
-    throw error;
-  } finally {
-    progress.currentStep = null;
+    started = Promise.reject(error instanceof Error ? error : new Error(String(error)));
   }
+  return started.then(
+    (result) => {
+      progress.currentStep = null;
+      progress.completedSteps.push(step);
+      return result;
+    },
+    (error: unknown) => {
+      progress.currentStep = null;
+      progress.failedStep ??= step;
+      throw error;
+    },
+  );
 }

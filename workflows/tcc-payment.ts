@@ -20,19 +20,26 @@ import { ApplicationFailure, condition, isCancellation, setHandler } from '@temp
 import {
   cancelCheckoutUpdate,
   confirmCheckoutUpdate,
-  DEFAULT_SAGA_TIMEOUTS,
   FAILURE_TYPES,
   getSagaProgressQuery,
   type TccPaymentInput,
   type TccPaymentResult,
 } from './order-contract';
-import { Compensations, describeFailure, failureMessage, failureType, newSagaProgress, publishSagaState, runStep, sagaActivities } from './saga';
+import {
+  Compensations,
+  describeFailure,
+  failureMessage,
+  failureType,
+  newSagaProgress,
+  publishSagaState,
+  runStep,
+  sagaActivities,
+  sagaTimeouts,
+} from './saga';
 
 type CheckoutDecision = { kind: 'confirm' } | { kind: 'cancel'; reason: string };
 
 export async function tccPayment(input: TccPaymentInput): Promise<TccPaymentResult> {
-  // Bounded undo: when it gives up, createOrder (the parent) undoes the same things under its horizon.
-  const { forward, undoBounded: undo } = sagaActivities(input.timeouts ?? DEFAULT_SAGA_TIMEOUTS);
   const progress = newSagaProgress();
   const saga = new Compensations(progress);
   let decision: CheckoutDecision | null = null;
@@ -54,6 +61,10 @@ export async function tccPayment(input: TccPaymentInput): Promise<TccPaymentResu
   });
 
   const { orderId } = input;
+  // The `local` shape runs a whole automatic checkout (both tries, confirm, capture) in one workflow task.
+  const shape = input.shape ?? 'remote';
+  // Bounded undo: when it gives up, createOrder (the parent) undoes the same things under its horizon.
+  const { forward, undoBounded: undo } = sagaActivities(await sagaTimeouts(shape, input.timeouts), shape);
   try {
     saga.add('releaseOrRestockStock', () => undo.releaseOrRestockStock(orderId));
     saga.add('voidOrRefundPayment', () => undo.voidOrRefundPayment({ orderId, reason: 'order payment compensated' }));
@@ -83,14 +94,14 @@ export async function tccPayment(input: TccPaymentInput): Promise<TccPaymentResu
     const captured = await runStep(progress, 'capturePayment', () =>
       forward.capturePayment({ reservationId: hold.reservationId, paymentMethod: input.paymentMethod }),
     );
-    publishSagaState(progress, 'COMPLETED');
+    publishSagaState(progress, 'COMPLETED', shape);
     return { paymentId: captured.paymentId, paymentReservationId: hold.reservationId, transactionId: captured.transactionId };
   } catch (error) {
     settled = true;
     progress.failureReason = describeFailure(error);
-    publishSagaState(progress, 'COMPENSATING');
+    publishSagaState(progress, 'COMPENSATING', shape);
     const compensated = await saga.compensate();
-    publishSagaState(progress, compensated ? 'COMPENSATED' : 'FAILED');
+    publishSagaState(progress, compensated ? 'COMPENSATED' : 'FAILED', shape);
     if (isCancellation(error)) throw error;
     // The parent sees the decline's type (InsufficientStock, ReservationExpired...) at the top.
     throw ApplicationFailure.create({ message: failureMessage(error), type: failureType(error) ?? 'TccPaymentFailed', nonRetryable: true, cause: error as Error });

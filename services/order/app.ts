@@ -1,7 +1,6 @@
 /** Order service (8084): customers and the order API; starts and queries the order sagas on Temporal. */
 import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
-import { sagaTimeoutsFor } from '../../workflows/order-contract';
 import { peerServiceCheck, postgresCheck, redisCheck, temporalCheck } from '../shared/health-checks';
 import { buildServiceApp } from '../shared/http/app';
 import { createAuthenticator } from '../shared/http/auth';
@@ -24,7 +23,6 @@ export function orderSagasFor(temporal: Client, config: OrderAppDependencies['co
     client: temporal,
     config,
     callTimeoutMs: config.HTTP_CLIENT_TIMEOUT_MS,
-    sagaTimeouts: sagaTimeoutsFor(config.HTTP_CLIENT_TIMEOUT_MS, config.SAGA_COMPENSATION_RETRY_HORIZON_SECONDS * 1000),
   });
 }
 

@@ -26,7 +26,6 @@ import {
   type CreateOrderInput,
   type SagaProgress,
   type SagaState,
-  type SagaTimeouts,
 } from '../../workflows/order-contract';
 import type { Config } from '../shared/config';
 import { ApiError } from '../shared/errors';
@@ -65,8 +64,6 @@ export interface OrderSagasOptions {
   config: Pick<Config, 'TEMPORAL_TASK_QUEUE' | 'TEMPORAL_UI_URL'>;
   /** How long a Temporal call (start, describe, query, update) may take before the request gives up. */
   callTimeoutMs?: number;
-  /** Activity timeouts and retry bounds the sagas run with (from configuration); the workflow's defaults when absent. */
-  sagaTimeouts?: SagaTimeouts;
 }
 
 /** Temporal not answering (down, overloaded, no worker for an update) is ours to report, as 503; its error (hosts, ports) goes to the log only. */
@@ -78,7 +75,7 @@ function isSagaState(value: unknown): value is SagaState {
   return typeof value === 'string' && (SAGA_STATES as readonly string[]).includes(value);
 }
 
-export function createOrderSagas({ client, config, callTimeoutMs = 5_000, sagaTimeouts }: OrderSagasOptions): OrderSagas {
+export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: OrderSagasOptions): OrderSagas {
   const namespace = client.options.namespace;
   const withTimeout = <R>(fn: () => Promise<R>) => client.withDeadline(Date.now() + callTimeoutMs, fn);
 
@@ -89,7 +86,8 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000, sagaTi
         await withTimeout(() => client.workflow.start<typeof createOrder>(WORKFLOW_TYPES.createOrder, {
           workflowId: createOrderWorkflowId(input.orderId),
           taskQueue: config.TEMPORAL_TASK_QUEUE,
-          args: [{ ...input, timeouts: input.timeouts ?? sagaTimeouts }],
+          // No timeouts: the saga takes the worker's (activities/saga-policy.ts).
+          args: [input],
           // One saga per order, ever: a second start (retry, reconciler, duplicate request) is refused by the server.
           workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
           typedSearchAttributes: [
@@ -111,7 +109,7 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000, sagaTi
         await withTimeout(() => client.workflow.start<typeof cancelOrder>(WORKFLOW_TYPES.cancelOrder, {
           workflowId,
           taskQueue: config.TEMPORAL_TASK_QUEUE,
-          args: [{ orderId: input.orderId, reason: input.reason, timeouts: input.timeouts ?? sagaTimeouts }],
+          args: [{ orderId: input.orderId, reason: input.reason, ...(input.timeouts ? { timeouts: input.timeouts } : {}) }],
           // A cancel that failed (e.g. a participant down past its retries) may be asked for again; a running or completed one may not.
           workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
           typedSearchAttributes: [

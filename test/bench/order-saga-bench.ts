@@ -1,30 +1,76 @@
 /**
- * `./oms bench [--orders N] [--concurrency C]`: load against the running stack (`./oms up`), through
- * the public API, measuring what the targets in docs/design.md are stated in:
+ * `./oms bench`: load against the running stack (`./oms up`), through the public API. Scenarios
+ * (all by default, in this order, in one run so their ratios are comparable on a noisy machine):
  *
- *   - POST /orders: request latency (p50/p95/p99) and accepted requests per second
- *   - the createOrder saga (draft -> customer check -> TCC stock + payment -> PAID): end-to-end latency
- *     from the order's creation to its final status, and completed sagas per second
+ *   open     `--orders` orders posted by `--concurrency` callers as fast as accepted, then every saga
+ *            awaited: POST /orders latency, accepted/s, saga end to end (order timestamps), sagas/s
+ *   closed   `--clients` customers, each places an order and waits for its saga to end (PAID) before
+ *            placing the next, for `--closed-orders` orders in all: sagas/s and end to end latency
+ *            from the POST to the saga's result
+ *   ceiling  the same closed loop straight against Temporal, on a task queue of its own served by a
+ *            worker in this process that runs the real createOrder/tccPayment code with no-op
+ *            activities: what the engine allows for this saga shape here and now
  *
- * It creates its own product (stock = N) and customer account (enough money for N orders), so every
- * order should end PAID; any other outcome is reported. Loopback only; bounded in count and time.
- * Signs in with the development key pair (`./oms up` made it): an operator sets up, the customer orders.
+ * The summary prints closed-loop sagas/s as a fraction of the ceiling, and for each scenario the CPU
+ * each process of the stack used (% of one core), which says what saturates.
+ *
+ * It creates its own product (stock for every order) and customer account (enough money), so every
+ * order should end PAID; any other outcome is reported and the exit code is 1. Loopback only;
+ * bounded in count and time. Signs in with the development key pair (`./oms up` made it).
  */
 import { randomUUID } from 'node:crypto';
 import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { ensureDevKeyPair, loadDevSigningKey, signAccessToken } from '../../infra/dev-auth';
 import { loadConfig } from '../../services/shared/config';
+import { temporalConnectionOptions } from '../../services/shared/temporal-connection';
+import type { createOrder } from '../../workflows/create-order';
+import { createOrderWorkflowId } from '../../workflows/order-contract';
+import { startEngineCeiling } from './engine-ceiling';
+import { cpuBetween, sampleCpu } from './process-cpu';
 
-const { values } = parseArgs({ options: { orders: { type: 'string', default: '200' }, concurrency: { type: 'string', default: '20' } } });
+const SCENARIOS = ['open', 'closed', 'ceiling'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+const USAGE = `usage: ./oms bench [--scenarios open,closed,ceiling] [--orders N] [--concurrency C] [--closed-orders N] [--clients K]
+
+scenarios (default: all three, in one run):
+  open     --orders orders (1..5000, default 200) posted by --concurrency callers (1..200, default 20),
+           then every saga awaited: POST /orders latency and accepted/s, saga end to end and sagas/s
+  closed   --clients customers (1..200, default 10) each place an order and wait for PAID before the
+           next, --closed-orders orders in all (1..5000, default 300): sagas/s, p50/p95 POST to PAID
+  ceiling  the closed loop with the same clients and count, straight against Temporal, running the
+           real saga workflows with no-op activities on a task queue of its own: the engine's ceiling
+the summary gives closed-loop sagas/s as a fraction of the ceiling, and CPU per process per scenario.`;
+
+const { values } = parseArgs({
+  options: {
+    scenarios: { type: 'string', default: SCENARIOS.join(',') },
+    orders: { type: 'string', default: '200' },
+    concurrency: { type: 'string', default: '20' },
+    'closed-orders': { type: 'string', default: '300' },
+    clients: { type: 'string', default: '10' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const scenarios = values.scenarios.split(',').map((s) => s.trim()) as Scenario[];
 const orders = Number(values.orders);
 const concurrency = Number(values.concurrency);
-if (!Number.isInteger(orders) || orders < 1 || orders > 5_000 || !Number.isInteger(concurrency) || concurrency < 1 || concurrency > 200) {
-  console.error('usage: ./oms bench [--orders 1..5000] [--concurrency 1..200]');
+const closedOrders = Number(values['closed-orders']);
+const clients = Number(values.clients);
+const within = (n: number, max: number) => Number.isInteger(n) && n >= 1 && n <= max;
+if (!scenarios.every((s) => SCENARIOS.includes(s)) || !within(orders, 5_000) || !within(concurrency, 200) || !within(closedOrders, 5_000) || !within(clients, 200)) {
+  console.error(USAGE);
   process.exit(2);
 }
 
 const config = loadConfig();
+const runDir = join(process.env.OMS_STATE_DIR ?? '.oms', 'run');
 ensureDevKeyPair();
 const signingKey = loadDevSigningKey();
 const tokenSettings = { issuer: config.AUTH_JWT_ISSUER, audience: config.AUTH_JWT_AUDIENCE, ttlSeconds: 3_600 };
@@ -39,75 +85,183 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 }
 
-function summary(label: string, samplesMs: number[]): string {
+function latencies(label: string, samplesMs: number[]): string {
   const sorted = [...samplesMs].sort((a, b) => a - b);
   const f = (n: number) => `${Math.round(n)} ms`;
-  return `${label.padEnd(28)} p50 ${f(percentile(sorted, 50))}  p95 ${f(percentile(sorted, 95))}  p99 ${f(percentile(sorted, 99))}  max ${f(sorted.at(-1) ?? NaN)}`;
+  return `${label.padEnd(30)} p50 ${f(percentile(sorted, 50))}  p95 ${f(percentile(sorted, 95))}  p99 ${f(percentile(sorted, 99))}  max ${f(sorted.at(-1) ?? NaN)}`;
 }
 
-const runId = randomUUID().slice(0, 8);
-const product = await post<{ id: string }>(`${config.PRODUCT_SERVICE_URL}/products`, {
-  sku: `BENCH-${runId}`,
-  name: `Benchmark item ${runId}`,
-  price: '1.00',
-  currency: 'USD',
-  stockQuantity: orders,
-});
-const customer = await post<{ id: string }>(`${config.ORDER_SERVICE_URL}/customers`, { name: `Bench ${runId}`, email: `bench-${runId}@example.com` });
-const account = await post(`${config.PAYMENT_SERVICE_URL}/accounts`, { customerId: customer.body.id, balance: `${orders}.00`, currency: 'USD' });
-if (product.status !== 201 || customer.status !== 201 || account.status !== 201) {
-  console.error('could not create the benchmark product, customer and account:', product, customer, account);
-  process.exit(1);
+const line = (label: string, text: string) => console.log(`${label.padEnd(30)} ${text}`);
+
+/** Runs `scenario`, printing the CPU each process used while it ran. */
+async function measured<T>(scenario: Scenario, run: () => Promise<T>): Promise<T> {
+  console.log(`\n== ${scenario}`);
+  const before = sampleCpu(runDir);
+  const result = await run();
+  const usage = cpuBetween(before, sampleCpu(runDir));
+  line('CPU, % of one core', usage.map(({ name, percentOfCore }) => `${name} ${Math.round(percentOfCore)}`).join(', '));
+  return result;
 }
 
-const asCustomer = { authorization: `Bearer ${await signAccessToken(signingKey, { customerId: customer.body.id }, tokenSettings)}` };
-
-console.log(`Benchmark ${runId}: ${orders} orders, concurrency ${concurrency}, on ${cpus().length} cores (${cpus()[0]?.model}), ${Math.round(totalmem() / 2 ** 30)} GiB`);
-const requestLatencies: number[] = [];
-const orderIds: string[] = [];
-const refused: number[] = [];
-let next = 0;
-const started = performance.now();
-await Promise.all(
-  Array.from({ length: concurrency }, async () => {
-    while (next < orders) {
-      next += 1;
-      const t0 = performance.now();
-      const response = await post<{ id: string }>(
-        `${config.ORDER_SERVICE_URL}/orders`,
-        { items: [{ productId: product.body.id, quantity: 1 }] },
-        { ...asCustomer, 'content-type': 'application/json', 'idempotency-key': randomUUID() },
-      );
-      requestLatencies.push(performance.now() - t0);
-      if (response.status === 202) orderIds.push(response.body.id);
-      else refused.push(response.status);
-    }
-  }),
-);
-const acceptedSeconds = (performance.now() - started) / 1000;
-
-// Wait for every saga to finish (bounded), then read each order's end-to-end time.
-const deadline = Date.now() + 10 * 60_000;
-const finals = new Map<string, { status: string; sagaMs: number }>();
-while (finals.size < orderIds.length && Date.now() < deadline) {
-  const pending = orderIds.filter((id) => !finals.has(id));
+/**
+ * `clients` loops, each running `one` until `total` runs were taken: completed/s and each run's
+ * latency. `one` resolves null when its saga ended PAID, else what happened instead.
+ */
+async function closedLoop(total: number, one: () => Promise<string | null>): Promise<{ perSecond: number; latenciesMs: number[]; failures: Map<string, number> }> {
+  const latenciesMs: number[] = [];
+  let taken = 0;
+  const failures = new Map<string, number>();
+  const started = performance.now();
   await Promise.all(
-    pending.slice(0, 100).map(async (id) => {
-      const response = await fetch(`${config.ORDER_SERVICE_URL}/orders/${id}`, { headers: asCustomer });
-      const order = (await response.json()) as { status: string; createdAt: string; updatedAt: string };
-      if (['PAID', 'FAILED', 'CANCELLED'].includes(order.status)) {
-        finals.set(id, { status: order.status, sagaMs: Date.parse(order.updatedAt) - Date.parse(order.createdAt) });
+    Array.from({ length: clients }, async () => {
+      while (taken < total) {
+        taken += 1;
+        const t0 = performance.now();
+        const failure = await one().catch((error: unknown) => (error instanceof Error ? `${error.name}: ${error.message}` : String(error)));
+        if (failure === null) latenciesMs.push(performance.now() - t0);
+        else failures.set(failure, (failures.get(failure) ?? 0) + 1);
       }
     }),
   );
-  if (finals.size < orderIds.length) await new Promise((resolve) => setTimeout(resolve, 250));
+  return { perSecond: latenciesMs.length / ((performance.now() - started) / 1000), latenciesMs, failures };
 }
-const allDoneSeconds = (performance.now() - started) / 1000;
-const outcomes = [...finals.values()].reduce<Record<string, number>>((acc, { status }) => ({ ...acc, [status]: (acc[status] ?? 0) + 1 }), {});
 
-console.log(summary('POST /orders latency', requestLatencies));
-console.log(`POST /orders throughput       ${(orderIds.length / acceptedSeconds).toFixed(1)} accepted/s (${refused.length} refused${refused.length ? `: ${refused.join(',')}` : ''})`);
-console.log(summary('createOrder saga end to end', [...finals.values()].map((f) => f.sagaMs)));
-console.log(`saga throughput               ${(finals.size / allDoneSeconds).toFixed(1)} completed/s over ${allDoneSeconds.toFixed(1)} s`);
-console.log(`outcomes                      ${JSON.stringify(outcomes)}${finals.size < orderIds.length ? `, ${orderIds.length - finals.size} unfinished after 10 min` : ''}`);
-process.exit(outcomes.PAID === orders ? 0 : 1);
+const runId = randomUUID().slice(0, 8);
+const needsStack = scenarios.includes('open') || scenarios.includes('closed');
+const totalOrders = (scenarios.includes('open') ? orders : 0) + (scenarios.includes('closed') ? closedOrders : 0);
+console.log(`Benchmark ${runId}: scenarios ${scenarios.join(', ')} on ${cpus().length} cores (${cpus()[0]?.model}), ${Math.round(totalmem() / 2 ** 30)} GiB, ${new Date().toISOString()}`);
+
+let asCustomer: Record<string, string> = {};
+let productId = '';
+if (needsStack) {
+  const product = await post<{ id: string }>(`${config.PRODUCT_SERVICE_URL}/products`, {
+    sku: `BENCH-${runId}`,
+    name: `Benchmark item ${runId}`,
+    price: '1.00',
+    currency: 'USD',
+    stockQuantity: totalOrders,
+  });
+  const customer = await post<{ id: string }>(`${config.ORDER_SERVICE_URL}/customers`, { name: `Bench ${runId}`, email: `bench-${runId}@example.com` });
+  const account = await post(`${config.PAYMENT_SERVICE_URL}/accounts`, { customerId: customer.body.id, balance: `${totalOrders}.00`, currency: 'USD' });
+  if (product.status !== 201 || customer.status !== 201 || account.status !== 201) {
+    console.error('could not create the benchmark product, customer and account:', product, customer, account);
+    process.exit(1);
+  }
+  productId = product.body.id;
+  asCustomer = { authorization: `Bearer ${await signAccessToken(signingKey, { customerId: customer.body.id }, tokenSettings)}` };
+}
+
+async function placeOrder(): Promise<{ status: number; id?: string }> {
+  const response = await post<{ id: string }>(
+    `${config.ORDER_SERVICE_URL}/orders`,
+    { items: [{ productId, quantity: 1 }] },
+    { ...asCustomer, 'content-type': 'application/json', 'idempotency-key': randomUUID() },
+  );
+  return response.status === 202 ? { status: response.status, id: response.body.id } : { status: response.status };
+}
+
+let allPaid = true;
+const results: Partial<Record<Scenario, number>> = {};
+
+if (scenarios.includes('open')) {
+  await measured('open', async () => {
+    const requestLatencies: number[] = [];
+    const orderIds: string[] = [];
+    const refused: number[] = [];
+    let next = 0;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < orders) {
+          next += 1;
+          const t0 = performance.now();
+          const placed = await placeOrder();
+          requestLatencies.push(performance.now() - t0);
+          if (placed.id) orderIds.push(placed.id);
+          else refused.push(placed.status);
+        }
+      }),
+    );
+    const acceptedSeconds = (performance.now() - started) / 1000;
+
+    // Wait for every saga to finish (bounded), then read each order's end-to-end time.
+    const deadline = Date.now() + 10 * 60_000;
+    const finals = new Map<string, { status: string; sagaMs: number }>();
+    while (finals.size < orderIds.length && Date.now() < deadline) {
+      const pending = orderIds.filter((id) => !finals.has(id));
+      await Promise.all(
+        pending.slice(0, 100).map(async (id) => {
+          const response = await fetch(`${config.ORDER_SERVICE_URL}/orders/${id}`, { headers: asCustomer });
+          const order = (await response.json()) as { status: string; createdAt: string; updatedAt: string };
+          if (['PAID', 'FAILED', 'CANCELLED'].includes(order.status)) {
+            finals.set(id, { status: order.status, sagaMs: Date.parse(order.updatedAt) - Date.parse(order.createdAt) });
+          }
+        }),
+      );
+      if (finals.size < orderIds.length) await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const allDoneSeconds = (performance.now() - started) / 1000;
+    const outcomes = [...finals.values()].reduce<Record<string, number>>((acc, { status }) => ({ ...acc, [status]: (acc[status] ?? 0) + 1 }), {});
+    results.open = finals.size / allDoneSeconds;
+
+    console.log(latencies('POST /orders latency', requestLatencies));
+    line('POST /orders throughput', `${(orderIds.length / acceptedSeconds).toFixed(1)} accepted/s (${refused.length} refused${refused.length ? `: ${refused.join(',')}` : ''})`);
+    console.log(latencies('createOrder saga end to end', [...finals.values()].map((f) => f.sagaMs)));
+    line('saga throughput', `${results.open.toFixed(1)} completed/s over ${allDoneSeconds.toFixed(1)} s`);
+    line('outcomes', `${JSON.stringify(outcomes)}${finals.size < orderIds.length ? `, ${orderIds.length - finals.size} unfinished after 10 min` : ''}`);
+    if (outcomes.PAID !== orders) allPaid = false;
+  });
+}
+
+if (scenarios.includes('closed')) {
+  const connection = await Connection.connect(temporalConnectionOptions(config));
+  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  /** The saga's result; its start may trail the 202 (a starter draining intents), so "not found yet" is waited out. */
+  async function sagaResult(orderId: string): Promise<{ status: string }> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      try {
+        return await temporal.workflow.getHandle<typeof createOrder>(createOrderWorkflowId(orderId)).result();
+      } catch (error) {
+        if (!(error instanceof WorkflowNotFoundError) || Date.now() > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    }
+  }
+  await measured('closed', async () => {
+    const outcome = await closedLoop(closedOrders, async () => {
+      const placed = await placeOrder();
+      if (!placed.id) return `POST /orders answered ${placed.status}`;
+      const { status } = await sagaResult(placed.id);
+      return status === 'PAID' ? null : `ended ${status}`;
+    });
+    results.closed = outcome.perSecond;
+    const notPaid = [...outcome.failures.values()].reduce((a, b) => a + b, 0);
+    line('closed loop', `${clients} clients, ${closedOrders} orders, ${notPaid} not PAID${notPaid ? ` ${JSON.stringify(Object.fromEntries(outcome.failures))}` : ''}`);
+    console.log(latencies('POST to PAID', outcome.latenciesMs));
+    line('saga throughput', `${outcome.perSecond.toFixed(1)} completed/s`);
+    if (notPaid > 0) allPaid = false;
+  });
+  await connection.close();
+}
+
+if (scenarios.includes('ceiling')) {
+  const ceiling = await startEngineCeiling(config);
+  try {
+    await measured('ceiling', async () => {
+      const outcome = await closedLoop(closedOrders, () => ceiling.runOneSaga().then(() => null));
+      results.ceiling = outcome.perSecond;
+      line('closed loop, no-op activities', `${clients} clients, ${closedOrders} sagas${outcome.failures.size ? `, failed: ${JSON.stringify(Object.fromEntries(outcome.failures))}` : ''}`);
+      console.log(latencies('start to result', outcome.latenciesMs));
+      line('engine ceiling', `${outcome.perSecond.toFixed(1)} completed/s`);
+    });
+  } finally {
+    await ceiling.close();
+  }
+}
+
+console.log('\n== summary');
+for (const scenario of SCENARIOS) if (results[scenario] !== undefined) line(`${scenario} sagas/s`, results[scenario].toFixed(1));
+if (results.closed !== undefined && results.ceiling !== undefined) line('closed / ceiling', (results.closed / results.ceiling).toFixed(2));
+line('all orders PAID', allPaid ? 'yes' : 'NO');
+process.exit(allPaid ? 0 : 1);

@@ -22,6 +22,7 @@ import {
   orderRow,
   paymentsOf,
   placeOrder,
+  recordedAttempts,
   startCancelOrder,
   startCreateOrder,
   startSagaHarness,
@@ -383,8 +384,7 @@ describe('a capture whose answer is lost, then the payment service down for long
     expect(await handle.query(getSagaProgressQuery)).toMatchObject({ state: 'COMPENSATION_FAILED', failedStep: 'tccPayment' });
     // The capture was tried up to its bound (3 attempts), then the saga moved on to compensating.
     const tccHistory = await harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId)).fetchHistory();
-    const attempts = (tccHistory.events ?? []).flatMap((event) => (event.activityTaskStartedEventAttributes ? [Number(event.activityTaskStartedEventAttributes.attempt)] : []));
-    expect(Math.max(...attempts)).toBe(3);
+    expect(Math.max(...recordedAttempts(tccHistory.events ?? [], 'capturePayment'))).toBe(3);
 
     // The cause is fixed; the operator retries the saga as the runbook says.
     proxy.setRule(() => 'pass');

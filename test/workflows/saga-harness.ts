@@ -252,3 +252,26 @@ export async function stockReservationStatuses(harness: SagaHarness, orderId: st
 }
 
 export { stockOf };
+
+type HistoryEvent = NonNullable<Awaited<ReturnType<WorkflowHandle['fetchHistory']>>['events']>[number];
+
+/** What a local activity's marker says about its run (the SDK records it as JSON), or undefined for any other event. */
+export function localActivityMarker(event: HistoryEvent): { activityType: string; attempt: number } | undefined {
+  const marker = event.markerRecordedEventAttributes;
+  const data = marker?.details?.data?.payloads?.[0]?.data;
+  if (marker?.markerName !== 'core_local_activity' || !data) return undefined;
+  const { activity_type, attempt } = JSON.parse(Buffer.from(data).toString('utf8')) as { activity_type: string; attempt: number };
+  return { activityType: activity_type, attempt };
+}
+
+/** The attempts of an activity that a history records: started activity tasks, or the local activity's marker (its last attempt). */
+export function recordedAttempts(events: HistoryEvent[], activityType: string): number[] {
+  const scheduled = new Map<string, string>();
+  return events.flatMap((event) => {
+    const local = localActivityMarker(event);
+    if (local) return local.activityType === activityType ? [local.attempt] : [];
+    if (event.activityTaskScheduledEventAttributes) scheduled.set(String(event.eventId), event.activityTaskScheduledEventAttributes.activityType?.name ?? '');
+    const started = event.activityTaskStartedEventAttributes;
+    return started && scheduled.get(String(started.scheduledEventId)) === activityType ? [Number(started.attempt)] : [];
+  });
+}
