@@ -234,6 +234,8 @@ export function createOutboxRelayActivities({ databases, kafka, config, logger, 
             metrics.pendingCount.set({ db: dbLabel }, await countPending(source.db));
             throw new KafkaUnavailableError(`Kafka unavailable, events stay PENDING: ${errorMessage(outcome.unavailable)}`);
           }
+          // A pass that published (or found nothing due) as the database's publisher: the stall alert's signal.
+          if (outcome.standbyPasses === 0) metrics.lastSuccess.setToCurrentTime({ db: dbLabel });
           // A full batch means more rows are probably due: go again without waiting.
           if (outcome.claimed >= config.OUTBOX_BATCH_SIZE) continue;
           metrics.pendingCount.set({ db: dbLabel }, await countPending(source.db));
