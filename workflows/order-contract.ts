@@ -165,7 +165,16 @@ export const retryCompensationSignal = defineSignal('retryCompensation');
 export const WORKFLOW_PATCHES = {
   /** createOrder stops in COMPENSATION_FAILED and waits for an operator instead of marking the order FAILED. */
   compensationFailedState: 'create-order-compensation-failed-state',
+  /** tccPayment's manual hold ends before the earliest reservation the participants gave it expires. */
+  holdWithinReservations: 'tcc-payment-hold-within-reservations',
 } as const;
+
+/**
+ * How long before the earliest reservation's expiry a manual checkout's hold ends: time for the
+ * confirm to reach both participants (and for their clocks to differ from Temporal's) before the
+ * reservation sweepers may release what the customer is confirming.
+ */
+export const RESERVATION_CONFIRM_MARGIN_MS = 2_000;
 
 /** Non-retryable ApplicationFailure types: business declines, never retried. */
 export const FAILURE_TYPES = {
