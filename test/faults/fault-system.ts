@@ -9,7 +9,8 @@
  *
  * Load and fault timing come from a seeded generator: FAULT_SEED (default 1) picks the first seed,
  * FAULT_RUNS (default 1) how many seeds each scenario runs, FAULT_ORDERS (default 6) the orders per
- * run. `./oms test faults --seed N --runs M --orders K` sets them (docs/reliability.md).
+ * run; FAULT_SUITE=full runs every scenario, not only the short set. `./oms test faults --seed N
+ * --runs M --orders K` sets them all (docs/reliability.md).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';

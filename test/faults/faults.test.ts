@@ -5,8 +5,8 @@
  * or stock, units and money conserved, every event published and in its order's timeline, every
  * saga closed. docs/reliability.md lists the scenarios and what each proves.
  *
- * `./oms test` runs each scenario once (FAULT_RUNS=1); `./oms test faults --runs N --seed S`
- * runs N seeds of each.
+ * `./oms test` runs the short set once (seed 1); `./oms test faults --runs N --seed S` runs every
+ * scenario for N seeds.
  */
 import type { Kafka } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,6 +27,15 @@ import {
 
 const TCC_OR_REFUND = /^\/(stock|payments)\/(try|confirm|cancel|restock|refund-by-order)\b/;
 
+/**
+ * `./oms test` runs the short set (FAULT_SUITE unset): the scenarios that fit its time on two cores.
+ * `./oms test faults` sets FAULT_SUITE=full and runs every scenario for each seed.
+ */
+const FULL = process.env.FAULT_SUITE === 'full';
+const scenario = (name: string, inShortRun: boolean, body: () => Promise<void>) => {
+  if (FULL || inShortRun) it(name, body);
+};
+
 describe.each(FAULT_SEEDS)('fault suite, seed %i', (seed) => {
   let system: FaultSystem;
   beforeAll(async () => {
@@ -36,7 +45,7 @@ describe.each(FAULT_SEEDS)('fault suite, seed %i', (seed) => {
     await system?.close();
   });
 
-  it('participants lose answers, refuse calls and answer late on 30% of TCC and refund calls: every saga ends PAID', async () => {
+  scenario('participants lose answers, refuse calls and answer late on 30% of TCC and refund calls: every saga ends PAID', true, async () => {
     const random = seededRandom(seed);
     const faults = ['refuse', 'lose-answer', 'late'] as const;
     const rule = ({ method, path }: { method: string; path: string }) =>
@@ -58,7 +67,7 @@ describe.each(FAULT_SEEDS)('fault suite, seed %i', (seed) => {
     expect(await invariantViolations(system)).toEqual([]);
   });
 
-  it('the saga worker is SIGKILLed mid-saga and replaced: every saga ends PAID, nothing is taken twice', async () => {
+  scenario('the saga worker is SIGKILLed mid-saga and replaced: every saga ends PAID, nothing is taken twice', false, async () => {
     const random = seededRandom(seed + 1000);
     await system.stopSagaWorker();
     const doomed = await system.spawnSagaWorker();
@@ -79,7 +88,7 @@ describe.each(FAULT_SEEDS)('fault suite, seed %i', (seed) => {
     expect(await invariantViolations(system)).toEqual([]);
   });
 
-  it('the saga worker is SIGKILLed while it compensates declined orders: every order ends FAILED holding nothing', async () => {
+  scenario('the saga worker is SIGKILLed while it compensates declined orders: every order ends FAILED holding nothing', false, async () => {
     const random = seededRandom(seed + 2000);
     const { productProxy } = system.harness;
     await system.stopSagaWorker();
@@ -104,7 +113,7 @@ describe.each(FAULT_SEEDS)('fault suite, seed %i', (seed) => {
     expect(await invariantViolations(system)).toEqual([]);
   });
 
-  it('the saga worker is SIGKILLed in the middle of cancels of paid orders: every order ends CANCELLED, every capture refunded', async () => {
+  scenario('the saga worker is SIGKILLed in the middle of cancels of paid orders: every order ends CANCELLED, every capture refunded', false, async () => {
     const random = seededRandom(seed + 3000);
     const { paymentProxy } = system.harness;
     const load = await placeLoad(system, random);
@@ -131,7 +140,7 @@ describe.each(FAULT_SEEDS)('fault suite, seed %i', (seed) => {
     expect(await invariantViolations(system)).toEqual([]);
   });
 
-  it("PostgreSQL kills every connection to the three databases again and again mid-load: every saga ends PAID", async () => {
+  scenario("PostgreSQL kills every connection to the three databases again and again mid-load: every saga ends PAID", true, async () => {
     const random = seededRandom(seed + 4000);
     const load = await placeLoad(system, random);
     let killed = 0;
@@ -149,7 +158,7 @@ describe.each(FAULT_SEEDS)('fault suite, seed %i', (seed) => {
     expect(await invariantViolations(system)).toEqual([]);
   });
 
-  it('Kafka is unreachable for the relay while sagas run: events wait in the outboxes and are all delivered afterwards', async () => {
+  scenario('Kafka is unreachable for the relay while sagas run: events wait in the outboxes and are all delivered afterwards', false, async () => {
     const random = seededRandom(seed + 5000);
     // A broker address where nothing listens: the relay sees Kafka down; the shared broker keeps running.
     const unreachable: Kafka = createKafka(testConfig({ KAFKA_BROKERS: '127.0.0.1:1' }), 'fault-unreachable');
@@ -169,7 +178,7 @@ describe.each(FAULT_SEEDS)('fault suite, seed %i', (seed) => {
     expect(await invariantViolations(system)).toEqual([]);
   });
 
-  it('the relay worker is SIGKILLed between publishing and marking: no event is lost, the timeline has each once', async () => {
+  scenario('the relay worker is SIGKILLed between publishing and marking: no event is lost, the timeline has each once', false, async () => {
     const random = seededRandom(seed + 6000);
     await system.stopRelayWorker();
     const doomed = await system.spawnRelayWorker();
