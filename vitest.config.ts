@@ -34,6 +34,18 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      {
+        extends: true,
+        test: {
+          // The fault suite (docs/reliability.md): one short seed here; `./oms test faults` runs many.
+          name: 'faults',
+          globalSetup: ['test/setup/global-setup.ts'],
+          include: ['test/faults/**/*.test.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 180_000,
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });

@@ -356,6 +356,8 @@ export function createOutboxRelayActivities({ databases, kafka, config, logger, 
           nextClaim = undefined;
           session.assertAlive();
           if (claimed.length === 0) {
+            // Nothing due is a healthy pass too: the stall alert must not fire on an idle database.
+            metrics.lastSuccess.setToCurrentTime({ db: dbLabel });
             pendingMeasuredAt = 0;
             await refreshPendingGauge();
             await doorbell.wait(Math.min(config.OUTBOX_POLL_INTERVAL_MS, deadline - Date.now()), signal);
@@ -375,6 +377,8 @@ export function createOutboxRelayActivities({ databases, kafka, config, logger, 
             await refreshPendingGauge();
             throw new KafkaUnavailableError(`Kafka unavailable, events stay PENDING: ${errorMessage(outcome.unavailable)}`);
           }
+          // A pass that published as the database's publisher: the stall alert's signal.
+          metrics.lastSuccess.setToCurrentTime({ db: dbLabel });
           await refreshPendingGauge();
         }
         if (signal.aborted) throw signal.reason;

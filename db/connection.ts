@@ -71,6 +71,11 @@ export function createPool({ poolMax = 10, ...options }: DatabaseOptions): pg.Po
   // a listener it is an unhandled 'error' that kills the process. The pool drops the connection and
   // the next query opens a new one, so reporting it is all there is to do.
   pool.on('error', (error) => console.error(JSON.stringify({ level: 'warn', msg: 'idle database connection lost', error: error.message })));
+  // The pool listens only while a connection is idle. One checked out between two statements (a
+  // transaction held across a Kafka publish) that dies emits 'error' on the client with nobody
+  // listening: the process crashed on pg_terminate_backend (test/faults). Its next statement fails
+  // instead, the transaction rolls back and the pool discards the connection.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

@@ -27,7 +27,8 @@ import {
   type OutboxRelayInput,
 } from '../workflows/outbox-relay-contract';
 import { serveAppMetrics } from './app-metrics';
-import { ORDER_TIMELINE_GROUP, ORDER_TIMELINE_TOPICS, startOrderTimelineConsumer, type RunningConsumer } from './order-events-consumer';
+import { ORDER_TIMELINE_GROUP, ORDER_TIMELINE_TOPICS, startOrderTimelineConsumer } from './order-events-consumer';
+import { createSupervisionMetrics, superviseConsumer, superviseOutboxRelays } from './supervision';
 import { baseWorkerOptions } from './worker-options';
 
 export interface OutboxWorkerOptions {
@@ -65,18 +66,26 @@ export function buildOutboxRelayDependencies(
   return { databases: sources, kafka, config, logger, metrics: createOutboxMetrics(registry) };
 }
 
+export interface OutboxRelayStartOptions {
+  databases?: readonly OutboxDatabaseName[];
+  taskQueue?: string;
+  input?: Omit<OutboxRelayInput, 'database'>;
+  /** The relay workflow's id per database (tests use their own). */
+  workflowIdOf?: (database: OutboxDatabaseName) => string;
+}
+
 /**
  * Starts the relay workflow of each database unless it already runs: the fixed workflow id with
  * USE_EXISTING makes a second start (another worker, a restart) a no-op.
  */
 export async function startOutboxRelays(
   client: Client,
-  { databases = OUTBOX_DATABASES, taskQueue = OUTBOX_TASK_QUEUE, input = {} }: { databases?: readonly OutboxDatabaseName[]; taskQueue?: string; input?: Omit<OutboxRelayInput, 'database'> } = {},
+  { databases = OUTBOX_DATABASES, taskQueue = OUTBOX_TASK_QUEUE, input = {}, workflowIdOf = outboxRelayWorkflowId }: OutboxRelayStartOptions = {},
 ): Promise<string[]> {
   const started: string[] = [];
   for (const database of databases) {
     const handle = await client.workflow.start<typeof outboxRelayWorkflow>(OUTBOX_RELAY_WORKFLOW_TYPE, {
-      workflowId: outboxRelayWorkflowId(database),
+      workflowId: workflowIdOf(database),
       taskQueue,
       args: [{ ...input, database }],
       workflowIdConflictPolicy: 'USE_EXISTING',
@@ -88,7 +97,8 @@ export async function startOutboxRelays(
 
 /**
  * What workers/main.ts runs besides the saga worker: the outbox worker, the relay workflows (started
- * if not running), the order timeline consumer and the metrics endpoint of all of them.
+ * if not running), the order timeline consumer, their supervisors (workers/supervision.ts) and the
+ * metrics endpoint of all of them.
  * `close` stops the consumer and releases everything once the Temporal workers have stopped.
  */
 export async function startEventRelayAndConsumers({
@@ -108,12 +118,18 @@ export async function startEventRelayAndConsumers({
   // Kafka being down must not keep the saga worker from starting: the relay waits for it on its own.
   await ensureTopics(kafka, config).catch((error: unknown) => logger.warn({ err: String(error) }, 'could not ensure Kafka topics; continuing'));
   const { sources, close: closeSources } = openOutboxSources(config);
-  const worker = await createOutboxWorker({ connection, config, identity, dependencies: buildOutboxRelayDependencies(config, { sources, kafka, logger, registry }) });
+  const dependencies = buildOutboxRelayDependencies(config, { sources, kafka, logger, registry });
+  const worker = await createOutboxWorker({ connection, config, identity, dependencies });
+  // Until this process's relay completes a pass, its last success is its start: a relay that never works goes stale.
+  for (const database of OUTBOX_DATABASES) dependencies.metrics.lastSuccess.setToCurrentTime({ db: `${database}_db` });
+  const supervisionMetrics = createSupervisionMetrics(registry);
 
+  // This connection stays open: the supervisor asks Temporal about the relay workflows at every pass.
   const clientConnection = await Connection.connect(temporalConnectionOptions(config));
-  const relays = await startOutboxRelays(new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE }));
-  await clientConnection.close();
+  const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
+  const relays = await startOutboxRelays(client);
   logger.info({ relays }, 'outbox relay workflows running');
+  const relaySupervisor = superviseOutboxRelays({ client, intervalMs: config.SUPERVISION_INTERVAL_MS, logger, metrics: supervisionMetrics });
 
   const orderDb = openWorkerDatabase(config, 'order', 'oms-order-timeline');
   // The lag is asked of the broker at each scrape; the admin client reconnects after an outage.
@@ -132,26 +148,23 @@ export async function startEventRelayAndConsumers({
       },
     },
   ]);
-  let consumer: RunningConsumer | undefined;
-  let closing = false;
-  let retryTimer: NodeJS.Timeout | undefined;
-  const startConsumer = async (): Promise<void> => {
-    try {
-      consumer = await startOrderTimelineConsumer({ kafka, db: orderDb, logger, metrics: consumerMetrics });
-    } catch (error) {
-      if (closing) return;
-      logger.warn({ err: String(error) }, 'order timeline consumer could not start; retrying in 5 s');
-      retryTimer = setTimeout(() => void startConsumer(), 5_000);
-    }
-  };
-  await startConsumer();
+  const consumerSupervisor = superviseConsumer({
+    group: ORDER_TIMELINE_GROUP,
+    start: () => startOrderTimelineConsumer({ kafka, db: orderDb, logger, metrics: consumerMetrics }),
+    intervalMs: config.SUPERVISION_INTERVAL_MS,
+    stallMs: config.CONSUMER_STALL_RESTART_MS,
+    logger,
+    metrics: supervisionMetrics,
+    consumerMetrics,
+  });
+  await consumerSupervisor.started;
   const stopMetrics = await serveAppMetrics(registry, config, logger);
   return {
     worker,
     close: async () => {
-      closing = true;
-      clearTimeout(retryTimer);
-      await consumer?.stop();
+      await relaySupervisor.stop();
+      await consumerSupervisor.stop();
+      await clientConnection.close();
       await stopMetrics();
       await lagAdmin.disconnect();
       await orderDb.destroy();

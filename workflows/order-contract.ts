@@ -181,7 +181,16 @@ export const WORKFLOW_PATCHES = {
    * timeouts from the worker, and upsert SagaState only when it changes (SagaShape in saga.ts).
    */
   localActivities: 'saga-local-activities',
+  /** tccPayment's manual hold ends before the earliest reservation the participants gave it expires. */
+  holdWithinReservations: 'tcc-payment-hold-within-reservations',
 } as const;
+
+/**
+ * How long before the earliest reservation's expiry a manual checkout's hold ends: time for the
+ * confirm to reach both participants (and for their clocks to differ from Temporal's) before the
+ * reservation sweepers may release what the customer is confirming.
+ */
+export const RESERVATION_CONFIRM_MARGIN_MS = 2_000;
 
 /** Non-retryable ApplicationFailure types: business declines, never retried. */
 export const FAILURE_TYPES = {

@@ -14,14 +14,19 @@
  * payment undo refunds by order id: no money stays captured for an order without its stock.
  *
  * Manual checkout: the holds wait for confirmCheckoutUpdate / cancelCheckoutUpdate on a durable
- * timer (the hold TTL); when it fires first, everything is cancelled (CheckoutExpired).
+ * timer (the hold TTL); when it fires first, everything is cancelled (CheckoutExpired). The hold TTL
+ * (the order service's CHECKOUT_HOLD_TTL_SECONDS) and the reservations' lifetime (each participant's
+ * RESERVATION_TTL_SECONDS) are set in different processes, so the timer is cut to end before the
+ * earliest expiresAt the tries returned: a reservation that expires first can never be confirmed late.
  */
-import { ApplicationFailure, condition, isCancellation, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, condition, isCancellation, patched, setHandler } from '@temporalio/workflow';
 import {
   cancelCheckoutUpdate,
   confirmCheckoutUpdate,
   FAILURE_TYPES,
   getSagaProgressQuery,
+  RESERVATION_CONFIRM_MARGIN_MS,
+  WORKFLOW_PATCHES,
   type TccPaymentInput,
   type TccPaymentResult,
 } from './order-contract';
@@ -68,6 +73,7 @@ export async function tccPayment(input: TccPaymentInput): Promise<TccPaymentResu
   try {
     saga.add('releaseOrRestockStock', () => undo.releaseOrRestockStock(orderId));
     saga.add('voidOrRefundPayment', () => undo.voidOrRefundPayment({ orderId, reason: 'order payment compensated' }));
+    const reservationExpiries: string[] = [];
     const hold = await runStep(progress, 'tryStockAndPayment', async () => {
       const [stock, payment] = await Promise.allSettled([
         forward.reserveStock({ orderId, items: input.items }),
@@ -75,15 +81,23 @@ export async function tccPayment(input: TccPaymentInput): Promise<TccPaymentResu
       ]);
       if (stock.status === 'rejected') throw stock.reason;
       if (payment.status === 'rejected') throw payment.reason;
+      reservationExpiries.push(...stock.value.map((line) => line.expiresAt), payment.value.expiresAt);
       return payment.value;
     });
 
     if (input.confirmation === 'manual') {
       await runStep(progress, 'awaitCheckoutConfirmation', async () => {
-        const holdExpiresAt = new Date(new Date().getTime() + input.holdTtlSeconds * 1000).toISOString();
+        const now = new Date().getTime();
+        let holdMs = input.holdTtlSeconds * 1000;
+        if (patched(WORKFLOW_PATCHES.holdWithinReservations)) {
+          const earliestExpiry = Math.min(...reservationExpiries.map((expiresAt) => Date.parse(expiresAt)));
+          // At least 1 ms: condition() with 0 would mean "no timeout" in histories from before SDK 1.5.
+          holdMs = Math.max(1, Math.min(holdMs, earliestExpiry - now - RESERVATION_CONFIRM_MARGIN_MS));
+        }
+        const holdExpiresAt = new Date(now + holdMs).toISOString();
         await forward.markAwaitingConfirmation({ orderId, holdExpiresAt });
-        if (!(await condition(() => decision !== null, input.holdTtlSeconds * 1000))) {
-          throw ApplicationFailure.nonRetryable(`checkout not confirmed within ${input.holdTtlSeconds}s`, FAILURE_TYPES.checkoutExpired);
+        if (!(await condition(() => decision !== null, holdMs))) {
+          throw ApplicationFailure.nonRetryable(`checkout not confirmed by ${holdExpiresAt}`, FAILURE_TYPES.checkoutExpired);
         }
         if (decision?.kind === 'cancel') throw ApplicationFailure.nonRetryable(`checkout cancelled: ${decision.reason}`, FAILURE_TYPES.checkoutCancelled);
       });

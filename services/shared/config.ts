@@ -238,6 +238,10 @@ const envSchema = z.object({
   /** Ceiling of the outbox's exponential backoff (a row retried while Kafka is down waits at most this long). */
   OUTBOX_RETRY_MAX_MS: positiveInt.default(60_000),
   OUTBOX_RETENTION_HOURS: positiveInt.default(72),
+  /** Worker: how often it checks that the outbox relay workflows and the timeline consumer still run (workers/supervision.ts). */
+  SUPERVISION_INTERVAL_MS: positiveInt.default(15_000),
+  /** Worker: the timeline consumer is restarted when it finished no batch and made no idle fetch for this long. */
+  CONSUMER_STALL_RESTART_MS: positiveInt.default(300_000),
 
   // ---- Abuse limits and what the services expose (docs/security-abuse.md) ----
   /** Rate limits on every service, counted in Redis so they hold across instances. */

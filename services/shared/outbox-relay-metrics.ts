@@ -28,6 +28,12 @@ export function createOutboxMetrics(registry: Registry) {
       labelNames: ['db', 'kind'] as const,
       registers: [registry],
     }),
+    lastSuccess: new Gauge({
+      name: 'oms_outbox_relay_last_success_timestamp_seconds',
+      help: 'When this process last completed a relay pass holding the database publisher lock (Unix seconds); set to the start time when the worker starts',
+      labelNames: ['db'] as const,
+      registers: [registry],
+    }),
     publishDuration: new Histogram({
       name: 'oms_outbox_publish_duration_seconds',
       help: 'Time to publish one batch of outbox events and have the broker acknowledge it (acks=all)',
@@ -78,6 +84,12 @@ export function createConsumerMetrics(registry: Registry, lagOf: readonly Consum
       name: 'oms_events_processed_total',
       help: 'Messages a consumer finished with and committed, by outcome (applied, duplicate, dead_lettered)',
       labelNames: ['group', 'event_type', 'outcome'] as const,
+      registers: [registry],
+    }),
+    lastSuccess: new Gauge({
+      name: 'oms_consumer_last_success_timestamp_seconds',
+      help: 'When the consumer group last finished a batch or fetched with nothing left to do (Unix seconds); set to the start time when it starts',
+      labelNames: ['group'] as const,
       registers: [registry],
     }),
     processingDuration: new Histogram({

@@ -62,6 +62,20 @@ export async function createEmptyDatabase(prefix: string, service?: ServiceName)
   return { name, url, drop: () => admin((client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined) };
 }
 
+/**
+ * Kills every server process connected to the named databases but this one (a PostgreSQL fault:
+ * pg_terminate_backend, as an administrator or a failover does). Returns how many were killed.
+ */
+export async function terminateConnections(databaseNames: readonly string[]): Promise<number> {
+  return admin(async (client) => {
+    const { rows } = await client.query<{ killed: boolean }>(
+      'SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE datname = ANY($1) AND pid <> pg_backend_pid()',
+      [databaseNames],
+    );
+    return rows.filter((row) => row.killed).length;
+  });
+}
+
 function allClientsClosed(pool: pg.Pool): Promise<void> {
   let open = pool.totalCount;
   return new Promise((resolve) => {

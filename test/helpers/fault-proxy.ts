@@ -1,13 +1,14 @@
 /**
  * An HTTP proxy in front of a participant that injects the faults a network really produces, so
  * production code needs no fault hooks: refuse a call (the service is down), or serve it and lose
- * its answer (the call took effect; the caller never hears so and retries). Each request is
- * judged by a rule that a test may change at any time.
+ * its answer (the call took effect; the caller never hears so and retries), or deliver it late
+ * (it reaches the participant only after the caller's timeout, possibly after the caller's retry).
+ * Each request is judged by a rule that a test may change at any time.
  */
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type Fault = 'pass' | 'refuse' | 'lose-answer';
+export type Fault = 'pass' | 'refuse' | 'lose-answer' | 'late';
 export type FaultRule = (request: { method: string; path: string }) => Fault;
 
 export interface FaultProxy {
@@ -24,7 +25,10 @@ async function readBody(request: IncomingMessage): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-export async function startFaultProxy(targetUrl: string, initialRule: FaultRule = () => 'pass'): Promise<FaultProxy> {
+/** How long a `late` request is held before it is forwarded: longer than the caller's HTTP timeout. */
+export const LATE_DELAY_MS = 6_000;
+
+export async function startFaultProxy(targetUrl: string, initialRule: FaultRule = () => 'pass', lateDelayMs = LATE_DELAY_MS): Promise<FaultProxy> {
   let rule = initialRule;
   const log: FaultProxy['log'] = [];
   const server = createServer((request, response) => {
@@ -38,6 +42,8 @@ export async function startFaultProxy(targetUrl: string, initialRule: FaultRule 
     }
     void (async () => {
       const body = await readBody(request);
+      // The caller times out and retries meanwhile; this copy still arrives, out of order.
+      if (fault === 'late') await new Promise((resolve) => setTimeout(resolve, lateDelayMs));
       const headers = Object.fromEntries(Object.entries(request.headers).filter(([name]) => name !== 'host' && name !== 'content-length')) as Record<string, string>;
       const upstream = await fetch(new URL(path, targetUrl), { method, headers, ...(body.length > 0 ? { body } : {}) });
       const answer = Buffer.from(await upstream.arrayBuffer());

@@ -11,6 +11,7 @@ import {
   FAILURE_TYPES,
   getSagaProgressQuery,
   ORDER_FAILED_FALLBACK,
+  RESERVATION_CONFIRM_MARGIN_MS,
   SEARCH_ATTRIBUTES,
   tccPaymentWorkflowId,
 } from '../../workflows/order-contract';
@@ -32,6 +33,7 @@ import {
   type SagaHarness,
 } from './saga-harness';
 import { recordHistory } from './history-recorder';
+import { eventually } from '../helpers/kafka-probe';
 import { createOrderActivities } from '../../activities/order';
 
 /** The failure type the client sees when createOrder fails (the decline's, lifted to the top). */
@@ -305,9 +307,10 @@ describe('createOrder and tccPayment', () => {
 
 describe('a confirm that can never succeed', () => {
   let harness: SagaHarness;
-  // Payment holds expire after 1s; the manual hold lasts longer, so the capture finds its hold expired.
+  // The payment hold is made to expire early behind the saga's back (its sweeper runs every 200 ms),
+  // so the capture finds its hold expired after the stock was confirmed.
   beforeAll(async () => {
-    harness = await startSagaHarness('order-saga-expiry', { paymentOverrides: { RESERVATION_TTL_SECONDS: '1', RESERVATION_SWEEP_INTERVAL_MS: '200' } });
+    harness = await startSagaHarness('order-saga-expiry', { paymentOverrides: { RESERVATION_SWEEP_INTERVAL_MS: '200' } });
   });
   afterAll(() => harness?.close());
 
@@ -317,13 +320,11 @@ describe('a confirm that can never succeed', () => {
     const input = await placeOrder(harness, { customerId, confirmation: 'manual', holdTtlSeconds: 60, lines: [{ productId, quantity: 2, unitPriceMinor: 1000 }] });
     const create = await startCreateOrder(harness, input);
     await waitForOrderStatus(harness, input.orderId, 'AWAITING_CONFIRMATION');
-    // The sweeper (every 200 ms) expires the 1 s hold: wait until it has, then confirm.
-    await expect
-      .poll(async () => (await harness.payment.db.selectFrom('payment_reservations').select('status').where('order_id', '=', input.orderId).execute()).map((r) => r.status), {
-        timeout: 30_000,
-        interval: 100,
-      })
-      .toEqual(['EXPIRED']);
+    await harness.payment.db.updateTable('payment_reservations').set({ expires_at: new Date(Date.now() - 1_000) }).where('order_id', '=', input.orderId).execute();
+    await eventually(async () => {
+      const hold = await harness.payment.db.selectFrom('payment_reservations').select('status').where('order_id', '=', input.orderId).executeTakeFirstOrThrow();
+      return hold.status === 'EXPIRED' ? hold : undefined;
+    }, 10_000, 'the payment hold to be expired by the sweeper');
 
     const tcc = harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId));
     expect(await tcc.executeUpdate(confirmCheckoutUpdate)).toEqual({ accepted: true });
@@ -337,6 +338,47 @@ describe('a confirm that can never succeed', () => {
       { step: 'releaseOrRestockStock', outcome: 'COMPLETED' },
     ]);
     expect(await orderRow(harness, input.orderId)).toMatchObject({ status: 'FAILED' });
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 3, reserved: 0, available: 3 });
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '50.00', held: '0.00' }));
+    expect(await paymentsOf(harness, input.orderId)).toHaveLength(0);
+  });
+});
+
+describe('a checkout hold longer than the participants keep their reservations', () => {
+  let harness: SagaHarness;
+  // The order service would hold for 60 s; the payment service keeps a hold 4 s (another process's setting).
+  beforeAll(async () => {
+    harness = await startSagaHarness('order-saga-hold-ttl', { paymentOverrides: { RESERVATION_TTL_SECONDS: '4', RESERVATION_SWEEP_INTERVAL_MS: '3600000' } });
+  });
+  afterAll(() => harness?.close());
+
+  it('ends the hold before the earliest reservation expires, so a late confirm is refused and nothing is confirmed against an expired hold', async () => {
+    const customerId = await createCustomer(harness, { balance: '50.00' });
+    const productId = await createProduct(harness, 3);
+    const input = await placeOrder(harness, { customerId, confirmation: 'manual', holdTtlSeconds: 60, lines: [{ productId, quantity: 1, unitPriceMinor: 1000 }] });
+    const create = await startCreateOrder(harness, input);
+    await waitForOrderStatus(harness, input.orderId, 'AWAITING_CONFIRMATION');
+
+    // The deadline the customer is told (ORDER_AWAITING_CONFIRMATION) is the saga's own, before the payment hold's expiry.
+    const awaiting = await harness.order.db
+      .selectFrom('outbox_events')
+      .select('payload')
+      .where('aggregate_id', '=', input.orderId)
+      .where('event_type', '=', 'ORDER_AWAITING_CONFIRMATION')
+      .executeTakeFirstOrThrow();
+    const { holdExpiresAt } = (awaiting.payload as { payload: { holdExpiresAt: string } }).payload;
+    const hold = await harness.payment.db.selectFrom('payment_reservations').select('expires_at').where('order_id', '=', input.orderId).executeTakeFirstOrThrow();
+    expect(Date.parse(holdExpiresAt)).toBeLessThanOrEqual(hold.expires_at.getTime() - RESERVATION_CONFIRM_MARGIN_MS);
+
+    // Nobody confirms: the checkout expires on the reservation's clock, not after the 60 s hold TTL.
+    expect(await failureTypeOf(create.result())).toBe(FAILURE_TYPES.checkoutExpired);
+    const tcc = harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId));
+    await recordHistory(harness, tcc.workflowId, 'tcc-payment-hold-within-reservations');
+    // A confirm after the deadline finds the checkout over.
+    await expect(tcc.executeUpdate(confirmCheckoutUpdate)).rejects.toThrow(/already completed/);
+    expect(await orderRow(harness, input.orderId)).toMatchObject({ status: 'FAILED' });
+    // Released by the saga (the sweeper is off): nothing reached confirm, nothing was captured.
+    expect(await stockReservationStatuses(harness, input.orderId)).toEqual(['CANCELLED']);
     expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 3, reserved: 0, available: 3 });
     expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '50.00', held: '0.00' }));
     expect(await paymentsOf(harness, input.orderId)).toHaveLength(0);

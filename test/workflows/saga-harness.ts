@@ -49,6 +49,8 @@ export interface SagaHarness {
   worker: Worker;
   /** With `faultyPayments`: the proxy between the worker and the payment service. */
   paymentProxy: FaultProxy | undefined;
+  /** With `faultyProducts`: the proxy between the worker and the product service. */
+  productProxy: FaultProxy | undefined;
   /** Starts another saga worker on the same queue (used after killing one). */
   startWorker: () => Promise<{ worker: Worker; stop: () => Promise<void> }>;
   close: () => Promise<void>;
@@ -63,13 +65,15 @@ export interface HarnessOptions {
   workerPaymentUrl?: string;
   /** The worker calls the payment service through a fault proxy (harness.paymentProxy). */
   faultyPayments?: boolean;
+  /** The worker calls the product service through a fault proxy (harness.productProxy). */
+  faultyProducts?: boolean;
   /** Where the worker reports its saga metrics (default: a registry nobody reads). */
   metricsRegistry?: Registry;
 }
 
 export async function startSagaHarness(
   suite: string,
-  { productOverrides = {}, paymentOverrides = {}, runWorker = true, workerPaymentUrl, faultyPayments = false, metricsRegistry }: HarnessOptions = {},
+  { productOverrides = {}, paymentOverrides = {}, runWorker = true, workerPaymentUrl, faultyPayments = false, faultyProducts = false, metricsRegistry }: HarnessOptions = {},
 ): Promise<SagaHarness> {
   const temporal = await connectTestTemporal(suite);
   const [product, payment, order] = await Promise.all([
@@ -78,6 +82,7 @@ export async function startSagaHarness(
     createTestDatabase('order'),
   ]);
   const paymentProxy = faultyPayments ? await startFaultProxy(payment.url) : undefined;
+  const productProxy = faultyProducts ? await startFaultProxy(product.url) : undefined;
   const config = testConfig();
   // The worker calls the participants with its own credential, as in production.
   const http = { credential: config.WORKER_SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
@@ -90,7 +95,7 @@ export async function startSagaHarness(
       taskQueue: temporal.taskQueue,
       dependencies: {
         orderDb: order.worker,
-        products: createJsonHttpClient({ ...http, baseUrl: product.url }),
+        products: createJsonHttpClient({ ...http, baseUrl: productProxy?.url ?? product.url }),
         payments: createJsonHttpClient({ ...http, baseUrl: paymentProxy?.url ?? workerPaymentUrl ?? payment.url }),
       },
       ...(sagaMetrics ? { sagaMetrics } : {}),
@@ -112,10 +117,12 @@ export async function startSagaHarness(
     order,
     worker: started?.worker as Worker,
     paymentProxy,
+    productProxy,
     startWorker,
     close: async () => {
       await started?.stop();
       await paymentProxy?.close();
+      await productProxy?.close();
       await Promise.all([product.close(), payment.close(), order.destroy()]);
       await temporal.close();
     },
