@@ -38,7 +38,7 @@ function noopSagaActivities(): SagaActivities {
     markOrderCompensationFailed: async () => ({ applied: true, status: 'COMPENSATION_FAILED' as const }),
     requestOrderCancellation: async () => ({ previousStatus: 'PENDING' as const }),
     markOrderCancelled: async () => ({ applied: true, status: 'CANCELLED' as const }),
-    settleCreateOrder: async () => ({ wasRunning: false }),
+    settleCreateOrder: async () => undefined,
   };
 }
 
