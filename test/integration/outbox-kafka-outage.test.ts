@@ -1,8 +1,14 @@
 /**
  * Kafka stops while services keep committing: the events wait as PENDING (none is dead-lettered
  * for the broker's absence), the relay's failures show on its workflow, and once Kafka is back
- * every event is delivered, each aggregate in commit order. Stops the shared broker for a few
- * seconds and always starts it again.
+ * every event is delivered, each aggregate in commit order.
+ *
+ * DISRUPTIVE: this suite stops the stack's Kafka broker (infra/stack.sh stop kafka) for up to a
+ * minute and always starts it again. Whatever else uses that broker meanwhile (the services and
+ * worker of the stack it runs against, another suite) sees a real outage. Run it against a stack
+ * of your own (`./oms test` does), not the one you are developing against. A client-side cut does
+ * not stand in for it: a dropped connection leaves kafkajs waiting on its request timeout, where a
+ * stopped broker refuses at once, which is the behaviour under test.
  */
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
