@@ -40,10 +40,16 @@ export async function infra(script: 'stack' | 'apps', action: 'start' | 'stop' |
   await run('bash', [join(REPO, `infra/${script}.sh`), action, ...names], { cwd: REPO, timeout: 300_000 });
 }
 
-/** SIGKILL, as a crash or an OOM kill would: no shutdown hook runs. Returns the pid it killed. */
-export function crash(name: string): number {
+/** The pid infra/stack.sh or infra/apps.sh recorded for a component or app. */
+export function pidOf(name: string): number {
   const pid = Number(readFileSync(join(stateDir(), 'run', `${name}.pid`), 'utf8').trim());
   if (!Number.isInteger(pid) || pid <= 1) throw new Error(`no pid for ${name}`);
+  return pid;
+}
+
+/** SIGKILL, as a crash or an OOM kill would: no shutdown hook runs. Returns the pid it killed. */
+export function crash(name: string): number {
+  const pid = pidOf(name);
   process.kill(pid, 'SIGKILL');
   return pid;
 }
@@ -121,7 +127,8 @@ async function request<T>(method: string, url: string, headers: Headers, body?: 
 }
 
 /**
- * Sends until the service answers with something other than a 5xx or a network error, with the
+ * Sends until the service answers with something other than a 5xx, a network error or "still in
+ * progress", with the
  * same Idempotency-Key each time, as a real client retries: the key makes a repeat of a request
  * that did get through answer with the first answer instead of acting twice.
  */
@@ -132,7 +139,9 @@ async function requestUntilAnswered<T>(method: string, url: string, headers: Hea
     async () => {
       attempts += 1;
       const answer = await request<T>(method, url, { ...headers, 'idempotency-key': key }, body).catch(() => undefined);
-      return answer && answer.status < 500 ? { ...answer, attempts } : undefined;
+      // 409 IDEMPOTENCY_REQUEST_IN_PROGRESS: an instance died holding the key; its lock passes soon.
+      const inProgress = answer?.status === 409 && JSON.stringify(answer.body).includes('IDEMPOTENCY_REQUEST_IN_PROGRESS');
+      return answer && answer.status < 500 && !inProgress ? { ...answer, attempts } : undefined;
     },
     timeoutMs,
     `${method} ${url} to be answered`,
@@ -208,7 +217,7 @@ export async function openShop(label: string, stock: number): Promise<Shop> {
 
 /**
  * Places `count` orders, `concurrency` at a time; `during` runs once `startAfter` have been accepted,
- * with the ids accepted so far, while the rest keep coming.
+ * with the ids accepted so far (the live list: it grows while the rest keep coming).
  */
 export async function placeOrdersWhile(
   shop: Shop,
@@ -225,7 +234,7 @@ export async function placeOrdersWhile(
       while (next < count) {
         next += 1;
         ids.push(await shop.placeOrder());
-        if (ids.length >= startAfter && !fault) fault = during([...ids]);
+        if (ids.length >= startAfter && !fault) fault = during(ids);
       }
     }),
   );
