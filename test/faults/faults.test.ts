@@ -57,7 +57,7 @@ describe.each(FAULT_SEEDS)('fault suite, seed %i', (seed) => {
       const load = await placeLoad(system, random);
       const statuses = await settleLoad(system, load);
       // At least 99% PAID (with this load: all of them); the rest, if any, closed and released.
-      expect(statuses.PAID ?? 0).toBeGreaterThanOrEqual(Math.ceil(load.orders.length * 0.99));
+      expect(statuses.PAID ?? 0, `order statuses: ${JSON.stringify(statuses)}`).toBeGreaterThanOrEqual(Math.ceil(load.orders.length * 0.99));
     } finally {
       productProxy!.setRule(() => 'pass');
       paymentProxy!.setRule(() => 'pass');
