@@ -37,10 +37,15 @@ export interface SagaWorkerOptions {
   sagaMetrics?: SagaMetrics;
 }
 
-/** Slots and caches of the saga worker (see docs/benchmarks.md for how they were chosen). */
+/**
+ * Slots of the saga worker. The sagas' calls are local activities now, so they take the activity
+ * budget (WORKER_MAX_CONCURRENT_ACTIVITIES) as local activity slots; the cache, pollers and the
+ * remaining slots keep the SDK's defaults, which no setting we measured beat (docs/benchmarks.md).
+ */
 export function sagaWorkerTuning(config: Config): Partial<WorkerOptions> {
   return {
     maxConcurrentWorkflowTaskExecutions: config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
+    maxConcurrentLocalActivityExecutions: config.WORKER_MAX_CONCURRENT_ACTIVITIES,
   };
 }
 

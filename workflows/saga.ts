@@ -166,7 +166,7 @@ export async function sagaTimeouts(shape: SagaShape, fromInput: SagaTimeouts | u
 /**
  * Activity stubs for the sagas. Forward steps get a bounded retry (after it the saga compensates).
  * `undo` retries with capped backoff for the whole compensation retry horizon (hours by default),
- * because giving up on it leaves a hold or money behind; `undoBounded` gives up after a number of
+ * because giving up on it leaves a hold or money behind (a normal activity in both shapes); `undoBounded` gives up after a number of
  * attempts, for tccPayment, whose parent undoes the same things again under the horizon.
  * Business declines are non-retryable ApplicationFailures and skip the retries entirely.
  * Local activities retry in the worker while the backoff is under a minute, then on a durable timer.
@@ -184,7 +184,9 @@ export function sagaActivities(timeouts: SagaTimeouts, shape: SagaShape = 'remot
       startToCloseTimeout: timeouts.activityStartToCloseMs,
       retry: { ...retry, maximumAttempts: timeouts.maximumAttempts },
     }),
-    undo: proxy({
+    // Always a normal activity: it retries for the whole compensation horizon (hours), a long step
+    // that a local activity would hold inside one workflow task, heartbeating it all along.
+    undo: proxyActivities<SagaActivities>({
       startToCloseTimeout: timeouts.activityStartToCloseMs,
       scheduleToCloseTimeout: timeouts.compensationRetryHorizonMs ?? DEFAULT_SAGA_TIMEOUTS.compensationRetryHorizonMs,
       retry,
