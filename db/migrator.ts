@@ -4,8 +4,8 @@
  */
 import { Migrator, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
 import { idempotencyMigration, inboxMigration, outboxMigration, tccBarrierMigration } from './shared-migrations';
-import { orderCompensationFailedMigration, orderListKeysetMigration, ordersMigration, orderTimelineMigration } from './order/migrations';
-import { productCatalogueMigration, productInitialStockMigration, productListKeysetMigration, stockReservationsMigration } from './product/migrations';
+import { orderAcceptPathMigration, orderCompensationFailedMigration, orderListKeysetMigration, ordersMigration, orderTimelineMigration } from './order/migrations';
+import { productCatalogueMigration, productInitialStockMigration, productListKeysetMigration, productVersionMigration, stockReservationsMigration } from './product/migrations';
 import { accountInitialBalanceMigration, paymentLedgerMigration, refundIdempotencyKeyMigration, refundSourceMigration } from './payment/migrations';
 import { applyDatabasePrivileges, type PrivilegesOutcome } from './roles';
 
@@ -21,6 +21,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0005_order_events': orderTimelineMigration,
     '0006_order_list_keyset': orderListKeysetMigration,
     '0007_order_compensation_failed': orderCompensationFailedMigration,
+    '0010_order_accept_path': orderAcceptPathMigration,
   },
   product: {
     '0001_outbox_events': outboxMigration,
@@ -31,6 +32,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0006_stock_reservations': stockReservationsMigration,
     '0007_product_list_keyset': productListKeysetMigration,
     '0008_product_initial_stock': productInitialStockMigration,
+    '0010_product_version': productVersionMigration,
   },
   payment: {
     '0001_outbox_events': outboxMigration,

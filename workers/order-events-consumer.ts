@@ -1,6 +1,8 @@
 /**
- * The order service's timeline consumer: reads the order, stock and payment event topics into
- * order_db's order_events, each event applied once (services/order/timeline.ts).
+ * The order service's consumers: the timeline one reads the order, stock and payment event topics
+ * into order_db's order_events, each event applied once (services/order/timeline.ts); the catalogue
+ * one (startCatalogueConsumer) keeps order_db's catalogue_products, the prices orders are accepted
+ * at, current from the product events (services/order/product-catalog.ts).
  *
  * A message's offset is committed only after its transaction committed (auto-commit is off), so a
  * crash re-delivers, and the inbox makes the re-delivery a no-op. A message that cannot be parsed,
@@ -16,6 +18,7 @@ import { parseEvent, type EventEnvelope } from '../services/shared/events';
 import { TOPICS } from '../services/shared/kafka';
 import { deadLetterHeaders, deadLetterValue, errorMessage, headerString } from '../services/shared/outbox-relay';
 import type { ConsumerMetrics } from '../services/shared/outbox-relay-metrics';
+import { applyCatalogueEvent, isCatalogueEvent } from '../services/order/product-catalog';
 import { recordTimelineEvent } from '../services/order/timeline';
 
 export const ORDER_TIMELINE_GROUP = 'oms-order-timeline';
@@ -35,6 +38,13 @@ export interface OrderTimelineConsumerOptions {
   fromBeginning?: boolean;
   /** Where messages it cannot apply go (tests use their own topic). */
   deadLetterTopic?: string;
+  /** The topics read; the timeline's by default. */
+  topics?: readonly string[];
+  /**
+   * Applies one event once (true) or recognises it as already applied (false); the timeline's
+   * recordTimelineEvent by default. The catalogue read model's consumer passes its own.
+   */
+  apply?: (event: EventEnvelope, topic: string) => Promise<boolean>;
 }
 
 export interface RunningConsumer {
@@ -74,6 +84,8 @@ export async function startOrderTimelineConsumer({
   retryDelayMs = 200,
   fromBeginning = true,
   deadLetterTopic = TOPICS.deadLetters,
+  topics = ORDER_TIMELINE_TOPICS,
+  apply = (event, topic) => recordTimelineEvent(db, groupId, event, topic),
 }: OrderTimelineConsumerOptions): Promise<RunningConsumer> {
   const log = logger.child({ component: 'order-timeline-consumer', group: groupId });
   const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false });
@@ -137,7 +149,7 @@ export async function startOrderTimelineConsumer({
     );
     for (let attempt = 1; ; attempt++) {
       try {
-        return { outcome: (await recordTimelineEvent(db, groupId, event, topic)) ? 'applied' : 'duplicate', eventType: event.eventType };
+        return { outcome: (await apply(event, topic)) ? 'applied' : 'duplicate', eventType: event.eventType };
       } catch (error) {
         if (isDatabaseUnavailable(error)) throw new DatabaseUnavailableError(`order_db unavailable: ${errorMessage(error)}`);
         if (attempt >= maxAttempts) {
@@ -153,7 +165,7 @@ export async function startOrderTimelineConsumer({
   try {
     await producer.connect();
     await consumer.connect();
-    await consumer.subscribe({ topics: [...ORDER_TIMELINE_TOPICS], fromBeginning });
+    await consumer.subscribe({ topics: [...topics], fromBeginning });
   } catch (error) {
     await Promise.allSettled([consumer.disconnect(), producer.disconnect()]);
     throw error;
@@ -176,7 +188,7 @@ export async function startOrderTimelineConsumer({
       }
     },
   });
-  log.info({ topics: ORDER_TIMELINE_TOPICS }, 'order timeline consumer started');
+  log.info({ topics }, 'order event consumer started');
   return {
     consumer,
     stop: async () => {
@@ -184,4 +196,21 @@ export async function startOrderTimelineConsumer({
       await producer.disconnect();
     },
   };
+}
+
+export const ORDER_CATALOGUE_GROUP = 'oms-order-catalogue';
+export const ORDER_CATALOGUE_TOPICS = [TOPICS.productEvents] as const;
+
+/**
+ * The catalogue read model's consumer: PRODUCT_CREATED and PRODUCT_PRICE_CHANGED applied by
+ * version (a redelivered or overtaken event changes nothing); the topic's stock events are not its
+ * business and pass as duplicates.
+ */
+export function startCatalogueConsumer(options: Omit<OrderTimelineConsumerOptions, 'groupId' | 'topics' | 'apply'>): Promise<RunningConsumer> {
+  return startOrderTimelineConsumer({
+    ...options,
+    groupId: ORDER_CATALOGUE_GROUP,
+    topics: ORDER_CATALOGUE_TOPICS,
+    apply: async (event) => isCatalogueEvent(event) && (await applyCatalogueEvent(options.db, event)) === 'applied',
+  });
 }

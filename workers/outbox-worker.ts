@@ -27,7 +27,15 @@ import {
   type OutboxRelayInput,
 } from '../workflows/outbox-relay-contract';
 import { serveAppMetrics } from './app-metrics';
-import { ORDER_TIMELINE_GROUP, ORDER_TIMELINE_TOPICS, startOrderTimelineConsumer, type RunningConsumer } from './order-events-consumer';
+import {
+  ORDER_CATALOGUE_GROUP,
+  ORDER_CATALOGUE_TOPICS,
+  ORDER_TIMELINE_GROUP,
+  ORDER_TIMELINE_TOPICS,
+  startCatalogueConsumer,
+  startOrderTimelineConsumer,
+  type RunningConsumer,
+} from './order-events-consumer';
 import { baseWorkerOptions } from './worker-options';
 
 export interface OutboxWorkerOptions {
@@ -88,7 +96,7 @@ export async function startOutboxRelays(
 
 /**
  * What workers/main.ts runs besides the saga worker: the outbox worker, the relay workflows (started
- * if not running), the order timeline consumer and the metrics endpoint of all of them.
+ * if not running), the order timeline and catalogue consumers and the metrics endpoint of all of them.
  * `close` stops the consumer and releases everything once the Temporal workers have stopped.
  */
 export async function startEventRelayAndConsumers({
@@ -115,43 +123,50 @@ export async function startEventRelayAndConsumers({
   await clientConnection.close();
   logger.info({ relays }, 'outbox relay workflows running');
 
-  const orderDb = openWorkerDatabase(config, 'order', 'oms-order-timeline');
+  const orderDb = openWorkerDatabase(config, 'order', 'oms-order-consumers');
   // The lag is asked of the broker at each scrape; the admin client reconnects after an outage.
   const lagAdmin = kafka.admin();
   let lagAdminConnected: Promise<void> | undefined;
+  const measureLag = (group: string, topics: readonly string[]) => async () => {
+    lagAdminConnected ??= lagAdmin.connect().catch((error: unknown) => {
+      lagAdminConnected = undefined;
+      throw error;
+    });
+    await lagAdminConnected;
+    return consumerGroupLag(lagAdmin, group, topics);
+  };
   const consumerMetrics = createConsumerMetrics(registry, [
-    {
-      group: ORDER_TIMELINE_GROUP,
-      measure: async () => {
-        lagAdminConnected ??= lagAdmin.connect().catch((error: unknown) => {
-          lagAdminConnected = undefined;
-          throw error;
-        });
-        await lagAdminConnected;
-        return consumerGroupLag(lagAdmin, ORDER_TIMELINE_GROUP, ORDER_TIMELINE_TOPICS);
-      },
-    },
+    { group: ORDER_TIMELINE_GROUP, measure: measureLag(ORDER_TIMELINE_GROUP, ORDER_TIMELINE_TOPICS) },
+    { group: ORDER_CATALOGUE_GROUP, measure: measureLag(ORDER_CATALOGUE_GROUP, ORDER_CATALOGUE_TOPICS) },
   ]);
-  let consumer: RunningConsumer | undefined;
+  const consumers: RunningConsumer[] = [];
   let closing = false;
-  let retryTimer: NodeJS.Timeout | undefined;
-  const startConsumer = async (): Promise<void> => {
+  const retryTimers = new Set<NodeJS.Timeout>();
+  // Kafka down at start-up: each consumer keeps trying on its own, the rest of the worker runs.
+  const startConsumer = async (name: string, start: () => Promise<RunningConsumer>): Promise<void> => {
     try {
-      consumer = await startOrderTimelineConsumer({ kafka, db: orderDb, logger, metrics: consumerMetrics });
+      consumers.push(await start());
     } catch (error) {
       if (closing) return;
-      logger.warn({ err: String(error) }, 'order timeline consumer could not start; retrying in 5 s');
-      retryTimer = setTimeout(() => void startConsumer(), 5_000);
+      logger.warn({ err: String(error) }, `${name} consumer could not start; retrying in 5 s`);
+      const timer = setTimeout(() => {
+        retryTimers.delete(timer);
+        void startConsumer(name, start);
+      }, 5_000);
+      retryTimers.add(timer);
     }
   };
-  await startConsumer();
+  await Promise.all([
+    startConsumer('order timeline', () => startOrderTimelineConsumer({ kafka, db: orderDb, logger, metrics: consumerMetrics })),
+    startConsumer('order catalogue', () => startCatalogueConsumer({ kafka, db: orderDb, logger, metrics: consumerMetrics })),
+  ]);
   const stopMetrics = await serveAppMetrics(registry, config, logger);
   return {
     worker,
     close: async () => {
       closing = true;
-      clearTimeout(retryTimer);
-      await consumer?.stop();
+      for (const timer of retryTimers) clearTimeout(timer);
+      await Promise.all(consumers.map((consumer) => consumer.stop()));
       await stopMetrics();
       await lagAdmin.disconnect();
       await orderDb.destroy();
