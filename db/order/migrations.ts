@@ -36,7 +36,7 @@ export const ordersMigration: Migration = {
       )`.execute(db);
     await sql`CREATE INDEX idx_orders_customer ON orders (customer_id, created_at DESC)`.execute(db);
     await sql`CREATE INDEX idx_orders_status ON orders (status, created_at DESC)`.execute(db);
-    // Orders still in flight: what a reconciler scans for sagas that never started.
+    // Orders still in flight.
     await sql`CREATE INDEX idx_orders_in_flight ON orders (updated_at) WHERE status IN ('PENDING', 'AWAITING_CONFIRMATION', 'CANCELLING')`.execute(db);
     await sql`
       CREATE TABLE order_items (

@@ -208,7 +208,7 @@ export async function postponeIntent(db: OrderDb, orderId: string, attempts: num
 export async function countSagaBacklog(db: OrderDb): Promise<{ pending: number; notStarted: number }> {
   const { rows } = await sql<{ pending: string; not_started: string }>`
     SELECT (SELECT count(*) FROM orders WHERE status = 'PENDING') AS pending,
-           (SELECT count(*) FROM saga_start_intents) AS not_started`.execute(db);
+           (SELECT count(*) FROM saga_start_intents i JOIN orders o ON o.id = i.order_id WHERE o.status = 'PENDING') AS not_started`.execute(db);
   return { pending: Number(rows[0]?.pending ?? 0), notStarted: Number(rows[0]?.not_started ?? 0) };
 }
 

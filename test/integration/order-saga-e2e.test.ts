@@ -406,7 +406,8 @@ describe('order API end to end, with the saga worker', () => {
 
     const cancel = await post<{ status: string; workflowId: string }>(`/orders/${placed.body.id}/cancel`, { reason: 'too slow to decide' });
     expect(cancel.status).toBe(202);
-    expect(cancel.body.status).toBe('AWAITING_CONFIRMATION');
+    // The answer shows what the order is now, not what it was: the cancelOrder saga has it.
+    expect(cancel.body.status).toBe('CANCELLING');
     await waitForStatus(placed.body.id, 'CANCELLED');
     expect(await stockOf(product.db, productId)).toEqual({ stock: 4, reserved: 0, available: 4 });
     const account = await fetch(new URL(`/accounts/${customerId}`, payment.url), { headers: await order.asCustomer(customerId) });
