@@ -4,8 +4,15 @@
  */
 import { Migrator, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
 import { unusedInboxDropMigration, idempotencyMigration, inboxMigration, outboxMigration, tccBarrierMigration } from './shared-migrations';
-import { orderCompensationFailedMigration, orderInFlightIndexDropMigration, orderListKeysetMigration, ordersMigration, orderTimelineMigration } from './order/migrations';
-import { productCatalogueMigration, productInitialStockMigration, productListKeysetMigration, stockReservationsMigration } from './product/migrations';
+import {
+  orderAcceptPathMigration,
+  orderCompensationFailedMigration,
+  orderInFlightIndexDropMigration,
+  orderListKeysetMigration,
+  ordersMigration,
+  orderTimelineMigration,
+} from './order/migrations';
+import { productCatalogueMigration, productInitialStockMigration, productListKeysetMigration, productVersionMigration, stockReservationsMigration } from './product/migrations';
 import { accountInitialBalanceMigration, paymentLedgerMigration, refundIdempotencyKeyMigration, refundSourceMigration } from './payment/migrations';
 import { applyDatabasePrivileges, type PrivilegesOutcome } from './roles';
 
@@ -21,6 +28,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0005_order_events': orderTimelineMigration,
     '0006_order_list_keyset': orderListKeysetMigration,
     '0007_order_compensation_failed': orderCompensationFailedMigration,
+    '0010_order_accept_path': orderAcceptPathMigration,
     '0030_drop_orders_in_flight_index': orderInFlightIndexDropMigration,
   },
   product: {
@@ -32,6 +40,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0006_stock_reservations': stockReservationsMigration,
     '0007_product_list_keyset': productListKeysetMigration,
     '0008_product_initial_stock': productInitialStockMigration,
+    '0010_product_version': productVersionMigration,
     '0030_drop_processed_events': unusedInboxDropMigration,
   },
   payment: {

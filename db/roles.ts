@@ -27,7 +27,7 @@ export const WORKER_PRIVILEGES: Readonly<Record<ServiceName, readonly string[]>>
     // worded for the customer from the order's product ids.
     'SELECT ON customers',
     'SELECT ON orders',
-    'SELECT (order_id, product_id) ON order_items',
+    'SELECT ON order_items',
     'UPDATE (status, payment_id, payment_reservation_id, failure_reason, cancellation_reason, updated_at) ON orders',
     'INSERT ON outbox_events',
     'USAGE ON SEQUENCE outbox_events_id_seq',
@@ -35,6 +35,11 @@ export const WORKER_PRIVILEGES: Readonly<Record<ServiceName, readonly string[]>>
     'SELECT, INSERT ON processed_events',
     'SELECT, INSERT ON order_events',
     'USAGE ON SEQUENCE order_events_id_seq',
+    // Saga starter (workers/saga-starter.ts): claim intents, record a failed attempt, delete a started one.
+    'SELECT, DELETE ON saga_start_intents',
+    'UPDATE (attempts, next_attempt_at, last_error) ON saga_start_intents',
+    // Catalogue consumer (services/order/catalogue-read-model.ts): the newest version of each product.
+    'SELECT, INSERT, UPDATE ON catalogue_products',
   ],
   product: outboxRelayPrivileges,
   payment: outboxRelayPrivileges,

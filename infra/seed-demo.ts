@@ -3,9 +3,15 @@
  * with payment accounts, and three products. Fixed ids, so the README's curl examples work, and
  * idempotent: running it again changes nothing. Importing it (for DEMO) writes nothing: only running
  * it as a script does.
+ *
+ * Products and accounts go through the services' own write path (createProduct, openAccount), so
+ * their events exist: PRODUCT_CREATED is what fills the order service's catalogue read model.
  */
 import { pathToFileURL } from 'node:url';
 import { openServiceDatabase } from '../db/databases';
+import { openAccount } from '../services/payment/ledger';
+import { createProduct } from '../services/product/catalogue';
+import { findProductById } from '../services/product/repository';
 import { loadConfig } from '../services/shared/config';
 
 export const DEMO = {
@@ -21,7 +27,7 @@ export const DEMO = {
   currency: 'USD',
 } as const;
 
-/** Writes the demo data into the three databases, leaving rows that already exist as they are. */
+/** Writes the demo data, leaving what already exists as it is. */
 export async function seedDemoData(): Promise<void> {
   const config = loadConfig();
   const orderDb = openServiceDatabase(config, 'order', 'oms-seed');
@@ -30,18 +36,12 @@ export async function seedDemoData(): Promise<void> {
   try {
     for (const { id, name, email, status, balanceMinor } of DEMO.customers) {
       await orderDb.insertInto('customers').values({ id, name, email, status }).onConflict((oc) => oc.column('id').doNothing()).execute();
-      await paymentDb
-        .insertInto('customer_accounts')
-        .values({ customer_id: id, currency: DEMO.currency, balance_minor: balanceMinor })
-        .onConflict((oc) => oc.column('customer_id').doNothing())
-        .execute();
+      const hasAccount = await paymentDb.selectFrom('customer_accounts').select('customer_id').where('customer_id', '=', id).executeTakeFirst();
+      if (!hasAccount) await openAccount(paymentDb, { customerId: id, balanceMinor, currency: DEMO.currency });
     }
     for (const { id, sku, name, priceMinor, stock } of DEMO.products) {
-      await productDb
-        .insertInto('products')
-        .values({ id, sku, name, price_minor: priceMinor, currency: DEMO.currency, stock_quantity: stock })
-        .onConflict((oc) => oc.column('sku').doNothing())
-        .execute();
+      if (await findProductById(productDb, id)) continue;
+      await createProduct(productDb, { sku, name, description: null, price: priceMinor, currency: DEMO.currency, stockQuantity: stock }, id);
     }
     console.log('Demo data:');
     for (const c of DEMO.customers) console.log(`  customer ${c.id}  ${c.name} (${c.status}), account ${(c.balanceMinor / 100).toFixed(2)} ${DEMO.currency}`);

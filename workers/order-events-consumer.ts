@@ -1,11 +1,13 @@
 /**
- * The order service's timeline consumer: reads the order, stock and payment event topics into
- * order_db's order_events, each event applied once (services/order/timeline.ts).
+ * The order service's consumers: the timeline one reads the order, stock and payment event topics
+ * into order_db's order_events, each event applied once (services/order/timeline.ts); the catalogue
+ * one (startCatalogueConsumer) keeps order_db's catalogue_products, the prices orders are accepted
+ * at, current from the product events (services/order/product-catalog.ts).
  *
- * Messages are applied a fetched batch at a time: one transaction writes the batch's inbox and
- * timeline rows, and the batch's offset is committed only after that transaction committed
- * (auto-commit is off), so a crash re-delivers the batch, and the inbox makes the re-delivery a no-op. A message that cannot be parsed,
- * or whose handling keeps failing, goes to oms.dlq with headers saying why, and only then is
+ * Messages are applied a fetched batch at a time (the timeline: one transaction writes the batch's
+ * inbox and timeline rows), and the batch's offset is committed only after that (auto-commit is
+ * off), so a crash re-delivers the batch, and the inbox (the catalogue: the price version) makes the
+ * re-delivery a no-op. A message that cannot be parsed, or whose handling keeps failing, goes to oms.dlq with headers saying why, and only then is
  * committed past: nothing is dropped. When the database itself is unreachable nothing is
  * dead-lettered: the batch fails, nothing is committed, and kafkajs restarts the consumer.
  */
@@ -17,7 +19,8 @@ import { parseEvent, type EventEnvelope } from '../services/shared/events';
 import { TOPICS } from '../services/shared/kafka';
 import { deadLetterHeaders, deadLetterValue, errorMessage, headerString } from '../services/shared/outbox-relay';
 import type { ConsumerMetrics } from '../services/shared/outbox-relay-metrics';
-import { recordTimelineEvents } from '../services/order/timeline';
+import { applyCatalogueEvent, isCatalogueEvent } from '../services/order/product-catalog';
+import { recordTimelineEvents, type ConsumedEvent } from '../services/order/timeline';
 
 export const ORDER_TIMELINE_GROUP = 'oms-order-timeline';
 export const ORDER_TIMELINE_TOPICS = [TOPICS.orderEvents, TOPICS.productEvents, TOPICS.paymentEvents] as const;
@@ -38,6 +41,12 @@ export interface OrderTimelineConsumerOptions {
   deadLetterTopic?: string;
   /** The topics it reads (tests use their own, so their messages never reach the stack's consumer). */
   topics?: readonly string[];
+  /**
+   * Applies a batch of events, each once, and returns the ids of those it applied now (the others
+   * had been applied before). The timeline's recordTimelineEvents (one transaction) by default; the
+   * catalogue read model's consumer passes its own.
+   */
+  apply?: (events: readonly ConsumedEvent[]) => Promise<Set<string>>;
 }
 
 export interface RunningConsumer {
@@ -81,6 +90,7 @@ export async function startOrderTimelineConsumer({
   fromBeginning = true,
   deadLetterTopic = TOPICS.deadLetters,
   topics = ORDER_TIMELINE_TOPICS,
+  apply = (events) => recordTimelineEvents(db, groupId, events),
 }: OrderTimelineConsumerOptions): Promise<RunningConsumer> {
   const log = logger.child({ component: 'order-timeline-consumer', group: groupId });
   const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false });
@@ -150,7 +160,7 @@ export async function startOrderTimelineConsumer({
   async function applyOne(topic: string, partition: number, message: KafkaMessage, event: EventEnvelope): Promise<Outcome> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return (await recordTimelineEvents(db, groupId, [{ event, topic }])).has(event.eventId) ? 'applied' : 'duplicate';
+        return (await apply([{ event, topic }])).has(event.eventId) ? 'applied' : 'duplicate';
       } catch (error) {
         if (isDatabaseUnavailable(error)) throw new DatabaseUnavailableError(`order_db unavailable: ${errorMessage(error)}`);
         if (attempt >= maxAttempts) {
@@ -174,7 +184,7 @@ export async function startOrderTimelineConsumer({
     const consumed = events.flatMap((event) => (event ? [{ event, topic }] : []));
     let applied: Set<string> | undefined;
     try {
-      applied = await recordTimelineEvents(db, groupId, consumed);
+      applied = await apply(consumed);
     } catch (error) {
       if (isDatabaseUnavailable(error)) throw new DatabaseUnavailableError(`order_db unavailable: ${errorMessage(error)}`);
       log.warn({ topic, partition, messages: messages.length, err: errorMessage(error) }, 'applying a batch failed; applying its events one at a time');
@@ -224,7 +234,7 @@ export async function startOrderTimelineConsumer({
       }
     },
   });
-  log.info({ topics }, 'order timeline consumer started');
+  log.info({ topics }, 'order event consumer started');
   return {
     consumer,
     stop: async () => {
@@ -232,4 +242,28 @@ export async function startOrderTimelineConsumer({
       await producer.disconnect();
     },
   };
+}
+
+export const ORDER_CATALOGUE_GROUP = 'oms-order-catalogue';
+export const ORDER_CATALOGUE_TOPICS = [TOPICS.productEvents] as const;
+
+/**
+ * The catalogue read model's consumer: PRODUCT_CREATED and PRODUCT_PRICE_CHANGED applied by
+ * version (a redelivered or overtaken event changes nothing); the topic's stock events are not its
+ * business and pass as duplicates.
+ */
+export function startCatalogueConsumer(options: Omit<OrderTimelineConsumerOptions, 'groupId' | 'topics' | 'apply'>): Promise<RunningConsumer> {
+  return startOrderTimelineConsumer({
+    ...options,
+    groupId: ORDER_CATALOGUE_GROUP,
+    topics: ORDER_CATALOGUE_TOPICS,
+    apply: async (events) => {
+      const applied = new Set<string>();
+      // Each applied by version, on its own: a replayed or overtaken event changes nothing.
+      for (const { event } of events) {
+        if (isCatalogueEvent(event) && (await applyCatalogueEvent(options.db, event)) === 'applied') applied.add(event.eventId);
+      }
+      return applied;
+    },
+  });
 }

@@ -27,7 +27,14 @@ import {
   type OutboxRelayInput,
 } from '../workflows/outbox-relay-contract';
 import { serveAppMetrics } from './app-metrics';
-import { ORDER_TIMELINE_GROUP, ORDER_TIMELINE_TOPICS, startOrderTimelineConsumer } from './order-events-consumer';
+import {
+  ORDER_CATALOGUE_GROUP,
+  ORDER_CATALOGUE_TOPICS,
+  ORDER_TIMELINE_GROUP,
+  ORDER_TIMELINE_TOPICS,
+  startCatalogueConsumer,
+  startOrderTimelineConsumer,
+} from './order-events-consumer';
 import { createSupervisionMetrics, superviseConsumer, superviseOutboxRelays } from './supervision';
 import { baseWorkerOptions } from './worker-options';
 
@@ -97,8 +104,8 @@ export async function startOutboxRelays(
 
 /**
  * What workers/main.ts runs besides the saga worker: the outbox worker, the relay workflows (started
- * if not running), the order timeline consumer, their supervisors (workers/supervision.ts) and the
- * metrics endpoint of all of them.
+ * if not running), the order timeline and catalogue consumers, their supervisors
+ * (workers/supervision.ts) and the metrics endpoint of all of them.
  * `close` stops the consumer and releases everything once the Temporal workers have stopped.
  */
 export async function startEventRelayAndConsumers({
@@ -131,39 +138,44 @@ export async function startEventRelayAndConsumers({
   logger.info({ relays }, 'outbox relay workflows running');
   const relaySupervisor = superviseOutboxRelays({ client, intervalMs: config.SUPERVISION_INTERVAL_MS, logger, metrics: supervisionMetrics });
 
-  const orderDb = openWorkerDatabase(config, 'order', 'oms-order-timeline');
+  const orderDb = openWorkerDatabase(config, 'order', 'oms-order-consumers');
   // The lag is asked of the broker at each scrape; the admin client reconnects after an outage.
   const lagAdmin = kafka.admin();
   let lagAdminConnected: Promise<void> | undefined;
+  const measureLag = (group: string, topics: readonly string[]) => async () => {
+    lagAdminConnected ??= lagAdmin.connect().catch((error: unknown) => {
+      lagAdminConnected = undefined;
+      throw error;
+    });
+    await lagAdminConnected;
+    return consumerGroupLag(lagAdmin, group, topics);
+  };
   const consumerMetrics = createConsumerMetrics(registry, [
-    {
-      group: ORDER_TIMELINE_GROUP,
-      measure: async () => {
-        lagAdminConnected ??= lagAdmin.connect().catch((error: unknown) => {
-          lagAdminConnected = undefined;
-          throw error;
-        });
-        await lagAdminConnected;
-        return consumerGroupLag(lagAdmin, ORDER_TIMELINE_GROUP, ORDER_TIMELINE_TOPICS);
-      },
-    },
+    { group: ORDER_TIMELINE_GROUP, measure: measureLag(ORDER_TIMELINE_GROUP, ORDER_TIMELINE_TOPICS) },
+    { group: ORDER_CATALOGUE_GROUP, measure: measureLag(ORDER_CATALOGUE_GROUP, ORDER_CATALOGUE_TOPICS) },
   ]);
-  const consumerSupervisor = superviseConsumer({
-    group: ORDER_TIMELINE_GROUP,
-    start: () => startOrderTimelineConsumer({ kafka, db: orderDb, logger, metrics: consumerMetrics }),
-    intervalMs: config.SUPERVISION_INTERVAL_MS,
-    stallMs: config.CONSUMER_STALL_RESTART_MS,
-    logger,
-    metrics: supervisionMetrics,
-    consumerMetrics,
-  });
-  await consumerSupervisor.started;
+  // Each consumer under its own supervisor: Kafka down at start-up, a crash or a stall restarts it, and the rest of the worker runs.
+  const supervise = (group: string, start: () => ReturnType<typeof startOrderTimelineConsumer>) =>
+    superviseConsumer({
+      group,
+      start,
+      intervalMs: config.SUPERVISION_INTERVAL_MS,
+      stallMs: config.CONSUMER_STALL_RESTART_MS,
+      logger,
+      metrics: supervisionMetrics,
+      consumerMetrics,
+    });
+  const consumerSupervisors = [
+    supervise(ORDER_TIMELINE_GROUP, () => startOrderTimelineConsumer({ kafka, db: orderDb, logger, metrics: consumerMetrics })),
+    supervise(ORDER_CATALOGUE_GROUP, () => startCatalogueConsumer({ kafka, db: orderDb, logger, metrics: consumerMetrics })),
+  ];
+  await Promise.all(consumerSupervisors.map((supervisor) => supervisor.started));
   const stopMetrics = await serveAppMetrics(registry, config, logger);
   return {
     worker,
     close: async () => {
       await relaySupervisor.stop();
-      await consumerSupervisor.stop();
+      await Promise.all(consumerSupervisors.map((supervisor) => supervisor.stop()));
       await clientConnection.close();
       await stopMetrics();
       await lagAdmin.disconnect();

@@ -120,9 +120,74 @@ export const orderCompensationFailedMigration: Migration = {
   },
 };
 
+/** Channel the saga starter LISTENs on: a committed start intent wakes it at once instead of at its next poll. */
+export const SAGA_START_NOTIFY_CHANNEL = 'oms_saga_start_intents';
+
 /**
- * idx_orders_in_flight indexed updated_at, which no query filters on: the reconciler reads PENDING
- * orders by created_at, through idx_orders_status. It only cost a write on every status change.
+ * The accept path: POST /orders commits the order, its ORDER_CREATED event and a saga start
+ * intent in one transaction and answers; the worker's starter turns intents into createOrder
+ * runs (workers/saga-starter.ts). Orders are priced from a local read model of the catalogue,
+ * fed by the product events; each line keeps the version of the price it was charged. An
+ * Idempotency-Key is written with the order it created, so a retry finds that order whatever
+ * became of the stored answer. PENDING orders of an older version, whose saga the reconciler used
+ * to start, get an intent: a start of a saga that exists is a no-op.
+ */
+export const orderAcceptPathMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE TABLE saga_start_intents (
+        order_id        UUID PRIMARY KEY REFERENCES orders (id) ON DELETE CASCADE,
+        attempts        INT NOT NULL DEFAULT 0,
+        next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        last_error      TEXT NULL,
+        created_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+      )`.execute(db);
+    await sql`CREATE INDEX idx_saga_start_intents_due ON saga_start_intents (next_attempt_at)`.execute(db);
+    await sql
+      .raw(
+        `CREATE FUNCTION notify_saga_start_intent() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           PERFORM pg_notify('${SAGA_START_NOTIFY_CHANNEL}', '');
+           RETURN NULL;
+         END $$`,
+      )
+      .execute(db);
+    await sql`
+      CREATE TRIGGER saga_start_intents_notify AFTER INSERT ON saga_start_intents
+      FOR EACH STATEMENT EXECUTE FUNCTION notify_saga_start_intent()`.execute(db);
+    await sql`INSERT INTO saga_start_intents (order_id) SELECT id FROM orders WHERE status = 'PENDING'`.execute(db);
+
+    await sql`
+      CREATE TABLE catalogue_products (
+        product_id  UUID PRIMARY KEY,
+        sku         VARCHAR(64) NOT NULL,
+        name        VARCHAR(200) NOT NULL,
+        price_minor BIGINT NOT NULL CHECK (price_minor >= 0),
+        currency    CHAR(3) NOT NULL,
+        version     BIGINT NOT NULL CHECK (version > 0),
+        updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+      )`.execute(db);
+    // NULL on lines priced before the read model existed (by a direct call to the product service).
+    await sql`ALTER TABLE order_items ADD COLUMN price_version BIGINT NULL`.execute(db);
+
+    await sql`
+      CREATE TABLE order_request_keys (
+        idempotency_key VARCHAR(255) PRIMARY KEY,
+        request_hash    VARCHAR(64) NOT NULL,
+        order_id        UUID NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
+        created_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+      )`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`DROP TABLE order_request_keys, catalogue_products, saga_start_intents`.execute(db);
+    await sql`DROP FUNCTION notify_saga_start_intent()`.execute(db);
+    await sql`ALTER TABLE order_items DROP COLUMN price_version`.execute(db);
+  },
+};
+
+/**
+ * idx_orders_in_flight indexed updated_at, which no query filters on (the saga starter reads
+ * saga_start_intents, not orders). It only cost a write on every status change.
  */
 export const orderInFlightIndexDropMigration: Migration = {
   async up(db: Kysely<unknown>) {

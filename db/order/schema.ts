@@ -43,6 +43,36 @@ export interface OrderItemsTable {
   /** Price the product service quoted when the order was placed, never the client's. */
   unit_price_minor: number;
   line_total_minor: number;
+  /** The catalogue version of that price (catalogue_products.version); null on lines priced before the read model. */
+  price_version: number | null;
+}
+
+/** An order whose createOrder saga is still to be started (workers/saga-starter.ts); deleted once it is. */
+export interface SagaStartIntentsTable {
+  order_id: string;
+  attempts: Generated<number>;
+  next_attempt_at: Timestamp;
+  last_error: string | null;
+  created_at: Timestamp;
+}
+
+/** The order service's read model of the product catalogue, fed by PRODUCT_CREATED / PRODUCT_PRICE_CHANGED. */
+export interface CatalogueProductsTable {
+  product_id: string;
+  sku: string;
+  name: string;
+  price_minor: number;
+  currency: string;
+  version: number;
+  updated_at: Timestamp;
+}
+
+/** The Idempotency-Key of a POST /orders, written in the transaction of the order it created. */
+export interface OrderRequestKeysTable {
+  idempotency_key: string;
+  request_hash: string;
+  order_id: string;
+  created_at: Timestamp;
 }
 
 /** What the order service learned from the event topics: the order's timeline, one row per event. */
@@ -62,4 +92,7 @@ export interface OrderDatabase extends SharedTables, ConsumerTables {
   orders: OrdersTable;
   order_items: OrderItemsTable;
   order_events: OrderEventsTable;
+  saga_start_intents: SagaStartIntentsTable;
+  catalogue_products: CatalogueProductsTable;
+  order_request_keys: OrderRequestKeysTable;
 }

@@ -88,3 +88,18 @@ export const productInitialStockMigration: Migration = {
     await sql`ALTER TABLE products DROP COLUMN initial_stock_quantity`.execute(db);
   },
 };
+
+/**
+ * Each product's version: 1 when created, one more at each price change. It travels on
+ * PRODUCT_CREATED and PRODUCT_PRICE_CHANGED, so the order service's read model of the catalogue
+ * keeps the newest it has seen whatever order the events arrive in, and each order line records
+ * which price it was charged.
+ */
+export const productVersionMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`ALTER TABLE products ADD COLUMN version BIGINT NOT NULL DEFAULT 1 CHECK (version > 0)`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`ALTER TABLE products DROP COLUMN version`.execute(db);
+  },
+};

@@ -15,6 +15,8 @@ export interface ProductsTable {
   initial_stock_quantity: ColumnType<number, never, never>;
   /** Units held by RESERVED reservations; available = stock_quantity - reserved_quantity. */
   reserved_quantity: Generated<number>;
+  /** 1 when created, one more at each price change; carried on the product's catalogue events. */
+  version: Generated<number>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

@@ -6,6 +6,7 @@ import { buildServiceApp } from '../shared/http/app';
 import { createAuthenticator } from '../shared/http/auth';
 import { registerIdempotency } from '../shared/http/idempotency-plugin';
 import type { ServiceContext } from '../shared/run-service';
+import { startAdmissionControl } from './admission';
 import { createOrderSagas, type OrderSagas } from './order-sagas';
 import { createProductCatalog } from './product-catalog';
 import { customerRoutes } from './routes/customers';
@@ -17,11 +18,12 @@ export type OrderAppDependencies = Omit<ServiceContext<'order'>, 'logger'> & {
   temporal: Client;
 };
 
-/** The saga client the app uses; main.ts shares it with the reconciler. */
-export function orderSagasFor(temporal: Client, config: OrderAppDependencies['config']): OrderSagas {
+/** The saga client of the order API (cancel, confirm, saga view) and of the worker's saga starter. */
+export function orderSagasFor(temporal: Client, config: OrderAppDependencies['config'], { requestEagerStart = false } = {}): OrderSagas {
   return createOrderSagas({
     client: temporal,
     config,
+    requestEagerStart,
     callTimeoutMs: config.HTTP_CLIENT_TIMEOUT_MS,
   });
 }
@@ -44,12 +46,23 @@ export async function buildOrderApp({ config, db, redis, logger, metrics, tempor
   });
 
   await registerIdempotency(app, { namespace: 'order', db, redis, config });
+  const admission = startAdmissionControl({
+    db,
+    registry: metrics,
+    maxBacklog: config.ORDER_ADMISSION_MAX_BACKLOG,
+    retryAfterSeconds: config.ORDER_ADMISSION_RETRY_AFTER_SECONDS,
+    refreshMs: config.ORDER_ADMISSION_REFRESH_MS,
+    log: app.log,
+  });
+  app.addHook('onClose', async () => admission.stop());
+  await admission.refresh().catch((error: unknown) => app.log.warn({ err: error }, 'counting the saga backlog failed'));
   await app.register(customerRoutes, { db });
   await app.register(orderRoutes, {
     db,
-    catalog: createProductCatalog({ baseUrl: config.PRODUCT_SERVICE_URL, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS }),
+    catalog: createProductCatalog({ db, baseUrl: config.PRODUCT_SERVICE_URL, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS }),
     sagas: orderSagasFor(temporal, config),
-    holdTtlSeconds: config.CHECKOUT_HOLD_TTL_SECONDS,
+    admission,
+    idempotencyTtlHours: config.IDEMPOTENCY_TTL_HOURS,
     maxOpenCheckouts: config.MAX_OPEN_CHECKOUTS_PER_CUSTOMER,
   });
   await app.register(orderTimelineRoutes, { db });

@@ -17,12 +17,15 @@ export const ORDER_ERROR_CODES = {
   unknownCustomer: 'UNKNOWN_CUSTOMER',
   unknownProduct: 'UNKNOWN_PRODUCT',
   mixedCurrencies: 'MIXED_CURRENCIES',
-  orderTotalTooLarge: 'ORDER_TOTAL_TOO_LARGE',
   dependencyUnavailable: 'DEPENDENCY_UNAVAILABLE',
   orderNotAwaitingConfirmation: 'ORDER_NOT_AWAITING_CONFIRMATION',
   orderNotCancellable: 'ORDER_NOT_CANCELLABLE',
   sagaNotFound: 'SAGA_NOT_FOUND',
   tooManyOpenCheckouts: 'TOO_MANY_OPEN_CHECKOUTS',
+  /** 503 with Retry-After: too many orders wait for their saga (admission control). */
+  orderBacklogFull: 'ORDER_BACKLOG_FULL',
+  /** The order total is above what the payment service can take. */
+  orderTotalTooLarge: 'ORDER_TOTAL_TOO_LARGE',
 } as const;
 
 const isoTime = z.iso.datetime();
@@ -95,6 +98,8 @@ export const orderItemSchema = z.object({
   quantity: z.number().int(),
   unitPrice: moneyString,
   lineTotal: moneyString,
+  /** The catalogue version the price came from; null on orders priced before the order service kept a catalogue. */
+  priceVersion: z.number().int().nullable(),
 });
 
 export const orderSchema = z

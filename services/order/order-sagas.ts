@@ -51,8 +51,6 @@ export interface OrderSagas {
   startCreateOrder(input: CreateOrderInput): Promise<boolean>;
   /** Starts the order's cancelOrder saga; an already running one counts as started. */
   startCancelOrder(input: CancelOrderInput & { customerId: string }): Promise<string>;
-  /** Whether the order's createOrder saga exists on the server (running or closed). */
-  createOrderExists(orderId: string): Promise<boolean>;
   /** Manual checkout: sends the confirm update to the order's tccPayment saga (the child holding the reservations). */
   confirmCheckout(orderId: string): Promise<ConfirmOutcome>;
   /** Describe plus progress query; undefined when the workflow does not exist. */
@@ -64,6 +62,12 @@ export interface OrderSagasOptions {
   config: Pick<Config, 'TEMPORAL_TASK_QUEUE' | 'TEMPORAL_UI_URL'>;
   /** How long a Temporal call (start, describe, query, update) may take before the request gives up. */
   callTimeoutMs?: number;
+  /**
+   * Eager workflow start for createOrder: the server hands the first workflow task straight back
+   * to a worker in this process, saving a round trip through the task queue. Only with a client on
+   * the NativeConnection a saga worker of the same task queue polls with (the worker process).
+   */
+  requestEagerStart?: boolean;
 }
 
 /** Temporal not answering (down, overloaded, no worker for an update) is ours to report, as 503; its error (hosts, ports) goes to the log only. */
@@ -75,21 +79,22 @@ function isSagaState(value: unknown): value is SagaState {
   return typeof value === 'string' && (SAGA_STATES as readonly string[]).includes(value);
 }
 
-export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: OrderSagasOptions): OrderSagas {
+export function createOrderSagas({ client, config, callTimeoutMs = 5_000, requestEagerStart = false }: OrderSagasOptions): OrderSagas {
   const namespace = client.options.namespace;
   const withTimeout = <R>(fn: () => Promise<R>) => client.withDeadline(Date.now() + callTimeoutMs, fn);
 
   return {
     async startCreateOrder(input) {
       try {
-        // Bounded: with Temporal down the order is already committed and the reconciler starts its saga later.
+        // Bounded: with Temporal down the start intent stays and the saga starter tries again after a backoff.
         await withTimeout(() => client.workflow.start<typeof createOrder>(WORKFLOW_TYPES.createOrder, {
           workflowId: createOrderWorkflowId(input.orderId),
           taskQueue: config.TEMPORAL_TASK_QUEUE,
           // No timeouts: the saga takes the worker's (activities/saga-policy.ts).
           args: [input],
-          // One saga per order, ever: a second start (retry, reconciler, duplicate request) is refused by the server.
+          // One saga per order, ever: a second start (a retried or repeated intent) is refused by the server.
           workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+          requestEagerStart,
           typedSearchAttributes: [
             { key: ORDER_ID_KEY, value: input.orderId },
             { key: CUSTOMER_ID_KEY, value: input.customerId },
@@ -122,16 +127,6 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000 }: Orde
         if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw temporalUnavailable(error);
       }
       return workflowId;
-    },
-
-    async createOrderExists(orderId) {
-      try {
-        await withTimeout(() => client.workflow.getHandle(createOrderWorkflowId(orderId)).describe());
-        return true;
-      } catch (error) {
-        if (error instanceof WorkflowNotFoundError) return false;
-        throw error;
-      }
     },
 
     async confirmCheckout(orderId) {

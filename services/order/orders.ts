@@ -18,24 +18,38 @@ import {
 import { ApiError, ConflictError, ForbiddenError, NotFoundError } from '../shared/errors';
 import { mayActForCustomer } from '../shared/http/auth';
 import type { Principal } from '../shared/http/principal';
-import { formatMinor, moneyInput } from '../shared/money';
+import { formatMinor, MAX_AMOUNT_MINOR } from '../shared/money';
 import { appendOutboxEvent } from '../shared/outbox';
 import { ORDER_ERROR_CODES, type CreateOrderBody, type OrderResponse, type SagaResponse, type SagaRunResponse } from './contract';
 import type { OrderSagas, SagaSnapshot } from './order-sagas';
 import type { ProductCatalog } from './product-catalog';
-import { countOpenCheckouts, findCustomer, findOrder, findOrderCustomerId, insertOrder, lockCustomer, type OrderDb, type OrderTrx, type OrderWithItems } from './repository';
+import {
+  countOpenCheckouts,
+  findCustomer,
+  findOrder,
+  findOrderCustomerId,
+  findOrderRequestKey,
+  insertOrder,
+  insertSagaStartIntent,
+  lockCustomer,
+  recordOrderRequestKey,
+  type OrderDb,
+  type OrderTrx,
+  type OrderWithItems,
+} from './repository';
 
 export interface OrderDomainDependencies {
   db: OrderDb;
   catalog: ProductCatalog;
   sagas: OrderSagas;
-  holdTtlSeconds: number;
+  /** How long an Idempotency-Key keeps naming the order it created (IDEMPOTENCY_TTL_HOURS). */
+  idempotencyTtlHours: number;
   /** Manual checkouts one customer may have open at once (MAX_OPEN_CHECKOUTS_PER_CUSTOMER). */
   maxOpenCheckouts: number;
   log: Pick<Logger, 'warn' | 'info'>;
 }
 
-/** The createOrder input of a stored order: the same whether the API or the reconciler starts the saga. */
+/** The createOrder input of a stored order, as the saga starter starts it. */
 export function createOrderInputOf({ order, items }: OrderWithItems, holdTtlSeconds: number): CreateOrderInput {
   return {
     orderId: order.id,
@@ -61,6 +75,7 @@ export function toOrderResponse({ order, items }: OrderWithItems): OrderResponse
       quantity: item.quantity,
       unitPrice: formatMinor(item.unit_price_minor),
       lineTotal: formatMinor(item.line_total_minor),
+      priceVersion: item.price_version,
     })),
     totalAmount: formatMinor(order.total_minor),
     currency: order.currency as OrderResponse['currency'],
@@ -130,20 +145,57 @@ export function listedCustomerId(principal: Principal, requested: string | undef
   return principal.customerId;
 }
 
+/** What POST /orders answers: 202 with the order as accepted (a replay under its Idempotency-Key answers the same). */
+export interface OrderAccepted {
+  id: string;
+  status: 'PENDING';
+  workflowId: string;
+}
+
+/** The Idempotency-Key of a POST /orders as the idempotency plugin scoped it to the caller, with the request's fingerprint. */
+export interface OrderRequestIdempotency {
+  storeKey: string;
+  requestHash: string;
+}
+
+/** Thrown inside the order's transaction to roll it back: the key already created an order. */
+class KeyAlreadyUsed extends Error {
+  override name = 'KeyAlreadyUsed';
+}
+
+/** The order an Idempotency-Key already created, answered as it was the first time; a different request under the key is refused. */
+async function answerForUsedKey(db: OrderDb, key: OrderRequestIdempotency): Promise<OrderAccepted> {
+  const recorded = await findOrderRequestKey(db, key.storeKey);
+  if (!recorded) throw new Error('the Idempotency-Key of a rolled-back order has no record');
+  if (recorded.requestHash !== key.requestHash) {
+    throw new ApiError(422, 'IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request');
+  }
+  return { id: recorded.orderId, status: 'PENDING', workflowId: createOrderWorkflowId(recorded.orderId) };
+}
+
 /**
- * Prices the order from the product service, writes it with ORDER_CREATED in one transaction, then
- * starts its createOrder saga. If the start fails (Temporal down, process killed) the order is
- * still accepted: the reconciler (reconciler.ts) starts the missing saga under the same id.
+ * Accepts an order: priced from the catalogue read model, then the order, its ORDER_CREATED event,
+ * its saga start intent and its Idempotency-Key (when sent) in one transaction. The answer goes out
+ * after that commit; the worker's saga starter (workers/saga-starter.ts) starts the createOrder
+ * saga, so neither Temporal's speed nor its availability reaches this request.
  */
-export async function placeOrder(deps: OrderDomainDependencies, body: CreateOrderBody & { customerId: string }): Promise<{ id: string; status: 'PENDING'; workflowId: string }> {
-  const customer = await findCustomer(deps.db, body.customerId);
+export async function placeOrder(
+  deps: OrderDomainDependencies,
+  body: CreateOrderBody & { customerId: string },
+  idempotency?: OrderRequestIdempotency,
+): Promise<OrderAccepted> {
+  // Both reads at once; an unknown customer is reported before anything about the products.
+  const [customerRead, quoted] = await Promise.allSettled([findCustomer(deps.db, body.customerId), deps.catalog.quote(body.items.map((item) => item.productId))]);
+  if (customerRead.status === 'rejected') throw customerRead.reason;
+  const customer = customerRead.value;
   if (!customer) {
     throw new ApiError(422, ORDER_ERROR_CODES.unknownCustomer, `customer ${body.customerId} does not exist`, { customerId: body.customerId });
   }
   // An INACTIVE customer is accepted here on purpose: the saga's customer validation fails the order
   // with a recorded reason, which is what the order's history should show.
+  if (quoted.status === 'rejected') throw quoted.reason;
+  const products = quoted.value;
 
-  const products = await deps.catalog.quote(body.items.map((item) => item.productId));
   const currencies = new Set([...products.values()].map((product) => product.currency));
   if (currencies.size > 1) {
     throw new ApiError(422, ORDER_ERROR_CODES.mixedCurrencies, 'all products of one order must be priced in the same currency', {
@@ -154,48 +206,59 @@ export async function placeOrder(deps: OrderDomainDependencies, body: CreateOrde
 
   const lines = body.items.map((item) => {
     const product = products.get(item.productId)!;
-    // Exact decimal string to integer minor units; never through a float.
-    const unitPriceMinor = moneyInput.parse(product.price);
-    return { productId: product.id, sku: product.sku, productName: product.name, quantity: item.quantity, unitPriceMinor, lineTotalMinor: unitPriceMinor * item.quantity };
+    return {
+      productId: product.id,
+      sku: product.sku,
+      productName: product.name,
+      quantity: item.quantity,
+      unitPriceMinor: product.priceMinor,
+      lineTotalMinor: product.priceMinor * item.quantity,
+      priceVersion: product.version,
+    };
   });
   const totalMinor = lines.reduce((sum, line) => sum + line.lineTotalMinor, 0);
-  if (!Number.isSafeInteger(totalMinor)) {
-    throw new ApiError(422, ORDER_ERROR_CODES.orderTotalTooLarge, 'the order total is too large');
+  // Refused at the door: the payment service would refuse it anyway, after the saga had reserved the stock.
+  if (totalMinor > MAX_AMOUNT_MINOR) {
+    throw new ApiError(422, ORDER_ERROR_CODES.orderTotalTooLarge, `the order total is above the most a payment may be (${formatMinor(MAX_AMOUNT_MINOR)})`, {
+      limit: formatMinor(MAX_AMOUNT_MINOR),
+    });
   }
 
   const orderId = randomUUID();
   const workflowId = createOrderWorkflowId(orderId);
-  const stored = await deps.db.transaction().execute(async (trx) => {
-    if (body.confirmation === 'manual') await refuseBeyondOpenCheckouts(trx, customer.id, deps.maxOpenCheckouts);
-    const inserted = await insertOrder(trx, {
-      id: orderId,
-      customerId: customer.id,
-      totalMinor,
-      currency,
-      paymentMethod: body.paymentMethod,
-      confirmation: body.confirmation,
-      workflowId,
-      items: lines,
-    });
-    await appendOutboxEvent(trx, {
-      eventType: 'ORDER_CREATED',
-      aggregateId: orderId,
-      correlationId: orderId,
-      payload: {
-        orderId,
-        customerId: customer.id,
-        items: lines.map((line) => ({ productId: line.productId, productName: line.productName, quantity: line.quantity, unitPrice: formatMinor(line.unitPriceMinor) })),
-        totalAmount: formatMinor(totalMinor),
-        currency,
-      },
-    });
-    return inserted;
-  });
-
   try {
-    await deps.sagas.startCreateOrder(createOrderInputOf(stored, deps.holdTtlSeconds));
+    await deps.db.transaction().execute(async (trx) => {
+      if (body.confirmation === 'manual') await refuseBeyondOpenCheckouts(trx, customer.id, deps.maxOpenCheckouts);
+      await insertOrder(trx, {
+        id: orderId,
+        customerId: customer.id,
+        totalMinor,
+        currency,
+        paymentMethod: body.paymentMethod,
+        confirmation: body.confirmation,
+        workflowId,
+        items: lines,
+      });
+      await appendOutboxEvent(trx, {
+        eventType: 'ORDER_CREATED',
+        aggregateId: orderId,
+        correlationId: orderId,
+        payload: {
+          orderId,
+          customerId: customer.id,
+          items: lines.map((line) => ({ productId: line.productId, productName: line.productName, quantity: line.quantity, unitPrice: formatMinor(line.unitPriceMinor) })),
+          totalAmount: formatMinor(totalMinor),
+          currency,
+        },
+      });
+      await insertSagaStartIntent(trx, orderId);
+      if (idempotency && !(await recordOrderRequestKey(trx, idempotency.storeKey, { requestHash: idempotency.requestHash, orderId }, deps.idempotencyTtlHours))) {
+        throw new KeyAlreadyUsed();
+      }
+    });
   } catch (error) {
-    deps.log.warn({ err: error, orderId, workflowId }, 'createOrder saga not started; the reconciler will start it');
+    if (error instanceof KeyAlreadyUsed) return answerForUsedKey(deps.db, idempotency!);
+    throw error;
   }
   return { id: orderId, status: 'PENDING', workflowId };
 }
@@ -232,7 +295,8 @@ export async function cancelOrder(
     throw new ConflictError(ORDER_ERROR_CODES.orderNotCancellable, `order ${id} cannot be cancelled: it is ${order.status}`, { status: order.status });
   }
   const workflowId = await deps.sagas.startCancelOrder({ orderId: id, customerId: order.customer_id, reason });
-  return { id, status: order.status, workflowId };
+  // The saga's first step moves the order to CANCELLING (it may not have run yet): that is what the order is now.
+  return { id, status: 'CANCELLING', workflowId };
 }
 
 /**

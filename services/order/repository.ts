@@ -69,7 +69,7 @@ export interface NewOrder {
   paymentMethod: string;
   confirmation: 'auto' | 'manual';
   workflowId: string;
-  items: { productId: string; sku: string; productName: string; quantity: number; unitPriceMinor: number; lineTotalMinor: number }[];
+  items: { productId: string; sku: string; productName: string; quantity: number; unitPriceMinor: number; lineTotalMinor: number; priceVersion: number }[];
 }
 
 /** Inserts the order (PENDING) and its items; the caller's transaction also carries ORDER_CREATED. */
@@ -102,6 +102,7 @@ export async function insertOrder(trx: OrderTrx, order: NewOrder): Promise<Order
         quantity: item.quantity,
         unit_price_minor: item.unitPriceMinor,
         line_total_minor: item.lineTotalMinor,
+        price_version: item.priceVersion,
       })),
     )
     .returningAll()
@@ -150,22 +151,96 @@ export async function listOrders(
   return { orders: rows.map(({ keyset_created_at: _key, ...order }) => ({ order, items: items.get(order.id) ?? [] })), nextCursor };
 }
 
-/**
- * PENDING orders placed more than `minAgeSeconds` ago: the candidates whose createOrder saga may
- * never have started (the process died between the commit and the start). Oldest first.
- */
-export async function findPendingOrdersOlderThan(db: OrderDb, minAgeSeconds: number, limit: number): Promise<OrderWithItems[]> {
-  const rows = await db
-    .selectFrom('orders')
-    .selectAll()
-    .where('status', '=', 'PENDING')
-    .where('created_at', '<', sql<Date>`now() - make_interval(secs => ${minAgeSeconds})`)
-    .orderBy('created_at')
-    .limit(limit)
-    .execute();
+/** The orders with these ids and their items (any order of ids; missing ones are left out). */
+export async function findOrdersWithItems(db: OrderDb, ids: string[]): Promise<OrderWithItems[]> {
+  if (ids.length === 0) return [];
+  const rows = await db.selectFrom('orders').selectAll().where('id', 'in', ids).execute();
   const items = await itemsOf(
     db,
     rows.map((row) => row.id),
   );
   return rows.map((order) => ({ order, items: items.get(order.id) ?? [] }));
+}
+
+// ---- saga start intents (written with the order; drained by workers/saga-starter.ts) ----
+
+/** Asks for the order's createOrder saga: the starter sees the intent once this transaction commits. */
+export async function insertSagaStartIntent(trx: OrderTrx, orderId: string): Promise<void> {
+  await trx.insertInto('saga_start_intents').values({ order_id: orderId, last_error: null }).execute();
+}
+
+export interface ClaimedIntent {
+  order_id: string;
+  attempts: number;
+}
+
+/**
+ * Takes up to `limit` due intents for `leaseSeconds`: their next attempt moves past the lease, so a
+ * second starter skips them, and a starter that dies mid-batch leaves them due again when the lease
+ * ends. SKIP LOCKED keeps two starters' claims from waiting on each other.
+ */
+export async function claimDueIntents(db: OrderDb, limit: number, leaseSeconds: number): Promise<ClaimedIntent[]> {
+  const { rows } = await sql<ClaimedIntent>`
+    UPDATE saga_start_intents SET next_attempt_at = now() + make_interval(secs => ${leaseSeconds})
+    WHERE order_id IN (
+      SELECT order_id FROM saga_start_intents WHERE next_attempt_at <= now()
+      ORDER BY next_attempt_at LIMIT ${limit} FOR UPDATE SKIP LOCKED)
+    RETURNING order_id, attempts`.execute(db);
+  return rows;
+}
+
+/** The intents whose saga exists now (started by this claim or an earlier one): done. */
+export async function deleteIntents(db: OrderDb, orderIds: string[]): Promise<void> {
+  if (orderIds.length === 0) return;
+  await db.deleteFrom('saga_start_intents').where('order_id', 'in', orderIds).execute();
+}
+
+/** A failed start: tried again after `delayMs`. */
+export async function postponeIntent(db: OrderDb, orderId: string, attempts: number, error: string, delayMs: number): Promise<void> {
+  await db
+    .updateTable('saga_start_intents')
+    .set({ attempts, last_error: error.slice(0, 2_000), next_attempt_at: sql<Date>`now() + make_interval(secs => ${delayMs / 1000})` })
+    .where('order_id', '=', orderId)
+    .execute();
+}
+
+/** The admission backlog: PENDING orders (their saga not finished), and of those the ones whose saga has not started. */
+export async function countSagaBacklog(db: OrderDb): Promise<{ pending: number; notStarted: number }> {
+  const { rows } = await sql<{ pending: string; not_started: string }>`
+    SELECT (SELECT count(*) FROM orders WHERE status = 'PENDING') AS pending,
+           (SELECT count(*) FROM saga_start_intents i JOIN orders o ON o.id = i.order_id WHERE o.status = 'PENDING') AS not_started`.execute(db);
+  return { pending: Number(rows[0]?.pending ?? 0), notStarted: Number(rows[0]?.not_started ?? 0) };
+}
+
+// ---- Idempotency-Key of POST /orders (written with the order it created) ----
+
+export interface OrderRequestKey {
+  requestHash: string;
+  orderId: string;
+}
+
+/**
+ * Records that `key` created `orderId`, in the order's transaction. A key already recorded is
+ * taken over only when its record is older than `ttlHours` (the key's life, as for the stored
+ * answers); otherwise nothing is written and false comes back: the caller rolls back and answers
+ * from the order that key created.
+ */
+export async function recordOrderRequestKey(trx: OrderTrx, key: string, { requestHash, orderId }: OrderRequestKey, ttlHours: number): Promise<boolean> {
+  const written = await trx
+    .insertInto('order_request_keys')
+    .values({ idempotency_key: key, request_hash: requestHash, order_id: orderId })
+    .onConflict((oc) =>
+      oc
+        .column('idempotency_key')
+        .doUpdateSet((eb) => ({ request_hash: eb.ref('excluded.request_hash'), order_id: eb.ref('excluded.order_id'), created_at: eb.fn('now') }))
+        .where('order_request_keys.created_at', '<=', sql<Date>`now() - make_interval(hours => ${ttlHours})`),
+    )
+    .returning('order_id')
+    .executeTakeFirst();
+  return written !== undefined;
+}
+
+export async function findOrderRequestKey(db: OrderDb, key: string): Promise<OrderRequestKey | undefined> {
+  const row = await db.selectFrom('order_request_keys').select(['request_hash', 'order_id']).where('idempotency_key', '=', key).executeTakeFirst();
+  return row && { requestHash: row.request_hash, orderId: row.order_id };
 }

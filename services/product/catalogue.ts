@@ -4,10 +4,13 @@ import type { ProductDatabase } from '../../db/product/schema';
 import { ConflictError, NotFoundError } from '../shared/errors';
 import { formatMinor } from '../shared/money';
 import { appendOutboxEvent } from '../shared/outbox';
-import { PRODUCT_ERROR_CODES, type CreateProductBody, type Product } from './contract';
-import { findProductById, insertProduct, listProducts, type ProductRow } from './repository';
+import { PRODUCT_ERROR_CODES, type ChangePriceBody, type CreateProductBody, type Product } from './contract';
+import { findProductById, insertProduct, listProducts, updateProductPrice, type ProductRow } from './repository';
 
 type ProductDb = Kysely<ProductDatabase>;
+
+/** Product ids are UUIDs; any other id names no product (404), never a database error. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function toProduct(row: ProductRow): Product {
   return {
@@ -17,6 +20,7 @@ export function toProduct(row: ProductRow): Product {
     description: row.description,
     price: formatMinor(row.price_minor),
     currency: row.currency as Product['currency'],
+    version: row.version,
     stockQuantity: row.stock_quantity,
     reservedQuantity: row.reserved_quantity,
     availableQuantity: row.stock_quantity - row.reserved_quantity,
@@ -25,10 +29,14 @@ export function toProduct(row: ProductRow): Product {
   };
 }
 
-/** Creates a product and its PRODUCT_CREATED event; a taken sku is refused with 409. */
-export async function createProduct(db: ProductDb, body: CreateProductBody): Promise<Product> {
+/**
+ * Creates a product and its PRODUCT_CREATED event; a taken sku is refused with 409. `fixedId` is
+ * for the demo data only (its README examples name the products).
+ */
+export async function createProduct(db: ProductDb, body: CreateProductBody, fixedId?: string): Promise<Product> {
   return db.transaction().execute(async (trx) => {
     const row = await insertProduct(trx, {
+      id: fixedId,
       sku: body.sku,
       name: body.name,
       description: body.description ?? null,
@@ -41,13 +49,45 @@ export async function createProduct(db: ProductDb, body: CreateProductBody): Pro
     await appendOutboxEvent(trx, {
       eventType: 'PRODUCT_CREATED',
       aggregateId: product.id,
-      payload: { productId: product.id, sku: product.sku, price: product.price, currency: product.currency, stockQuantity: product.stockQuantity },
+      payload: {
+        productId: product.id,
+        sku: product.sku,
+        name: product.name,
+        price: product.price,
+        currency: product.currency,
+        stockQuantity: product.stockQuantity,
+        version: product.version,
+      },
     });
     return product;
   });
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/**
+ * Changes a product's price, with PRODUCT_PRICE_CHANGED carrying the new price and version in the
+ * same transaction. Orders already placed keep the price they were accepted at.
+ */
+export async function changeProductPrice(db: ProductDb, id: string, body: ChangePriceBody): Promise<Product> {
+  return db.transaction().execute(async (trx) => {
+    const changed = UUID.test(id) ? await updateProductPrice(trx, id, { priceMinor: body.price, currency: body.currency }) : undefined;
+    if (!changed) throw new NotFoundError('product', id);
+    const product = toProduct(changed.row);
+    await appendOutboxEvent(trx, {
+      eventType: 'PRODUCT_PRICE_CHANGED',
+      aggregateId: product.id,
+      payload: {
+        productId: product.id,
+        sku: product.sku,
+        name: product.name,
+        price: product.price,
+        currency: product.currency,
+        version: product.version,
+        previousPrice: formatMinor(changed.previousPriceMinor),
+      },
+    });
+    return product;
+  });
+}
 
 export async function getProduct(db: ProductDb, id: string): Promise<Product> {
   const row = UUID.test(id) ? await findProductById(db, id) : undefined;

@@ -61,11 +61,16 @@ export const productSchema = z
     stockQuantity: z.number().int(),
     reservedQuantity: z.number().int(),
     availableQuantity: z.number().int(),
+    /** 1 when created, one more at each price change: the version an order line's price came from. */
+    version: z.number().int().positive(),
     createdAt: z.iso.datetime(),
     updatedAt: z.iso.datetime(),
   })
   .meta({ id: 'Product' });
 export type Product = z.infer<typeof productSchema>;
+
+export const changePriceBodySchema = z.strictObject({ price: positiveMoneyInput, currency: currencyCode });
+export type ChangePriceBody = z.infer<typeof changePriceBodySchema>;
 
 /** Any id is accepted: one that is not a product's (UUID or not) is 404 PRODUCT_NOT_FOUND. */
 export const productIdParamsSchema = z.object({ id: z.string().min(1).max(100) });

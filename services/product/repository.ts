@@ -21,6 +21,8 @@ type Db = Kysely<ProductDatabase> | Transaction<ProductDatabase>;
 // ---- products ----
 
 export interface NewProduct {
+  /** Set by the caller only for fixed demo ids (infra/seed-demo.ts); otherwise the database makes one. */
+  id?: string;
   sku: string;
   name: string;
   description: string | null;
@@ -34,6 +36,7 @@ export async function insertProduct(trx: Transaction<ProductDatabase>, product: 
   return trx
     .insertInto('products')
     .values({
+      ...(product.id ? { id: product.id } : {}),
       sku: product.sku,
       name: product.name,
       description: product.description,
@@ -44,6 +47,26 @@ export async function insertProduct(trx: Transaction<ProductDatabase>, product: 
     .onConflict((oc) => oc.constraint('uq_products_sku').doNothing())
     .returningAll()
     .executeTakeFirst();
+}
+
+/**
+ * Sets a product's price and moves its version on, with the row locked; undefined when there is no
+ * such product. The previous price comes back for the event.
+ */
+export async function updateProductPrice(
+  trx: Transaction<ProductDatabase>,
+  id: string,
+  price: { priceMinor: number; currency: string },
+): Promise<{ row: ProductRow; previousPriceMinor: number } | undefined> {
+  const before = await trx.selectFrom('products').select('price_minor').where('id', '=', id).forUpdate().executeTakeFirst();
+  if (!before) return undefined;
+  const row = await trx
+    .updateTable('products')
+    .set({ price_minor: price.priceMinor, currency: price.currency, version: sql<number>`version + 1`, updated_at: sql<Date>`now()` })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return { row, previousPriceMinor: before.price_minor };
 }
 
 export async function findProductById(db: Db, id: string): Promise<ProductRow | undefined> {

@@ -220,10 +220,24 @@ const envSchema = z.object({
   SAGA_COMPENSATION_RETRY_HORIZON_SECONDS: positiveInt.default(6 * 60 * 60),
   /** Manual checkout: how long tccPayment holds reservations waiting for the customer's confirm. */
   CHECKOUT_HOLD_TTL_SECONDS: positiveInt.default(600),
-  /** Order service: how often the reconciler looks for PENDING orders whose createOrder saga never started. */
-  ORDER_RECONCILE_INTERVAL_MS: positiveInt.default(10_000),
-  /** A PENDING order younger than this may still be between its commit and its saga start: left alone. */
-  ORDER_RECONCILE_MIN_AGE_SECONDS: positiveInt.default(5),
+  /**
+   * Admission control of POST /orders: PENDING orders (saga not started or not finished) beyond
+   * which new orders are refused with 503 ORDER_BACKLOG_FULL and Retry-After (services/order/admission.ts).
+   */
+  ORDER_ADMISSION_MAX_BACKLOG: positiveInt.default(10_000),
+  /** Retry-After of that 503, in seconds. */
+  ORDER_ADMISSION_RETRY_AFTER_SECONDS: positiveInt.default(5),
+  /** How often the order service counts the backlog (the bound may be overshot by what arrives in between). */
+  ORDER_ADMISSION_REFRESH_MS: positiveInt.default(500),
+  /** Saga starter (workers/saga-starter.ts): createOrder starts in flight at once. */
+  SAGA_STARTER_CONCURRENCY: positiveInt.default(32),
+  /** Start intents claimed per round trip to order_db. */
+  SAGA_STARTER_BATCH_SIZE: positiveInt.default(200),
+  /** The starter looks for due intents at least this often (NOTIFY wakes it at once for new ones). */
+  SAGA_STARTER_POLL_INTERVAL_MS: positiveInt.default(1_000),
+  /** Backoff of a failed start (Temporal down or slow): base, doubled per attempt, capped. */
+  SAGA_STARTER_RETRY_BASE_MS: positiveInt.default(500),
+  SAGA_STARTER_RETRY_MAX_MS: positiveInt.default(30_000),
 
   IDEMPOTENCY_TTL_HOURS: positiveInt.default(24),
   /** A PROCESSING idempotency record older than this belongs to a request that died: it may be retried. */

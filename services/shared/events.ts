@@ -11,6 +11,9 @@ const currency = currencyCode;
 const isoTime = z.iso.datetime({ offset: true });
 const id = z.string().min(1);
 
+/** A product's catalogue version: 1 when created, one more at each price change. */
+const catalogueVersion = z.number().int().positive();
+
 const stockLine = z.object({ productId: id, quantity: z.number().int().positive() });
 
 /** Payload schema and aggregate type of every event type, keyed by event type. */
@@ -35,7 +38,24 @@ export const EVENT_DEFINITIONS = {
   ORDER_CANCELLATION_REQUESTED: { aggregateType: 'ORDER', payload: z.object({ orderId: id, reason: z.string() }) },
   ORDER_CANCELLED: { aggregateType: 'ORDER', payload: z.object({ orderId: id, reason: z.string(), refundId: id.nullable() }) },
 
-  PRODUCT_CREATED: { aggregateType: 'PRODUCT', payload: z.object({ productId: id, sku: z.string(), price: money, currency, stockQuantity: z.number().int().nonnegative() }) },
+  /** name and version are absent on events written before the order service kept a catalogue read model. */
+  PRODUCT_CREATED: {
+    aggregateType: 'PRODUCT',
+    payload: z.object({
+      productId: id,
+      sku: z.string(),
+      name: z.string().optional(),
+      price: money,
+      currency,
+      stockQuantity: z.number().int().nonnegative(),
+      version: catalogueVersion.optional(),
+    }),
+  },
+  /** A product's price as of `version`: consumers keep the highest version they have seen. */
+  PRODUCT_PRICE_CHANGED: {
+    aggregateType: 'PRODUCT',
+    payload: z.object({ productId: id, sku: z.string(), name: z.string(), price: money, currency, version: catalogueVersion, previousPrice: money }),
+  },
   STOCK_RESERVED: {
     aggregateType: 'STOCK_RESERVATION',
     payload: z.object({ orderId: id, reservations: z.array(stockLine.extend({ reservationId: id, expiresAt: isoTime })) }),

@@ -11,7 +11,8 @@ export const currencyCode = z.enum(SUPPORTED_CURRENCIES);
 /** How events and responses show an amount: always two decimals. */
 export const moneyString = z.string().regex(/^\d+\.\d{2}$/, 'a decimal amount with exactly two decimals');
 
-const MAX_MINOR = 10 ** 13; // 100 billion in major units: far above any order, far below 2^53
+/** The largest amount OMS takes anywhere (an order total, a payment): 100 billion major units, far below 2^53. */
+export const MAX_AMOUNT_MINOR = 10 ** 13;
 
 /**
  * An amount a client sends: a decimal string (or a JSON number written the same way) with at most
@@ -27,7 +28,7 @@ export const moneyInput = z
       return z.NEVER;
     }
     const minor = Number(match[1]) * 100 + Number((match[2] ?? '').padEnd(2, '0'));
-    if (minor > MAX_MINOR) {
+    if (minor > MAX_AMOUNT_MINOR) {
       ctx.addIssue({ code: 'custom', message: 'amount too large' });
       return z.NEVER;
     }

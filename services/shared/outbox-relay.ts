@@ -10,6 +10,8 @@ import { TOPICS, type TopicName } from './kafka';
 export function topicForEventType(eventType: string): TopicName {
   if (eventType.startsWith('ORDER_')) return TOPICS.orderEvents;
   if (eventType.startsWith('STOCK_')) return TOPICS.productEvents;
+  // The catalogue's events, with the stock ones: one topic keyed by product id orders a product's versions.
+  if (eventType.startsWith('PRODUCT_')) return TOPICS.productEvents;
   if (eventType.startsWith('PAYMENT_')) return TOPICS.paymentEvents;
   return TOPICS.generalEvents;
 }

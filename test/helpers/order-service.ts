@@ -1,18 +1,20 @@
 /**
  * A real order service for tests: its own freshly migrated order database, the real Redis and
  * Temporal, listening on a free port, pricing orders from the product service at `productUrl`, and
- * starting sagas on `taskQueue` (a worker for that queue runs them; without one they wait).
+ * a saga starter draining its start intents into sagas on `taskQueue` (a worker for that queue runs
+ * them; without one they wait), as the worker process does for the real service.
  */
 import type { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
 import type { OrderDatabase } from '../../db/order/schema';
 import { buildOrderApp, orderSagasFor } from '../../services/order/app';
 import type { OrderSagas } from '../../services/order/order-sagas';
-import { reconcilePendingOrders, type ReconcileResult } from '../../services/order/reconciler';
 import type { Config } from '../../services/shared/config';
 import type { ServiceApp } from '../../services/shared/http/app';
 import { createMetricsRegistry } from '../../services/shared/metrics';
 import { connectRedis } from '../../services/shared/redis';
+import { databaseOptions } from '../../db/databases';
+import { createSagaStartRound, startSagaStarter, type SagaStarter, type StartOutcome } from '../../workers/saga-starter';
 import { asCustomer, asOperator, type AuthHeaders } from './auth';
 import { createTestDatabase } from './database';
 import { testConfig } from './stack';
@@ -31,8 +33,8 @@ export interface TestOrderService {
   asCustomer: (customerId: string) => Promise<AuthHeaders>;
   config: Config;
   sagas: OrderSagas;
-  /** One reconciler pass, with a grace period of `minAgeSeconds` (default 0: every PENDING order counts). */
-  reconcile: (minAgeSeconds?: number) => Promise<ReconcileResult>;
+  /** One claim-and-start round of a saga starter over this service's database (whether or not one runs). */
+  drainSagaStarts: () => Promise<Record<StartOutcome, number>>;
   close: () => Promise<void>;
 }
 
@@ -44,9 +46,18 @@ export interface TestOrderServiceOptions {
   config?: Record<string, string>;
   /** A second instance of a running service: same database (left to that service to drop). */
   sharedDatabaseOf?: Pick<TestOrderService, 'db' | 'databaseUrl' | 'workerDb'>;
+  /** Run a saga starter as the worker process does (default); false: intents wait for drainSagaStarts(). */
+  sagaStarter?: boolean;
 }
 
-export async function startTestOrderService({ productUrl, temporal, taskQueue, config: overrides = {}, sharedDatabaseOf }: TestOrderServiceOptions): Promise<TestOrderService> {
+export async function startTestOrderService({
+  productUrl,
+  temporal,
+  taskQueue,
+  config: overrides = {},
+  sharedDatabaseOf,
+  sagaStarter = true,
+}: TestOrderServiceOptions): Promise<TestOrderService> {
   const database = sharedDatabaseOf
     ? { db: sharedDatabaseOf.db, url: sharedDatabaseOf.databaseUrl, worker: sharedDatabaseOf.workerDb, destroy: () => Promise.resolve() }
     : await createTestDatabase('order');
@@ -65,6 +76,8 @@ export async function startTestOrderService({ productUrl, temporal, taskQueue, c
     const address = await app.listen({ host: '127.0.0.1', port: 0 });
     const sagas = orderSagasFor(temporal.client, config);
     const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
+    const starterOptions = { db: database.db, listener: databaseOptions(config, database.url, 'oms-test-saga-starter'), sagas, config, log: silent };
+    const starter: SagaStarter | undefined = sagaStarter ? startSagaStarter(starterOptions) : undefined;
     const started = { app, redis };
     return {
       url: address,
@@ -76,9 +89,9 @@ export async function startTestOrderService({ productUrl, temporal, taskQueue, c
       asCustomer,
       config,
       sagas,
-      reconcile: (minAgeSeconds = 0) =>
-        reconcilePendingOrders({ db: database.db, sagas, holdTtlSeconds: config.CHECKOUT_HOLD_TTL_SECONDS, minAgeSeconds, log: silent }),
+      drainSagaStarts: createSagaStartRound(starterOptions),
       close: async () => {
+        await starter?.stop();
         await started.app.close();
         await started.redis.quit();
         await database.destroy();

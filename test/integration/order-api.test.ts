@@ -1,15 +1,16 @@
 /**
  * The order API on real PostgreSQL, Redis and Temporal, for everything that does not need a
  * product's price: customers, validation, state checks of confirm and cancel, the saga view, and
- * the reconciler that starts a saga the API never started. Sagas start on a task queue no worker
- * polls, so they stay RUNNING exactly as started and can be inspected.
+ * the saga starter that turns an order's start intent into its saga (run here one round at a time).
+ * Sagas start on a task queue no worker polls, so they stay RUNNING exactly as started and can be
+ * inspected.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type Socket } from 'node:net';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OrderStatus } from '../../db/order/schema';
-import { insertOrder } from '../../services/order/repository';
+import { insertOrder, insertSagaStartIntent } from '../../services/order/repository';
 import { formatMinor } from '../../services/shared/money';
 import { appendOutboxEvent } from '../../services/shared/outbox';
 import { cancelOrderWorkflowId, createOrderWorkflowId, sagaTimeoutsFor, SEARCH_ATTRIBUTES, type CreateOrderInput } from '../../workflows/order-contract';
@@ -40,6 +41,7 @@ describe('order API', () => {
       taskQueue: temporal.taskQueue,
       // Queries to a workflow nobody polls for give up quickly.
       config: { HTTP_CLIENT_TIMEOUT_MS: '1500' },
+      sagaStarter: false,
     });
   });
   afterAll(async () => {
@@ -51,7 +53,7 @@ describe('order API', () => {
   });
 
   const operator = () => service.operator;
-  const count = async (table: 'orders' | 'order_items' | 'outbox_events' | 'idempotency_records' | 'customers') =>
+  const count = async (table: 'orders' | 'order_items' | 'outbox_events' | 'idempotency_records' | 'customers' | 'saga_start_intents') =>
     Number((await service.db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
 
   async function createCustomer(overrides: { email?: string; status?: 'ACTIVE' | 'INACTIVE' } = {}): Promise<string> {
@@ -65,12 +67,12 @@ describe('order API', () => {
     return response.json<{ id: string }>().id;
   }
 
-  /** Writes an order exactly as POST /orders does (order, items and ORDER_CREATED in one transaction), then sets the status the saga would have reached. */
+  /** Writes an order exactly as POST /orders does (order, items, ORDER_CREATED and the saga start intent in one transaction), then sets the status the saga would have reached. */
   async function seedOrder(customerId: string, status: OrderStatus = 'PENDING', ageSeconds = 0) {
     const orderId = randomUUID();
     const items = [
-      { productId: randomUUID(), sku: 'WIDGET-1', productName: 'Widget', quantity: 2, unitPriceMinor: 1250, lineTotalMinor: 2500 },
-      { productId: randomUUID(), sku: 'GADGET-1', productName: 'Gadget', quantity: 1, unitPriceMinor: 999, lineTotalMinor: 999 },
+      { productId: randomUUID(), sku: 'WIDGET-1', productName: 'Widget', quantity: 2, unitPriceMinor: 1250, lineTotalMinor: 2500, priceVersion: 1 },
+      { productId: randomUUID(), sku: 'GADGET-1', productName: 'Gadget', quantity: 1, unitPriceMinor: 999, lineTotalMinor: 999, priceVersion: 3 },
     ];
     await service.db.transaction().execute(async (trx) => {
       await insertOrder(trx, { id: orderId, customerId, totalMinor: 3499, currency: 'USD', paymentMethod: 'ACCOUNT_BALANCE', confirmation: 'manual', workflowId: createOrderWorkflowId(orderId), items });
@@ -80,6 +82,7 @@ describe('order API', () => {
         correlationId: orderId,
         payload: { orderId, customerId, items: items.map((i) => ({ productId: i.productId, productName: i.productName, quantity: i.quantity, unitPrice: formatMinor(i.unitPriceMinor) })), totalAmount: '34.99', currency: 'USD' },
       });
+      await insertSagaStartIntent(trx, orderId);
     });
     await service.db
       .updateTable('orders')
@@ -264,8 +267,8 @@ describe('order API', () => {
         customerId,
         status: 'PENDING',
         items: [
-          { productId: items[0]!.productId, sku: 'WIDGET-1', productName: 'Widget', quantity: 2, unitPrice: '12.50', lineTotal: '25.00' },
-          { productId: items[1]!.productId, sku: 'GADGET-1', productName: 'Gadget', quantity: 1, unitPrice: '9.99', lineTotal: '9.99' },
+          { productId: items[0]!.productId, sku: 'WIDGET-1', productName: 'Widget', quantity: 2, unitPrice: '12.50', lineTotal: '25.00', priceVersion: 1 },
+          { productId: items[1]!.productId, sku: 'GADGET-1', productName: 'Gadget', quantity: 1, unitPrice: '9.99', lineTotal: '9.99', priceVersion: 3 },
         ],
         totalAmount: '34.99',
         currency: 'USD',
@@ -357,6 +360,7 @@ describe('order API', () => {
 
       const first = await cancel();
       expect(first.statusCode).toBe(202);
+      expect(first.json()).toMatchObject({ id: orderId, status: 'CANCELLING' });
       const firstRun = (await temporal.client.workflow.getHandle(workflowId).describe()).runId;
       // Asked again while it runs: the same run answers.
       expect((await cancel()).statusCode).toBe(202);
@@ -389,7 +393,8 @@ describe('order API', () => {
 
       const first = await service.app.inject(request);
       expect(first.statusCode).toBe(202);
-      expect(first.json()).toEqual({ id: orderId, status: 'PAID', workflowId });
+      // The answer shows what the order is now: the cancelOrder saga has it.
+      expect(first.json()).toEqual({ id: orderId, status: 'CANCELLING', workflowId });
       const replay = await service.app.inject(request);
       expect(replay.statusCode).toBe(202);
       expect(replay.headers['idempotent-replayed']).toBe('true');
@@ -414,7 +419,7 @@ describe('order API', () => {
     });
   });
 
-  describe('the saga view and the reconciler', () => {
+  describe('the saga view and the saga starter', () => {
     it('GET /orders/:id/saga answers 404 SAGA_NOT_FOUND before the saga exists', async () => {
       const { orderId } = await seedOrder(await createCustomer());
       const response = await service.app.inject({ method: 'GET', url: `/orders/${orderId}/saga`, headers: operator() });
@@ -422,31 +427,32 @@ describe('order API', () => {
       expect(response.json()).toMatchObject({ error: { code: 'SAGA_NOT_FOUND', details: { workflowId: createOrderWorkflowId(orderId) } } });
     });
 
-    it('the reconciler starts the missing saga of an old PENDING order once, with the stored input, and leaves young ones alone', async () => {
+    it('the starter starts the saga of a start intent once, with the stored input; an intent whose order is no longer PENDING starts nothing', async () => {
+      // The intents of other tests' orders are not this test's business (and their sagas would run on after it).
+      await service.db.deleteFrom('saga_start_intents').execute();
       const customerId = await createCustomer();
-      // The handler committed these, then the process died before starting their sagas.
-      const stranded = await seedOrder(customerId, 'PENDING', 30);
-      const young = await seedOrder(customerId, 'PENDING', 0);
-      const paid = await seedOrder(customerId, 'PAID', 30);
-      const workflowId = createOrderWorkflowId(stranded.orderId);
-      startedWorkflows.push(workflowId, createOrderWorkflowId(young.orderId));
+      // Committed with their intents; one was cancelled before the starter got to it.
+      const waiting = await seedOrder(customerId, 'PENDING');
+      const cancelled = await seedOrder(customerId, 'CANCELLED');
+      const workflowId = createOrderWorkflowId(waiting.orderId);
+      startedWorkflows.push(workflowId);
 
-      const pass = await service.reconcile(10);
-      expect(pass.started).toEqual([stranded.orderId]);
+      expect(await service.drainSagaStarts()).toEqual({ started: 1, already_started: 0, dropped: 1, failed: 0 });
+      expect(await count('saga_start_intents')).toBe(0);
 
       const handle = temporal.client.workflow.getHandle(workflowId);
       const description = await handle.describe();
       expect(description).toMatchObject({ type: 'createOrder', taskQueue: temporal.taskQueue, status: { name: 'RUNNING' } });
-      expect(description.typedSearchAttributes.get(ORDER_ID_KEY)).toBe(stranded.orderId);
+      expect(description.typedSearchAttributes.get(ORDER_ID_KEY)).toBe(waiting.orderId);
       expect(description.typedSearchAttributes.get(CUSTOMER_ID_KEY)).toBe(customerId);
       expect(description.typedSearchAttributes.get(SAGA_STATE_KEY)).toBe('RUNNING');
       const history = await handle.fetchHistory();
       const data = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
       const input = JSON.parse(Buffer.from(data!).toString()) as CreateOrderInput;
       expect(input).toEqual({
-        orderId: stranded.orderId,
+        orderId: waiting.orderId,
         customerId,
-        items: stranded.items.map((item) => ({ productId: item.productId, quantity: item.quantity, unitPriceMinor: item.unitPriceMinor })),
+        items: waiting.items.map((item) => ({ productId: item.productId, quantity: item.quantity, unitPriceMinor: item.unitPriceMinor })),
         totalMinor: 3499,
         currency: 'USD',
         paymentMethod: 'ACCOUNT_BALANCE',
@@ -454,21 +460,22 @@ describe('order API', () => {
         holdTtlSeconds: service.config.CHECKOUT_HOLD_TTL_SECONDS,
         timeouts: sagaTimeoutsFor(service.config.HTTP_CLIENT_TIMEOUT_MS, service.config.SAGA_COMPENSATION_RETRY_HORIZON_SECONDS * 1000),
       });
+      await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(cancelled.orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
 
-      await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(young.orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
-      await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(paid.orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
-
-      // A second pass finds the saga and starts nothing: still one run.
-      const again = await service.reconcile(10);
-      expect(again.started).toEqual([]);
+      // A starter that died after the start and before deleting the intent leaves it behind: the
+      // repeated start finds the saga and counts it done. Still one run.
+      await service.db.insertInto('saga_start_intents').values({ order_id: waiting.orderId, last_error: null }).execute();
+      expect(await service.drainSagaStarts()).toEqual({ started: 0, already_started: 1, dropped: 0, failed: 0 });
       expect((await temporal.client.workflow.count(`WorkflowId = '${workflowId}'`)).count).toBe(1);
       expect((await handle.describe()).runId).toBe(description.runId);
+      expect(await count('saga_start_intents')).toBe(0);
     });
 
     it('GET /orders/:id/saga shows the live workflow: ids, status, saga state and the Web UI link', async () => {
       const customerId = await createCustomer();
+      await service.db.deleteFrom('saga_start_intents').execute();
       const { orderId } = await seedOrder(customerId, 'PENDING', 30);
-      await service.reconcile(10);
+      await service.drainSagaStarts();
       const workflowId = createOrderWorkflowId(orderId);
       startedWorkflows.push(workflowId);
       const { runId } = await temporal.client.workflow.getHandle(workflowId).describe();

@@ -7,19 +7,21 @@
  * to keep the focus on the sagas; test/integration/auth.test.ts covers who may do what.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
 import { Client, Connection, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJsonHttpClient } from '../../activities/http';
 import { createSagaWorker } from '../../workers/saga-worker';
 import { orderSagasFor } from '../../services/order/app';
-import { reconcilePendingOrders } from '../../services/order/reconciler';
+import { Registry } from 'prom-client';
+import { databaseOptions } from '../../db/databases';
+import { startSagaStarter, type SagaStarter } from '../../workers/saga-starter';
 import { cancelOrderWorkflowId, createOrderWorkflowId, getSagaProgressQuery, tccPaymentWorkflowId } from '../../workflows/order-contract';
 import { startTestOrderService, type TestOrderService } from '../helpers/order-service';
 import { startTestPaymentService, type TestPaymentService } from '../helpers/payment-service';
 import { createTestProduct, startTestProductService, stockOf, type TestProductService } from '../helpers/product-service';
 import { testConfig } from '../helpers/stack';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
 import { connectTestTemporal, type TestTemporal } from '../helpers/temporal';
 
 interface OrderBody {
@@ -39,12 +41,30 @@ describe('order API end to end, with the saga worker', () => {
   let order: TestOrderService;
   let worker: Worker;
   let workerRun: Promise<void>;
+  // The saga starter reaches Temporal through a proxy that a test can take off the network.
+  let temporalProxy: TcpProxy;
+  let starterConnection: Connection;
+  let starter: SagaStarter;
+  const starterMetrics = new Registry();
 
   beforeAll(async () => {
     temporal = await connectTestTemporal('order-e2e');
     [product, payment] = await Promise.all([startTestProductService(), startTestPaymentService()]);
-    order = await startTestOrderService({ productUrl: product.url, temporal, taskQueue: temporal.taskQueue });
+    order = await startTestOrderService({ productUrl: product.url, temporal, taskQueue: temporal.taskQueue, sagaStarter: false });
     const config = testConfig();
+    temporalProxy = await startTcpProxy(config.TEMPORAL_ADDRESS);
+    // No client-side retry interceptor: a retry timer left behind by a call the starter gave up on
+    // would fire after this connection is closed and fail the run with "Channel has been shut down".
+    starterConnection = Connection.lazy({ address: temporalProxy.address, interceptors: [] });
+    starter = startSagaStarter({
+      db: order.db,
+      listener: databaseOptions(order.config, order.databaseUrl, 'oms-e2e-saga-starter'),
+      sagas: orderSagasFor(new Client({ connection: starterConnection, namespace: 'default' }), order.config),
+      // Short backoff and a short call timeout, so an outage and the recovery fit in a test.
+      config: { ...order.config, HTTP_CLIENT_TIMEOUT_MS: 1_000, SAGA_STARTER_RETRY_BASE_MS: 200, SAGA_STARTER_RETRY_MAX_MS: 1_000, SAGA_STARTER_POLL_INTERVAL_MS: 200 },
+      log: { info: () => undefined, warn: () => undefined, error: () => undefined },
+      registry: starterMetrics,
+    });
     const http = { credential: config.WORKER_SERVICE_TOKEN, timeoutMs: config.HTTP_CLIENT_TIMEOUT_MS };
     worker = await createSagaWorker({
       connection: temporal.workerConnection,
@@ -62,6 +82,9 @@ describe('order API end to end, with the saga worker', () => {
   afterAll(async () => {
     if (worker?.getState() === 'RUNNING') worker.shutdown();
     await workerRun;
+    await starter?.stop();
+    await starterConnection?.close();
+    await temporalProxy?.close();
     await order?.close();
     await Promise.all([product?.close(), payment?.close()]);
     await temporal?.close();
@@ -97,6 +120,20 @@ describe('order API end to end, with the saga worker', () => {
       if (Date.now() > deadline) throw new Error(`order ${orderId} stayed ${body.status}, expected ${status}`);
       await new Promise((resolve) => setTimeout(resolve, 150));
     }
+  }
+
+  async function waitUntil(condition: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await condition())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** Sagas the suite's starter started (oms_saga_starts_total{outcome="started"}). */
+  async function startedCount(): Promise<number> {
+    const metric = await starterMetrics.getSingleMetric('oms_saga_starts_total')?.get();
+    return metric?.values.find((value) => value.labels.outcome === 'started')?.value ?? 0;
   }
 
   /** Visibility is eventually consistent: count until the server has indexed the start. */
@@ -369,7 +406,8 @@ describe('order API end to end, with the saga worker', () => {
 
     const cancel = await post<{ status: string; workflowId: string }>(`/orders/${placed.body.id}/cancel`, { reason: 'too slow to decide' });
     expect(cancel.status).toBe(202);
-    expect(cancel.body.status).toBe('AWAITING_CONFIRMATION');
+    // The answer shows what the order is now, not what it was: the cancelOrder saga has it.
+    expect(cancel.body.status).toBe('CANCELLING');
     await waitForStatus(placed.body.id, 'CANCELLED');
     expect(await stockOf(product.db, productId)).toEqual({ stock: 4, reserved: 0, available: 4 });
     const account = await fetch(new URL(`/accounts/${customerId}`, payment.url), { headers: await order.asCustomer(customerId) });
@@ -381,66 +419,43 @@ describe('order API end to end, with the saga worker', () => {
     expect(late.body.error.code).toBe('ORDER_NOT_AWAITING_CONFIRMATION');
   });
 
-  it('an order accepted while Temporal is unreachable is committed PENDING, and the reconciler starts its saga, which completes', async () => {
-    // A second instance of the order service, on the same database, whose Temporal is a port nothing listens on.
-    const probe = createServer();
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-    const { port } = probe.address() as { port: number };
-    await new Promise<void>((resolve) => probe.close(() => resolve()));
-    // No client-side retry interceptor: a retry timer left behind by a call the service gave up on
-    // would fire after this connection is closed and fail the run with "Channel has been shut down".
-    const deadConnection = Connection.lazy({ address: `127.0.0.1:${port}`, interceptors: [] });
-    const isolated = await startTestOrderService({
-      productUrl: product.url,
-      temporal: { client: new Client({ connection: deadConnection, namespace: 'default' }) },
-      taskQueue: temporal.taskQueue,
-      config: { HTTP_CLIENT_TIMEOUT_MS: '1000' },
-      sharedDatabaseOf: order,
-    });
+  it('orders accepted while Temporal is unreachable are committed with their start intents; once it is back each saga starts exactly once and completes', async () => {
+    const customerId = await customerWithAccount({ balance: '50.00' });
+    const productId = await createTestProduct(product, { stockQuantity: 5, price: '5.00' });
+    const startsBefore = await startedCount();
+    temporalProxy.setReachable(false);
+    let orderIds: string[] = [];
     try {
-      const created = await isolated.app.inject({
-        method: 'POST',
-        url: '/customers',
-        headers: isolated.operator,
-        payload: { name: 'Stranded', email: `stranded-${randomUUID()}@example.com` },
-      });
-      const customerId = created.json<{ id: string }>().id;
-      await fetch(new URL('/accounts', payment.url), {
-        method: 'POST',
-        headers: { ...payment.operator, 'content-type': 'application/json' },
-        body: JSON.stringify({ customerId, balance: '50.00', currency: 'USD' }),
-      });
-      const productId = await createTestProduct(product, { stockQuantity: 3, price: '5.00' });
+      // Accepted as usual: nothing on the accept path waits for Temporal.
+      const placed = await Promise.all([1, 2, 3].map(() => post<{ id: string; status: string }>('/orders', { customerId, items: [{ productId, quantity: 1 }] })));
+      expect(placed.map((answer) => [answer.status, answer.body.status])).toEqual([
+        [202, 'PENDING'],
+        [202, 'PENDING'],
+        [202, 'PENDING'],
+      ]);
+      orderIds = placed.map((answer) => answer.body.id);
 
-      const placed = await isolated.app.inject({ method: 'POST', url: '/orders', headers: await isolated.asCustomer(customerId), payload: { items: [{ productId, quantity: 1 }] } });
-      expect(placed.statusCode).toBe(202);
-      const orderId = placed.json<{ id: string }>().id;
-      const row = await isolated.db.selectFrom('orders').select(['status']).where('id', '=', orderId).executeTakeFirstOrThrow();
-      expect(row.status).toBe('PENDING');
-      await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
-      // Asking this instance for the saga is a 503 that names the dependency, not its address.
-      const saga = await isolated.app.inject({ method: 'GET', url: `/orders/${orderId}/saga`, headers: await isolated.asCustomer(customerId) });
-      expect(saga.statusCode).toBe(503);
-      expect(saga.json()).toEqual({ error: { code: 'DEPENDENCY_UNAVAILABLE', message: 'Temporal is unavailable; retry later', details: { dependency: 'temporal' } } });
-      expect(saga.body).not.toContain(String(port));
-
-      // Temporal is back (the real server): the reconciler of this service's database starts the saga.
-      const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
-      const pass = await reconcilePendingOrders({
-        db: isolated.db,
-        sagas: orderSagasFor(temporal.client, isolated.config),
-        holdTtlSeconds: isolated.config.CHECKOUT_HOLD_TTL_SECONDS,
-        minAgeSeconds: 0,
-        log: silent,
-      });
-      expect(pass.started).toEqual([orderId]);
-      expect((await reconcilePendingOrders({ db: isolated.db, sagas: orderSagasFor(temporal.client, isolated.config), holdTtlSeconds: 60, minAgeSeconds: 0, log: silent })).started).toEqual([]);
-      const paid = await waitForStatus(orderId, 'PAID');
-      expect(paid.totalAmount).toBe('5.00');
-      expect(await stockOf(product.db, productId)).toEqual({ stock: 2, reserved: 0, available: 2 });
+      // The starter tried each and failed: the intents wait out their backoff, the orders stay PENDING, no saga exists.
+      await waitUntil(async () => {
+        const intents = await order.db.selectFrom('saga_start_intents').select(['order_id', 'attempts']).where('order_id', 'in', orderIds).execute();
+        return intents.length === 3 && intents.every((intent) => intent.attempts >= 1);
+      }, 'each start intent failed at least once');
+      expect(temporalProxy.refused()).toBeGreaterThan(0);
+      const rows = await order.db.selectFrom('orders').select('status').where('id', 'in', orderIds).execute();
+      expect(rows.map((row) => row.status)).toEqual(['PENDING', 'PENDING', 'PENDING']);
+      for (const orderId of orderIds) {
+        await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+      }
     } finally {
-      await isolated.close();
-      await deadConnection.close();
+      temporalProxy.setReachable(true);
     }
+
+    // Temporal is back: every saga starts (nothing lost) and completes.
+    for (const orderId of orderIds) expect((await waitForStatus(orderId, 'PAID')).totalAmount).toBe('5.00');
+    expect(await stockOf(product.db, productId)).toEqual({ stock: 2, reserved: 0, available: 2 });
+    expect(await order.db.selectFrom('saga_start_intents').select('order_id').where('order_id', 'in', orderIds).execute()).toEqual([]);
+    // Nothing started twice: one run per order, and the starter counted exactly three starts.
+    for (const orderId of orderIds) expect((await temporal.client.workflow.count(`WorkflowId = '${createOrderWorkflowId(orderId)}'`)).count).toBe(1);
+    expect((await startedCount()) - startsBefore).toBe(3);
   });
 });

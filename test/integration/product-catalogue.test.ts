@@ -45,7 +45,32 @@ describe('product service: catalogue', () => {
     expect(await outboxEventTypes(service.db, product.id)).toEqual(['PRODUCT_CREATED']);
     const event = await service.db.selectFrom('outbox_events').selectAll().where('aggregate_id', '=', product.id).executeTakeFirstOrThrow();
     expect(event.aggregate_type).toBe('PRODUCT');
-    expect(event.payload).toMatchObject({ eventType: 'PRODUCT_CREATED', payload: { productId: product.id, sku: 'WIDGET-1', price: '12.50', currency: 'EUR', stockQuantity: 40 } });
+    expect(event.payload).toMatchObject({
+      eventType: 'PRODUCT_CREATED',
+      payload: { productId: product.id, sku: 'WIDGET-1', name: 'Widget', price: '12.50', currency: 'EUR', stockQuantity: 40, version: 1 },
+    });
+  });
+
+  it('a price change (operator) moves the version on and writes PRODUCT_PRICE_CHANGED with it; a customer or an unknown product changes nothing', async () => {
+    const created = await create({ sku: 'REPRICE-1', name: 'Repriced', price: '10.00', currency: 'USD', stockQuantity: 5 });
+    const { id } = created.json<{ id: string; version: number }>();
+    expect(created.json()).toMatchObject({ version: 1 });
+    const reprice = (url: string, headers: Record<string, string>) => service.app.inject({ method: 'PUT', url, headers, payload: { price: '8.50', currency: 'USD' } });
+
+    const changed = await reprice(`/products/${id}/price`, service.operator);
+    expect(changed.statusCode).toBe(200);
+    expect(changed.json()).toMatchObject({ id, price: '8.50', version: 2 });
+    expect(await outboxEventTypes(service.db, id)).toEqual(['PRODUCT_CREATED', 'PRODUCT_PRICE_CHANGED']);
+    const event = await service.db.selectFrom('outbox_events').select('payload').where('aggregate_id', '=', id).where('event_type', '=', 'PRODUCT_PRICE_CHANGED').executeTakeFirstOrThrow();
+    expect(event.payload).toMatchObject({ payload: { productId: id, sku: 'REPRICE-1', name: 'Repriced', price: '8.50', currency: 'USD', version: 2, previousPrice: '10.00' } });
+
+    const before = await countRows();
+    expect((await reprice(`/products/${id}/price`, await asCustomer(randomUUID()))).statusCode).toBe(403);
+    const unknown = await reprice(`/products/${randomUUID()}/price`, service.operator);
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.json()).toMatchObject({ error: { code: 'PRODUCT_NOT_FOUND' } });
+    expect((await reprice('/products/not-a-uuid/price', service.operator)).statusCode).toBe(404);
+    expect(await countRows()).toEqual(before);
   });
 
   it('accepts a whole-number price and a JSON number with two decimals', async () => {

@@ -21,7 +21,8 @@ describe('topicForEventType (the event router)', () => {
     ['PAYMENT_REFUNDED', TOPICS.paymentEvents],
     ['SAGA_COMPENSATE', TOPICS.generalEvents],
     ['CUSTOMER_CREATED', TOPICS.generalEvents],
-    ['PRODUCT_CREATED', TOPICS.generalEvents],
+    ['PRODUCT_CREATED', TOPICS.productEvents],
+    ['PRODUCT_PRICE_CHANGED', TOPICS.productEvents],
     ['ACCOUNT_OPENED', TOPICS.generalEvents],
     ['order_created', TOPICS.generalEvents],
   ])('%s goes to %s', (eventType, topic) => {

@@ -27,9 +27,10 @@ import {
   toOrderResponse,
   type OrderDomainDependencies,
 } from '../orders';
+import type { AdmissionControl } from '../admission';
 import { listOrders } from '../repository';
 
-export type OrderRoutesOptions = Omit<OrderDomainDependencies, 'log'>;
+export type OrderRoutesOptions = Omit<OrderDomainDependencies, 'log'> & { admission: AdmissionControl };
 
 const idempotencyHeader = {
   description: 'Optional Idempotency-Key: a repeated request with the same key gets the first answer',
@@ -40,7 +41,8 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
   const security = bearerJwtSecurity;
   // Every route here needs a customer or an operator; 401 and 403 are the same on each.
   app.addHook('onRequest', requireCustomerOrOperator);
-  const deps = (log: OrderDomainDependencies['log']): OrderDomainDependencies => ({ ...options, log });
+  const { admission, ...domain } = options;
+  const deps = (log: OrderDomainDependencies['log']): OrderDomainDependencies => ({ ...domain, log });
 
   app.post(
     '/orders',
@@ -48,8 +50,11 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
       config: { idempotent: true },
       schema: {
         tags,
-        summary: 'Place an order: priced by the product service, then paid by the createOrder saga',
-        description: `Answers 202 once the order is stored; its saga runs on Temporal. A customer orders for themselves. ${idempotencyHeader.description}.`,
+        summary: "Place an order: priced from the order service's copy of the catalogue, then paid by the createOrder saga",
+        description:
+          'Answers 202 once the order and its saga start intent are stored; the worker starts its saga on Temporal. A customer orders for themselves. ' +
+          'When too many orders wait for their saga: 503 ORDER_BACKLOG_FULL with Retry-After. ' +
+          `${idempotencyHeader.description}; the key is stored with the order, so a retry never places a second one.`,
         security,
         body: createOrderBodySchema,
         response: {
@@ -65,7 +70,12 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
     },
     async (request, reply) => {
       const customerId = orderingCustomerId(principalOf(request), request.body.customerId);
-      const accepted = await placeOrder(deps(request.log), { ...request.body, customerId });
+      const refusal = admission.refusal();
+      if (refusal) {
+        reply.header('retry-after', String(refusal.retryAfterSeconds));
+        throw refusal.error;
+      }
+      const accepted = await placeOrder(deps(request.log), { ...request.body, customerId }, request.idempotency);
       reply.status(202).header('location', `/orders/${accepted.id}`);
       return accepted;
     },
@@ -85,7 +95,7 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
     },
     async (request) => {
       const customerId = listedCustomerId(principalOf(request), request.query.customerId);
-      const { orders, nextCursor } = await listOrders(options.db, { ...request.query, customerId });
+      const { orders, nextCursor } = await listOrders(domain.db, { ...request.query, customerId });
       return { items: orders.map(toOrderResponse), nextCursor };
     },
   );
@@ -102,7 +112,7 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
         response: { 200: orderSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema },
       },
     },
-    async (request) => getOrder(options.db, request.params.id, principalOf(request)),
+    async (request) => getOrder(domain.db, request.params.id, principalOf(request)),
   );
 
   app.post(
@@ -132,7 +142,7 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
       schema: {
         tags,
         summary: 'Cancel an order: the cancelOrder saga releases or restocks the stock and refunds a payment',
-        description: `FAILED and CANCELLED orders answer 409 ORDER_NOT_CANCELLABLE. A CANCELLING order whose cancellation stopped halfway is cancelled again. ${idempotencyHeader.description}.`,
+        description: `Answers 202 with status CANCELLING: the cancelOrder saga has the order. FAILED and CANCELLED orders answer 409 ORDER_NOT_CANCELLABLE. A CANCELLING order whose cancellation stopped halfway is cancelled again. ${idempotencyHeader.description}.`,
         security,
         params: idParamsSchema,
         body: cancelOrderBodySchema,
@@ -157,6 +167,6 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
         response: { 200: sagaSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 503: errorBodySchema },
       },
     },
-    async (request) => getOrderSaga(options, request.params.id, principalOf(request)),
+    async (request) => getOrderSaga(domain, request.params.id, principalOf(request)),
   );
 };

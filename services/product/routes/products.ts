@@ -3,8 +3,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Kysely } from 'kysely';
 import type { ProductDatabase } from '../../../db/product/schema';
 import { bearerJwtSecurity, requireOperator } from '../../shared/http/auth';
-import { createProduct, getProduct, listCatalogue } from '../catalogue';
-import { createProductBodySchema, listProductsQuerySchema, productIdParamsSchema, productListSchema, productSchema } from '../contract';
+import { changeProductPrice, createProduct, getProduct, listCatalogue } from '../catalogue';
+import { changePriceBodySchema, createProductBodySchema, listProductsQuerySchema, productIdParamsSchema, productListSchema, productSchema } from '../contract';
 import { errorResponses } from './responses';
 
 export interface ProductRoutesOptions {
@@ -55,5 +55,23 @@ export const productRoutes: FastifyPluginAsyncZod<ProductRoutesOptions> = async 
       const product = await createProduct(db, request.body);
       return reply.status(201).send(product);
     },
+  );
+
+  app.put(
+    '/products/:id/price',
+    {
+      onRequest: requireOperator,
+      config: { idempotent: true },
+      schema: {
+        tags: ['products'],
+        summary: "Change a product's price (operator); PRODUCT_PRICE_CHANGED tells the order service",
+        description: 'Orders already accepted keep their price; new orders are priced at this one once the order service has read the event.',
+        security: bearerJwtSecurity,
+        params: productIdParamsSchema,
+        body: changePriceBodySchema,
+        response: { 200: productSchema, ...errorResponses(400, 401, 403, 404, 413, 415, 422) },
+      },
+    },
+    async (request) => changeProductPrice(db, request.params.id, request.body),
   );
 };
