@@ -128,8 +128,8 @@ describe('outbox relay failover', () => {
           WORKER_ORDER_DATABASE_URL: databaseUrl,
           KAFKA_BROKERS: stack.KAFKA_BROKERS,
           TEMPORAL_ADDRESS: stack.TEMPORAL_ADDRESS,
-          // Small batches: the drain takes hundreds of claim/publish/mark rounds, so the kill lands in the middle of it.
-          OUTBOX_BATCH_SIZE: '10',
+          // Small batches: the drain takes some sixty claim/publish/mark rounds, so the kill lands in the middle of it.
+          OUTBOX_BATCH_SIZE: '50',
           OUTBOX_POLL_INTERVAL_MS: '250',
           OMS_TEST_TASK_QUEUE: taskQueue,
         },
