@@ -13,7 +13,7 @@ import type { OrderStatus } from '../../db/order/schema';
 import { insertOrder, insertSagaStartIntent } from '../../services/order/repository';
 import { formatMinor } from '../../services/shared/money';
 import { appendOutboxEvent } from '../../services/shared/outbox';
-import { cancelOrderWorkflowId, createOrderWorkflowId, sagaTimeoutsFor, SEARCH_ATTRIBUTES, type CreateOrderInput } from '../../workflows/order-contract';
+import { cancelOrderWorkflowId, createOrderWorkflowId, SEARCH_ATTRIBUTES, type CreateOrderInput } from '../../workflows/order-contract';
 import { startTestOrderService, type TestOrderService } from '../helpers/order-service';
 import { connectTestTemporal, type TestTemporal } from '../helpers/temporal';
 
@@ -409,7 +409,7 @@ describe('order API', () => {
       expect(runs.count).toBe(1);
       const history = await temporal.client.workflow.getHandle(workflowId).fetchHistory();
       const input = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
-      expect(JSON.parse(Buffer.from(input!).toString())).toEqual({ orderId, reason: 'changed my mind', timeouts: sagaTimeoutsFor(service.config.HTTP_CLIENT_TIMEOUT_MS, service.config.SAGA_COMPENSATION_RETRY_HORIZON_SECONDS * 1000) });
+      expect(JSON.parse(Buffer.from(input!).toString())).toEqual({ orderId, reason: 'changed my mind' });
     });
 
     it('cancelling an unknown order answers 404 ORDER_NOT_FOUND', async () => {
@@ -458,7 +458,6 @@ describe('order API', () => {
         paymentMethod: 'ACCOUNT_BALANCE',
         confirmation: 'manual',
         holdTtlSeconds: service.config.CHECKOUT_HOLD_TTL_SECONDS,
-        timeouts: sagaTimeoutsFor(service.config.HTTP_CLIENT_TIMEOUT_MS, service.config.SAGA_COMPENSATION_RETRY_HORIZON_SECONDS * 1000),
       });
       await expect(temporal.client.workflow.getHandle(createOrderWorkflowId(cancelled.orderId)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
 
