@@ -4,7 +4,7 @@
  *
  *   open     `--orders` orders posted by `--concurrency` callers as fast as accepted, then every saga
  *            awaited: POST /orders latency, accepted/s, saga end to end (order timestamps), sagas/s
- *   closed   `--clients` customers, each places an order and waits for its saga to end (PAID) before
+ *   closed   `--clients` callers, each places an order and waits for its saga to end (PAID) before
  *            placing the next, for `--closed-orders` orders in all: sagas/s and end to end latency
  *            from the POST to the saga's result
  *   ceiling  the same closed loop straight against Temporal, on a task queue of its own served by a
@@ -14,7 +14,8 @@
  * The summary prints closed-loop sagas/s as a fraction of the ceiling, and for each scenario the CPU
  * each process of the stack used (% of one core), which says what saturates.
  *
- * It creates its own product (stock for every order) and customer account (enough money), so every
+ * It creates its own product (stock for every order) and customers with accounts (at most 100 orders
+ * each, so the per-customer rate limit never refuses the bench), so every
  * order should end PAID; any other outcome is reported and the exit code is 1. Loopback only;
  * bounded in count and time. Signs in with the development key pair (`./oms up` made it).
  */
@@ -38,7 +39,7 @@ const USAGE = `usage: ./oms bench [--scenarios open,closed,ceiling] [--orders N]
 scenarios (default: all three, in one run):
   open     --orders orders (1..5000, default 200) posted by --concurrency callers (1..200, default 20),
            then every saga awaited: POST /orders latency and accepted/s, saga end to end and sagas/s
-  closed   --clients customers (1..200, default 10) each place an order and wait for PAID before the
+  closed   --clients callers (1..200, default 10) each place an order and wait for PAID before the
            next, --closed-orders orders in all (1..5000, default 300): sagas/s, p50/p95 POST to PAID
   ceiling  the closed loop with the same clients and count, straight against Temporal, running the
            real saga workflows with no-op activities on a task queue of its own: the engine's ceiling
@@ -131,7 +132,12 @@ const needsStack = scenarios.includes('open') || scenarios.includes('closed');
 const totalOrders = (scenarios.includes('open') ? orders : 0) + (scenarios.includes('closed') ? closedOrders : 0);
 console.log(`Benchmark ${runId}: scenarios ${scenarios.join(', ')} on ${cpus().length} cores (${cpus()[0]?.model}), ${Math.round(totalmem() / 2 ** 30)} GiB, ${new Date().toISOString()}`);
 
-let asCustomer: Record<string, string> = {};
+/**
+ * The customers the orders are placed as, in turn: at most 100 orders each, so the per-customer rate
+ * limit (120 a minute by default) never refuses the bench, whatever its pace.
+ */
+const ORDERS_PER_CUSTOMER = 100;
+const customers: Record<string, string>[] = [];
 let productId = '';
 if (needsStack) {
   const product = await post<{ id: string }>(`${config.PRODUCT_SERVICE_URL}/products`, {
@@ -141,23 +147,32 @@ if (needsStack) {
     currency: 'USD',
     stockQuantity: totalOrders,
   });
-  const customer = await post<{ id: string }>(`${config.ORDER_SERVICE_URL}/customers`, { name: `Bench ${runId}`, email: `bench-${runId}@example.com` });
-  const account = await post(`${config.PAYMENT_SERVICE_URL}/accounts`, { customerId: customer.body.id, balance: `${totalOrders}.00`, currency: 'USD' });
-  if (product.status !== 201 || customer.status !== 201 || account.status !== 201) {
-    console.error('could not create the benchmark product, customer and account:', product, customer, account);
+  if (product.status !== 201) {
+    console.error('could not create the benchmark product:', product);
     process.exit(1);
   }
   productId = product.body.id;
-  asCustomer = { authorization: `Bearer ${await signAccessToken(signingKey, { customerId: customer.body.id }, tokenSettings)}` };
+  for (let i = 0; i < Math.ceil(totalOrders / ORDERS_PER_CUSTOMER); i++) {
+    const customer = await post<{ id: string }>(`${config.ORDER_SERVICE_URL}/customers`, { name: `Bench ${runId} ${i}`, email: `bench-${runId}-${i}@example.com` });
+    const account = await post(`${config.PAYMENT_SERVICE_URL}/accounts`, { customerId: customer.body.id, balance: `${ORDERS_PER_CUSTOMER}.00`, currency: 'USD' });
+    if (customer.status !== 201 || account.status !== 201) {
+      console.error('could not create a benchmark customer and account:', customer, account);
+      process.exit(1);
+    }
+    customers.push({ authorization: `Bearer ${await signAccessToken(signingKey, { customerId: customer.body.id }, tokenSettings)}` });
+  }
 }
 
-async function placeOrder(): Promise<{ status: number; id?: string }> {
+let ordersPlaced = 0;
+/** Places one order as the next customer in turn; `asOwner` reads it back (another customer's order is a 404). */
+async function placeOrder(): Promise<{ status: number; id?: string; asOwner: Record<string, string> }> {
+  const asOwner = customers[Math.floor(ordersPlaced++ / ORDERS_PER_CUSTOMER) % customers.length]!;
   const response = await post<{ id: string }>(
     `${config.ORDER_SERVICE_URL}/orders`,
     { items: [{ productId, quantity: 1 }] },
-    { ...asCustomer, 'content-type': 'application/json', 'idempotency-key': randomUUID() },
+    { ...asOwner, 'content-type': 'application/json', 'idempotency-key': randomUUID() },
   );
-  return response.status === 202 ? { status: response.status, id: response.body.id } : { status: response.status };
+  return response.status === 202 ? { status: response.status, id: response.body.id, asOwner } : { status: response.status, asOwner };
 }
 
 let allPaid = true;
@@ -167,6 +182,7 @@ if (scenarios.includes('open')) {
   await measured('open', async () => {
     const requestLatencies: number[] = [];
     const orderIds: string[] = [];
+    const owners = new Map<string, Record<string, string>>();
     const refused: number[] = [];
     let next = 0;
     const started = performance.now();
@@ -177,7 +193,10 @@ if (scenarios.includes('open')) {
           const t0 = performance.now();
           const placed = await placeOrder();
           requestLatencies.push(performance.now() - t0);
-          if (placed.id) orderIds.push(placed.id);
+          if (placed.id) {
+            orderIds.push(placed.id);
+            owners.set(placed.id, placed.asOwner);
+          }
           else refused.push(placed.status);
         }
       }),
@@ -191,7 +210,7 @@ if (scenarios.includes('open')) {
       const pending = orderIds.filter((id) => !finals.has(id));
       await Promise.all(
         pending.slice(0, 100).map(async (id) => {
-          const response = await fetch(`${config.ORDER_SERVICE_URL}/orders/${id}`, { headers: asCustomer });
+          const response = await fetch(`${config.ORDER_SERVICE_URL}/orders/${id}`, { headers: owners.get(id) });
           const order = (await response.json()) as { status: string; createdAt: string; updatedAt: string };
           if (['PAID', 'FAILED', 'CANCELLED'].includes(order.status)) {
             finals.set(id, { status: order.status, sagaMs: Date.parse(order.updatedAt) - Date.parse(order.createdAt) });
