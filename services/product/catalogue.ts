@@ -49,18 +49,15 @@ export async function createProduct(db: ProductDb, body: CreateProductBody, fixe
     await appendOutboxEvent(trx, {
       eventType: 'PRODUCT_CREATED',
       aggregateId: product.id,
-      payload: {
-        productId: product.id,
-        sku: product.sku,
-        name: product.name,
-        price: product.price,
-        currency: product.currency,
-        stockQuantity: product.stockQuantity,
-        version: product.version,
-      },
+      payload: { ...catalogueEntry(product), stockQuantity: product.stockQuantity },
     });
     return product;
   });
+}
+
+/** What both catalogue events carry: the fields of the order service's read model, at this version. */
+function catalogueEntry(product: Product) {
+  return { productId: product.id, sku: product.sku, name: product.name, price: product.price, currency: product.currency, version: product.version };
 }
 
 /**
@@ -75,15 +72,7 @@ export async function changeProductPrice(db: ProductDb, id: string, body: Change
     await appendOutboxEvent(trx, {
       eventType: 'PRODUCT_PRICE_CHANGED',
       aggregateId: product.id,
-      payload: {
-        productId: product.id,
-        sku: product.sku,
-        name: product.name,
-        price: product.price,
-        currency: product.currency,
-        version: product.version,
-        previousPrice: formatMinor(changed.previousPriceMinor),
-      },
+      payload: { ...catalogueEntry(product), previousPrice: formatMinor(changed.previousPriceMinor) },
     });
     return product;
   });
