@@ -5,6 +5,7 @@
  * (2xx to a result, the participant's 4xx codes to non-retryable business failures).
  */
 import { ApplicationFailure } from '@temporalio/common';
+import { currentCorrelationId, REQUEST_ID_HEADER } from '../services/shared/correlation';
 import { FAILURE_TYPES } from '../workflows/order-contract';
 
 export interface JsonHttpClientOptions {
@@ -29,6 +30,11 @@ export class ParticipantUnavailableError extends Error {
   override name = 'ParticipantUnavailableError';
 }
 
+function withCurrentRequestId(): Record<string, string> {
+  const correlationId = currentCorrelationId();
+  return correlationId ? { [REQUEST_ID_HEADER]: correlationId } : {};
+}
+
 export function createJsonHttpClient({ baseUrl, credential, timeoutMs }: JsonHttpClientOptions): JsonHttpClient {
   async function send(method: 'GET' | 'POST', path: string, body?: unknown): Promise<JsonResponse> {
     const url = new URL(path, baseUrl);
@@ -37,6 +43,8 @@ export function createJsonHttpClient({ baseUrl, credential, timeoutMs }: JsonHtt
       headers: {
         authorization: `Bearer ${credential}`,
         accept: 'application/json',
+        // The saga's correlation id: the participant's log lines and events carry it too.
+        ...withCurrentRequestId(),
         ...(body === undefined ? {} : { 'content-type': 'application/json' }),
       },
       body: body === undefined ? undefined : JSON.stringify(body),

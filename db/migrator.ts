@@ -11,6 +11,7 @@ import {
   orderListKeysetMigration,
   ordersMigration,
   orderTimelineMigration,
+  requestCorrelationMigration,
 } from './order/migrations';
 import { productCatalogueMigration, productInitialStockMigration, productListKeysetMigration, productVersionMigration, stockReservationsMigration } from './product/migrations';
 import { accountInitialBalanceMigration, paymentLedgerMigration, refundIdempotencyKeyMigration, refundSourceMigration } from './payment/migrations';
@@ -30,6 +31,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0007_order_compensation_failed': orderCompensationFailedMigration,
     '0010_order_accept_path': orderAcceptPathMigration,
     '0030_drop_orders_in_flight_index': orderInFlightIndexDropMigration,
+    '0050_request_correlation': requestCorrelationMigration,
   },
   product: {
     '0001_outbox_events': outboxMigration,

@@ -26,6 +26,7 @@ import type { OrderSagas } from '../services/order/order-sagas';
 import { createOrderInputOf } from '../services/order/orders';
 import { claimDueIntents, deleteIntents, findOrdersWithItems, postponeIntent, type ClaimedIntent, type OrderDb, type OrderWithItems } from '../services/order/repository';
 import type { Config } from '../services/shared/config';
+import { withCorrelationId } from '../services/shared/correlation';
 import { loggerOptions } from '../services/shared/logger';
 import { errorMessage, retryDelayMs } from '../services/shared/outbox-relay';
 
@@ -114,7 +115,9 @@ export function createSagaStartRound({ db, sagas, config, log, registry }: Omit<
     const order = orders.get(intent.order_id);
     if (!order || order.order.status !== 'PENDING') return 'dropped';
     try {
-      return (await sagas.startCreateOrder(createOrderInputOf(order, config.CHECKOUT_HOLD_TTL_SECONDS))) ? 'started' : 'already_started';
+      // The saga carries the correlation id of the POST /orders that asked for it.
+      const started = await withCorrelationId(intent.correlation_id, () => sagas.startCreateOrder(createOrderInputOf(order, config.CHECKOUT_HOLD_TTL_SECONDS)));
+      return started ? 'started' : 'already_started';
     } catch (error) {
       const attempts = intent.attempts + 1;
       await postponeIntent(db, intent.order_id, attempts, errorMessage(error), retryDelayMs(attempts, config.SAGA_STARTER_RETRY_BASE_MS, config.SAGA_STARTER_RETRY_MAX_MS));

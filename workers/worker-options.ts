@@ -1,6 +1,7 @@
 /** What every OMS Temporal worker shares: namespace, identity, workflow code, limits from configuration. */
 import type { NativeConnection, WorkerOptions } from '@temporalio/worker';
 import type { Config } from '../services/shared/config';
+import { correlationActivityInterceptor } from './correlation';
 import { workflowSource } from './workflow-bundle';
 
 export interface BaseWorkerOptions {
@@ -17,6 +18,7 @@ export async function baseWorkerOptions({ connection, config, identity, taskQueu
     taskQueue,
     identity,
     ...(await workflowSource(config.OMS_WORKFLOW_BUNDLE)),
+    interceptors: { activity: [correlationActivityInterceptor] },
     maxConcurrentActivityTaskExecutions: config.WORKER_MAX_CONCURRENT_ACTIVITIES,
     maxConcurrentWorkflowTaskExecutions: config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
     shutdownGraceTime: config.WORKER_SHUTDOWN_GRACE_MS,

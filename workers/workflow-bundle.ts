@@ -11,8 +11,13 @@ import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode, type WorkflowBundleOption } from '@temporalio/worker';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
-/** Workflow interceptor modules bundled with the workflows: the saga metrics (workers/saga-metrics.ts receives them). */
-export const workflowInterceptorModules = [fileURLToPath(new URL('../workflows/saga-metrics-interceptor.ts', import.meta.url))];
+/**
+ * Workflow interceptor modules bundled with the workflows: the saga metrics (workers/saga-metrics.ts
+ * receives them) and the correlation id's way from a saga's memo to its activities and children.
+ */
+export const workflowInterceptorModules = ['saga-metrics-interceptor.ts', 'correlation-interceptor.ts'].map((module) =>
+  fileURLToPath(new URL(`../workflows/${module}`, import.meta.url)),
+);
 export const prebuiltBundlePath = fileURLToPath(new URL('../dist/workflow-bundle.js', import.meta.url));
 
 export async function buildWorkflowBundle(): Promise<{ code: string }> {

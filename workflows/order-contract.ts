@@ -142,6 +142,14 @@ export const SEARCH_ATTRIBUTES = {
   sagaState: defineSearchAttributeKey('SagaState', SearchAttributeType.KEYWORD),
 } as const;
 
+/**
+ * Where a saga keeps the correlation id of the request that started it (services/shared/correlation.ts):
+ * in its memo (the Web UI and `temporal workflow describe` show it), passed on to each child
+ * workflow's memo and to each activity as a Temporal header (workflows/correlation-interceptor.ts).
+ */
+export const CORRELATION_ID_MEMO = 'correlationId';
+export const CORRELATION_ID_HEADER = 'correlation-id';
+
 export interface CompensationRecord {
   step: string;
   outcome: 'COMPLETED' | 'FAILED';

@@ -197,3 +197,18 @@ export const orderInFlightIndexDropMigration: Migration = {
     await sql`CREATE INDEX idx_orders_in_flight ON orders (updated_at) WHERE status IN ('PENDING', 'AWAITING_CONFIRMATION', 'CANCELLING')`.execute(db);
   },
 };
+
+/**
+ * The correlation id (services/shared/correlation.ts) of the request behind each saga start and each
+ * timeline entry: the starter starts the saga with it, and GET /orders/:id/events shows it.
+ */
+export const requestCorrelationMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`ALTER TABLE saga_start_intents ADD COLUMN correlation_id VARCHAR(100) NULL`.execute(db);
+    await sql`ALTER TABLE order_events ADD COLUMN correlation_id VARCHAR(100) NULL`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`ALTER TABLE saga_start_intents DROP COLUMN correlation_id`.execute(db);
+    await sql`ALTER TABLE order_events DROP COLUMN correlation_id`.execute(db);
+  },
+};

@@ -54,6 +54,8 @@ export interface SagaStartIntentsTable {
   next_attempt_at: Timestamp;
   last_error: string | null;
   created_at: Timestamp;
+  /** The request's correlation id, which the saga is started with (services/shared/correlation.ts). */
+  correlation_id: string | null;
 }
 
 /** The order service's read model of the product catalogue, fed by PRODUCT_CREATED / PRODUCT_PRICE_CHANGED. */
@@ -85,6 +87,7 @@ export interface OrderEventsTable {
   payload: JSONColumnType<Record<string, unknown>>;
   occurred_at: Timestamp;
   received_at: Timestamp;
+  correlation_id: string | null;
 }
 
 export interface OrderDatabase extends SharedTables, ConsumerTables {

@@ -59,7 +59,7 @@ function summarize(event: JsonEvent): EventSummary {
 }
 
 /** The metrics interceptor's sink, registered so the replay finds it; never called while replaying. */
-const idleSagaMetrics: InjectedSinks<SagaMetricsSinks> = {
+export const idleSagaMetrics: InjectedSinks<SagaMetricsSinks> = {
   sagaMetrics: { started: { fn: () => undefined, callDuringReplay: false }, closed: { fn: () => undefined, callDuringReplay: false } },
 };
 

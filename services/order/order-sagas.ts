@@ -15,6 +15,7 @@ import type { cancelOrder } from '../../workflows/cancel-order';
 import type { createOrder } from '../../workflows/create-order';
 import {
   cancelOrderWorkflowId,
+  CORRELATION_ID_MEMO,
   confirmCheckoutUpdate,
   createOrderWorkflowId,
   getSagaProgressQuery,
@@ -28,6 +29,7 @@ import {
   type SagaState,
 } from '../../workflows/order-contract';
 import type { Config } from '../shared/config';
+import { currentCorrelationId } from '../shared/correlation';
 import { ApiError } from '../shared/errors';
 import { ORDER_ERROR_CODES } from './contract';
 
@@ -75,6 +77,12 @@ function temporalUnavailable(error: unknown): ApiError {
   return new ApiError(503, ORDER_ERROR_CODES.dependencyUnavailable, 'Temporal is unavailable; retry later', { dependency: 'temporal' }, { cause: error });
 }
 
+/** The saga carries the correlation id of the request that asked for it (workflows/correlation-interceptor.ts). */
+function correlationMemo(): Record<string, string> | undefined {
+  const correlationId = currentCorrelationId();
+  return correlationId ? { [CORRELATION_ID_MEMO]: correlationId } : undefined;
+}
+
 function isSagaState(value: unknown): value is SagaState {
   return typeof value === 'string' && (SAGA_STATES as readonly string[]).includes(value);
 }
@@ -95,6 +103,7 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000, reques
           // One saga per order, ever: a second start (a retried or repeated intent) is refused by the server.
           workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
           requestEagerStart,
+          memo: correlationMemo(),
           typedSearchAttributes: [
             { key: ORDER_ID_KEY, value: input.orderId },
             { key: CUSTOMER_ID_KEY, value: input.customerId },
@@ -117,6 +126,7 @@ export function createOrderSagas({ client, config, callTimeoutMs = 5_000, reques
           args: [{ orderId: input.orderId, reason: input.reason, ...(input.timeouts ? { timeouts: input.timeouts } : {}) }],
           // A cancel that failed (e.g. a participant down past its retries) may be asked for again; a running or completed one may not.
           workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+          memo: correlationMemo(),
           typedSearchAttributes: [
             { key: ORDER_ID_KEY, value: input.orderId },
             { key: CUSTOMER_ID_KEY, value: input.customerId },

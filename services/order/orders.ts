@@ -15,6 +15,7 @@ import {
   tccPaymentWorkflowId,
   type CreateOrderInput,
 } from '../../workflows/order-contract';
+import { currentCorrelationId } from '../shared/correlation';
 import { ApiError, ConflictError, ForbiddenError, NotFoundError } from '../shared/errors';
 import { mayActForCustomer } from '../shared/http/auth';
 import type { Principal } from '../shared/http/principal';
@@ -251,7 +252,7 @@ export async function placeOrder(
           currency,
         },
       });
-      await insertSagaStartIntent(trx, orderId);
+      await insertSagaStartIntent(trx, orderId, currentCorrelationId() ?? null);
       if (idempotency && !(await recordOrderRequestKey(trx, idempotency.storeKey, { requestHash: idempotency.requestHash, orderId }, deps.idempotencyTtlHours))) {
         throw new KeyAlreadyUsed();
       }

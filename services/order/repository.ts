@@ -165,13 +165,14 @@ export async function findOrdersWithItems(db: OrderDb, ids: string[]): Promise<O
 // ---- saga start intents (written with the order; drained by workers/saga-starter.ts) ----
 
 /** Asks for the order's createOrder saga: the starter sees the intent once this transaction commits. */
-export async function insertSagaStartIntent(trx: OrderTrx, orderId: string): Promise<void> {
-  await trx.insertInto('saga_start_intents').values({ order_id: orderId, last_error: null }).execute();
+export async function insertSagaStartIntent(trx: OrderTrx, orderId: string, correlationId: string | null): Promise<void> {
+  await trx.insertInto('saga_start_intents').values({ order_id: orderId, last_error: null, correlation_id: correlationId }).execute();
 }
 
 export interface ClaimedIntent {
   order_id: string;
   attempts: number;
+  correlation_id: string | null;
 }
 
 /**
@@ -185,7 +186,7 @@ export async function claimDueIntents(db: OrderDb, limit: number, leaseSeconds: 
     WHERE order_id IN (
       SELECT order_id FROM saga_start_intents WHERE next_attempt_at <= now()
       ORDER BY next_attempt_at LIMIT ${limit} FOR UPDATE SKIP LOCKED)
-    RETURNING order_id, attempts`.execute(db);
+    RETURNING order_id, attempts, correlation_id`.execute(db);
   return rows;
 }
 

@@ -48,6 +48,7 @@ export async function recordTimelineEvents(db: Kysely<OrderDatabase>, consumer: 
         topic,
         payload: JSON.stringify(event.payload),
         occurred_at: event.timestamp,
+        correlation_id: event.correlationId,
       });
     }
     if (timelineRows.length > 0) await trx.insertInto('order_events').values(timelineRows).execute();
@@ -62,13 +63,14 @@ export interface TimelineEntry {
   payload: Record<string, unknown>;
   occurredAt: string;
   receivedAt: string;
+  correlationId: string | null;
 }
 
 /** An order's events in the order they happened (ties broken by arrival). */
 export async function listTimeline(db: Kysely<OrderDatabase>, orderId: string): Promise<TimelineEntry[]> {
   const rows = await db
     .selectFrom('order_events')
-    .select(['event_id', 'event_type', 'topic', 'payload', 'occurred_at', 'received_at'])
+    .select(['event_id', 'event_type', 'topic', 'payload', 'occurred_at', 'received_at', 'correlation_id'])
     .where('order_id', '=', orderId)
     .orderBy('occurred_at')
     .orderBy('id')
@@ -80,6 +82,7 @@ export async function listTimeline(db: Kysely<OrderDatabase>, orderId: string): 
     payload: row.payload,
     occurredAt: row.occurred_at.toISOString(),
     receivedAt: row.received_at.toISOString(),
+    correlationId: row.correlation_id,
   }));
 }
 
@@ -92,6 +95,7 @@ const timelineEntrySchema = z.object({
   payload: z.record(z.string(), z.unknown()),
   occurredAt: z.iso.datetime({ offset: true }),
   receivedAt: z.iso.datetime({ offset: true }),
+  correlationId: z.string().nullable().describe('The X-Request-Id of the request that caused the event (null for events that no request caused, such as an expiry)'),
 });
 
 export const orderTimelineSchema = z.object({ orderId: z.uuid(), events: z.array(timelineEntrySchema) }).meta({ id: 'OrderTimeline' });

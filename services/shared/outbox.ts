@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Transaction } from 'kysely';
 import type { SharedTables } from '../../db/shared-tables';
+import { currentCorrelationId } from './correlation';
 import { EVENT_DEFINITIONS, type EventEnvelope, type EventPayload, type EventType } from './events';
 
 export const EVENT_SCHEMA_VERSION = 1;
@@ -13,7 +14,11 @@ export interface NewDomainEvent<T extends EventType> {
   eventType: T;
   aggregateId: string;
   payload: EventPayload<T>;
-  /** Ties together everything one request or saga caused (the order id, usually). */
+  /**
+   * For work that no request or saga started (a sweeper): what ties this event to others, usually
+   * the order id. Inside a request or a saga its correlation id is used instead
+   * (services/shared/correlation.ts), so one id follows an order through every service.
+   */
   correlationId?: string | null;
 }
 
@@ -35,7 +40,7 @@ export async function appendOutboxEvent<DB extends SharedTables, T extends Event
     aggregateId: event.aggregateId,
     timestamp: new Date().toISOString(),
     version: EVENT_SCHEMA_VERSION,
-    correlationId: event.correlationId ?? null,
+    correlationId: currentCorrelationId() ?? event.correlationId ?? null,
     payload,
   };
   // Kysely cannot narrow a generic DB to its shared tables; the cast is to the tables every DB has.

@@ -82,7 +82,7 @@ describe('order API', () => {
         correlationId: orderId,
         payload: { orderId, customerId, items: items.map((i) => ({ productId: i.productId, productName: i.productName, quantity: i.quantity, unitPrice: formatMinor(i.unitPriceMinor) })), totalAmount: '34.99', currency: 'USD' },
       });
-      await insertSagaStartIntent(trx, orderId);
+      await insertSagaStartIntent(trx, orderId, null);
     });
     await service.db
       .updateTable('orders')

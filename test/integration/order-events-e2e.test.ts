@@ -18,6 +18,7 @@ import { createConsumerMetrics } from '../../services/shared/outbox-relay-metric
 import { buildOutboxRelayDependencies, createOutboxWorker } from '../../workers/outbox-worker';
 import { ORDER_TIMELINE_TOPICS, startOrderTimelineConsumer, type RunningConsumer } from '../../workers/order-events-consumer';
 import { createSagaWorker } from '../../workers/saga-worker';
+import { cancelOrderWorkflowId, createOrderWorkflowId, tccPaymentWorkflowId } from '../../workflows/order-contract';
 import { outboxRelayWorkflow } from '../../workflows/outbox-relay';
 import { OUTBOX_DATABASES } from '../../workflows/outbox-relay-contract';
 import { eventually, positionGroupAtEnd } from '../helpers/kafka-probe';
@@ -28,7 +29,7 @@ import { createTestProduct, startTestProductService, type TestProductService } f
 import { testConfig } from '../helpers/stack';
 import { connectTestTemporal, type TestTemporal } from '../helpers/temporal';
 
-describe("an order's events from the outbox to GET /orders/:id/events", () => {
+describe("an order's events from the outbox to GET /orders/:id/events, and the request id that ties them together", () => {
   let temporal: TestTemporal;
   let product: TestProductService;
   let payment: TestPaymentService;
@@ -148,4 +149,79 @@ describe("an order's events from the outbox to GET /orders/:id/events", () => {
     ];
     for (const event of timeline.events) expect(outboxIds, event.eventType).toContainEqual({ event_id: event.eventId, status: 'PUBLISHED' });
   });
+
+  it("one request id follows an order through every service, Kafka and Temporal, and its cancel's id follows the cancel", async () => {
+    const customerId = await customerWithBalance('100.00');
+    const productId = await createTestProduct(product, { stockQuantity: 5, price: '10.00' });
+    const placeId = `place-${randomUUID()}`;
+    const placed = await fetch(new URL('/orders', order.url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(await order.asCustomer(customerId)), 'x-request-id': placeId },
+      body: JSON.stringify({ items: [{ productId, quantity: 1 }] }),
+    });
+    expect(placed.status).toBe(202);
+    expect(placed.headers.get('x-request-id')).toBe(placeId);
+    const { id: orderId } = (await placed.json()) as { id: string };
+    // Events from all three services, each carrying the id: written by the order service, by the
+    // saga's activities in the worker, and by the participants the activities called.
+    const paidEvents = await timelineWith(orderId, ['ORDER_CREATED', 'STOCK_RESERVED', 'PAYMENT_RESERVED', 'STOCK_CONFIRMED', 'PAYMENT_COMPLETED', 'ORDER_CONFIRMED', 'ORDER_PAID']);
+    expect(paidEvents).toHaveLength(7);
+    for (const event of paidEvents) expect({ type: event.eventType, correlationId: event.correlationId }).toEqual({ type: event.eventType, correlationId: placeId });
+    // The saga and its payment child keep it in their memo (what the Web UI shows).
+    for (const workflowId of [createOrderWorkflowId(orderId), tccPaymentWorkflowId(orderId)]) {
+      expect((await temporal.client.workflow.getHandle(workflowId).describe()).memo, workflowId).toMatchObject({ correlationId: placeId });
+    }
+
+    const cancelId = `cancel-${randomUUID()}`;
+    const cancelled = await fetch(new URL(`/orders/${orderId}/cancel`, order.url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(await order.asCustomer(customerId)), 'x-request-id': cancelId },
+      body: JSON.stringify({ reason: 'changed my mind' }),
+    });
+    expect(cancelled.status).toBe(202);
+    expect(cancelled.headers.get('x-request-id')).toBe(cancelId);
+    // The cancel restocks the units and refunds the capture.
+    const all = await timelineWith(orderId, ['STOCK_RELEASED', 'PAYMENT_REFUNDED', 'ORDER_CANCELLED']);
+    const cancelEvents = all.filter((event) => !paidEvents.some((paid) => paid.eventId === event.eventId));
+    expect(cancelEvents.map((event) => event.eventType)).toEqual(expect.arrayContaining(['STOCK_RELEASED', 'PAYMENT_REFUNDED', 'ORDER_CANCELLED']));
+    for (const event of cancelEvents) expect({ type: event.eventType, correlationId: event.correlationId }).toEqual({ type: event.eventType, correlationId: cancelId });
+    expect((await temporal.client.workflow.getHandle(cancelOrderWorkflowId(orderId)).describe()).memo).toMatchObject({ correlationId: cancelId });
+  });
+
+  it('replaces a request id it cannot use with one of its own, and names it in the answer', async () => {
+    for (const unusable of ['has spaces in it', 'x'.repeat(101), 'short']) {
+      const response = await fetch(new URL(`/orders/${randomUUID()}`, order.url), { headers: { ...order.operator, 'x-request-id': unusable } });
+      expect(response.status).toBe(404);
+      expect(response.headers.get('x-request-id')).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    }
+  });
+
+  async function customerWithBalance(balance: string): Promise<string> {
+    const created = await fetch(new URL('/customers', order.url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...order.operator },
+      body: JSON.stringify({ name: 'Correlated Customer', email: `correlated-${randomUUID()}@example.com`, status: 'ACTIVE' }),
+    });
+    expect(created.status).toBe(201);
+    const { id } = (await created.json()) as { id: string };
+    const account = await fetch(new URL('/accounts', payment.url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...payment.operator },
+      body: JSON.stringify({ customerId: id, balance, currency: 'USD' }),
+    });
+    expect(account.status).toBe(201);
+    return id;
+  }
+
+  type TimelineEvent = { eventId: string; eventType: string; correlationId: string | null };
+
+  /** The order's timeline once it holds an event of each of `eventTypes`. */
+  async function timelineWith(orderId: string, eventTypes: string[]): Promise<TimelineEvent[]> {
+    return eventually(async () => {
+      const response = await fetch(new URL(`/orders/${orderId}/events`, order.url), { headers: order.operator });
+      if (response.status !== 200) return undefined;
+      const { events } = (await response.json()) as { events: TimelineEvent[] };
+      return eventTypes.every((type) => events.some((event) => event.eventType === type)) ? events : undefined;
+    }, 90_000, `the timeline of order ${orderId} to show ${eventTypes.join(', ')}`, 250);
+  }
 });

@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from '@temporalio/worker';
 import { DeterminismViolationError } from '@temporalio/workflow';
 import { describe, expect, it } from 'vitest';
-import { workflowsPath } from '../../workers/workflow-bundle';
+import { idleSagaMetrics } from '../../infra/ops/saga-replay';
+import { workflowInterceptorModules, workflowsPath } from '../../workers/workflow-bundle';
 import { historiesDir, parseHistory } from './history-recorder';
 
 async function recordedHistories(): Promise<{ workflowId: string; history: ReturnType<typeof parseHistory> }[]> {
@@ -52,7 +53,7 @@ describe('workflow replay', () => {
       ]),
     );
     const results: { workflowId: string; error?: unknown }[] = [];
-    for await (const result of Worker.runReplayHistories({ workflowsPath }, histories)) results.push(result);
+    for await (const result of Worker.runReplayHistories({ workflowsPath, interceptors: { workflowModules: workflowInterceptorModules }, sinks: idleSagaMetrics }, histories)) results.push(result);
 
     expect(results).toHaveLength(histories.length);
     for (const result of results) expect({ workflowId: result.workflowId, error: result.error }).toEqual({ workflowId: result.workflowId, error: undefined });

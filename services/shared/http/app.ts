@@ -18,6 +18,7 @@ import {
 } from 'fastify-type-provider-zod';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config';
+import { REQUEST_ID_HEADER, usableRequestId, withCorrelationId } from '../correlation';
 import { authenticationPlugin, securitySchemes, type Authenticator } from './auth';
 import { errorHandlerPlugin, frameworkErrorHandler } from './error-handler';
 import { healthPlugin, type HealthCheck } from './health';
@@ -68,13 +69,23 @@ export async function buildServiceApp(options: ServiceAppOptions) {
     ...serverTimeouts(config),
     bodyLimit: options.bodyLimitBytes ?? 64 * 1024,
     trustProxy: config.TRUST_PROXY,
-    // Request ids let a client's error report be found in the log.
-    requestIdHeader: 'x-request-id',
-    genReqId: () => crypto.randomUUID(),
+    // The request id is the correlation id of everything this request causes (services/shared/correlation.ts):
+    // the caller's X-Request-Id when it is usable, else a new one. It is on every log line of the request.
+    requestIdHeader: false,
+    genReqId: (request) => usableRequestId(request.headers[REQUEST_ID_HEADER]) ?? crypto.randomUUID(),
     frameworkErrors: frameworkErrorHandler,
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+
+  // Every answer names its request id, so a client can quote it (and learn the one we made up).
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header(REQUEST_ID_HEADER, request.id);
+    done();
+  });
+  // The handler runs with the request id as the current correlation id: the events it writes and the
+  // sagas it starts carry it. Set after body parsing, which would not keep the async context.
+  app.addHook('preHandler', (request, _reply, done) => withCorrelationId(request.id, done));
 
   // First of all hooks: a flood is refused before anything else (authentication included) runs.
   if (config.RATE_LIMIT_ENABLED) {
