@@ -81,13 +81,14 @@ export async function createOrder(input: CreateOrderInput): Promise<CreateOrderR
       }),
     );
 
-    await runStep(progress, 'markOrderPaid', async () => {
-      const paid = await forward.markOrderPaid({ orderId, ...payment });
-      if (!paid.applied) {
-        // Only cancelOrder moves an order out of checkout behind our back (to CANCELLING).
-        throw ApplicationFailure.nonRetryable(`order ${orderId} is ${paid.status}, not in checkout`, FAILURE_TYPES.orderCancelled);
-      }
-    });
+    await runStep(progress, 'markOrderPaid', () =>
+      forward.markOrderPaid({ orderId, ...payment }).then((paid) => {
+        if (!paid.applied) {
+          // Only cancelOrder moves an order out of checkout behind our back (to CANCELLING).
+          throw ApplicationFailure.nonRetryable(`order ${orderId} is ${paid.status}, not in checkout`, FAILURE_TYPES.orderCancelled);
+        }
+      }),
+    );
     publishSagaState(progress, 'COMPLETED', shape);
     return { orderId, status: 'PAID', ...payment };
   } catch (error) {

@@ -94,36 +94,37 @@ export class Compensations {
 }
 
 /**
- * "Type: message" of the innermost cause of a Temporal failure: what a person needs to know
- * (InsufficientStock: ...), not the wrapping layers (ActivityFailure, ChildWorkflowFailure).
+ * The innermost cause of a Temporal failure, under the wrapping layers (ActivityFailure,
+ * ChildWorkflowFailure) that say where it happened rather than what happened.
  */
-export function describeFailure(error: unknown): string {
-  let current: unknown = error;
+function innermostCause(error: unknown): unknown {
+  let current = error;
   while (current instanceof Error && current.cause instanceof Error && isWrapper(current)) current = current.cause;
-  if (current instanceof Error) {
-    const type = (current as { type?: unknown }).type;
-    return typeof type === 'string' && type.length > 0 ? `${type}: ${current.message}` : current.message || current.name;
-  }
-  return String(error);
-}
-
-/** The message of the innermost cause, without its type (for re-raising it under the same type). */
-export function failureMessage(error: unknown): string {
-  let current: unknown = error;
-  while (current instanceof Error && current.cause instanceof Error && isWrapper(current)) current = current.cause;
-  return current instanceof Error ? current.message || current.name : String(error);
-}
-
-/** The failure type of the innermost cause (an ApplicationFailure's type), or null. */
-export function failureType(error: unknown): string | null {
-  let current: unknown = error;
-  while (current instanceof Error && current.cause instanceof Error && isWrapper(current)) current = current.cause;
-  const type = (current as { type?: unknown } | null)?.type;
-  return typeof type === 'string' ? type : null;
+  return current;
 }
 
 function isWrapper(error: Error): boolean {
   return error.name === 'ActivityFailure' || error.name === 'ChildWorkflowFailure';
+}
+
+/** "Type: message" of the innermost cause: what a person needs to know (InsufficientStock: ...). */
+export function describeFailure(error: unknown): string {
+  const cause = innermostCause(error);
+  if (!(cause instanceof Error)) return String(cause);
+  const type = failureType(cause);
+  return type ? `${type}: ${cause.message}` : cause.message || cause.name;
+}
+
+/** The message of the innermost cause, without its type (for re-raising it under the same type). */
+export function failureMessage(error: unknown): string {
+  const cause = innermostCause(error);
+  return cause instanceof Error ? cause.message || cause.name : String(cause);
+}
+
+/** The failure type of the innermost cause (an ApplicationFailure's type), or null. */
+export function failureType(error: unknown): string | null {
+  const type = (innermostCause(error) as { type?: unknown } | null)?.type;
+  return typeof type === 'string' ? type : null;
 }
 
 /** The saga activities, as types only: workers register the real ones (workers/saga-worker.ts). */
@@ -157,9 +158,12 @@ const { sagaTimeouts: workerSagaTimeouts } = proxyLocalActivities<SagaPolicyActi
   retry: { initialInterval: '100 milliseconds', maximumAttempts: 10 },
 });
 
-/** The timeouts a saga runs with: its input's own (tests, sagas of the old shape), else the worker's. */
-export async function sagaTimeouts(shape: SagaShape, fromInput: SagaTimeouts | undefined): Promise<SagaTimeouts> {
-  if (fromInput !== undefined || shape === 'remote') return fromInput ?? DEFAULT_SAGA_TIMEOUTS;
+/**
+ * The timeouts a saga runs with: its input's own (tests, sagas of the old shape), else the worker's.
+ * Not an async function, for the reason runStep gives.
+ */
+export function sagaTimeouts(shape: SagaShape, fromInput: SagaTimeouts | undefined): Promise<SagaTimeouts> {
+  if (fromInput !== undefined || shape === 'remote') return Promise.resolve(fromInput ?? DEFAULT_SAGA_TIMEOUTS);
   return workerSagaTimeouts();
 }
 
@@ -217,9 +221,12 @@ export function newSagaProgress(): SagaProgress {
 /**
  * Runs one forward step, keeping currentStep and completedSteps current for the progress query.
  * A step that throws is no longer current (the saga moves on to compensating); the first one to
- * fail is kept as failedStep, the step the saga gave up at. Not an async function: the workflow
- * sandbox records a stack trace for every promise workflow code creates, so a step costs one
- * promise here rather than the several an async wrapper with try/finally makes.
+ * fail is kept as failedStep, the step the saga gave up at.
+ *
+ * Not an async function, and neither should `run` be: the workflow sandbox records a stack trace
+ * for every promise workflow code creates (for the Web UI's stack trace view), and with that hook
+ * installed every async function and every await is a promise of its own. A step costs one promise
+ * here (the activity's own aside); a step that checks the activity's answer does so in a `.then`.
  */
 export function runStep<T>(progress: SagaProgress, step: string, run: () => Promise<T>): Promise<T> {
   progress.currentStep = step;

@@ -74,16 +74,17 @@ export async function tccPayment(input: TccPaymentInput): Promise<TccPaymentResu
     saga.add('releaseOrRestockStock', () => undo.releaseOrRestockStock(orderId));
     saga.add('voidOrRefundPayment', () => undo.voidOrRefundPayment({ orderId, reason: 'order payment compensated' }));
     const reservationExpiries: string[] = [];
-    const hold = await runStep(progress, 'tryStockAndPayment', async () => {
-      const [stock, payment] = await Promise.allSettled([
+    const hold = await runStep(progress, 'tryStockAndPayment', () =>
+      Promise.allSettled([
         forward.reserveStock({ orderId, items: input.items }),
         forward.reservePayment({ orderId, customerId: input.customerId, totalMinor: input.totalMinor, currency: input.currency }),
-      ]);
-      if (stock.status === 'rejected') throw stock.reason;
-      if (payment.status === 'rejected') throw payment.reason;
-      reservationExpiries.push(...stock.value.map((line) => line.expiresAt), payment.value.expiresAt);
-      return payment.value;
-    });
+      ]).then(([stock, payment]) => {
+        if (stock.status === 'rejected') throw stock.reason;
+        if (payment.status === 'rejected') throw payment.reason;
+        reservationExpiries.push(...stock.value.map((line) => line.expiresAt), payment.value.expiresAt);
+        return payment.value;
+      }),
+    );
 
     if (input.confirmation === 'manual') {
       await runStep(progress, 'awaitCheckoutConfirmation', async () => {

@@ -59,6 +59,9 @@ export async function startEngineCeiling(config: Config): Promise<EngineCeiling>
     sinks: createSagaMetrics(new Registry(), client).sinks,
   });
   const running = worker.run();
+  // Sagas started and not yet finished: close() terminates them, so a run that stops early (a
+  // failure, Ctrl-C) leaves no saga open on a queue that no worker will ever poll again.
+  const unfinished = new Set<string>();
 
   return {
     async runOneSaga() {
@@ -73,6 +76,7 @@ export async function startEngineCeiling(config: Config): Promise<EngineCeiling>
         confirmation: 'auto',
         holdTtlSeconds: 600,
       };
+      unfinished.add(createOrderWorkflowId(orderId));
       const handle = await client.workflow.start<typeof createOrder>(WORKFLOW_TYPES.createOrder, {
         workflowId: createOrderWorkflowId(orderId),
         taskQueue,
@@ -85,8 +89,11 @@ export async function startEngineCeiling(config: Config): Promise<EngineCeiling>
         ],
       });
       await handle.result();
+      unfinished.delete(handle.workflowId);
     },
     async close() {
+      // Terminating createOrder terminates its tccPayment child too (the default parent close policy).
+      await Promise.allSettled([...unfinished].map((workflowId) => client.workflow.getHandle(workflowId).terminate('engine ceiling bench stopped')));
       worker.shutdown();
       await running;
       await connection.close();
