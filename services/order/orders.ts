@@ -1,6 +1,7 @@
 /**
  * Placing, confirming and cancelling orders: the decisions the order API makes before it hands an
- * order to its saga. Status changes after creation are the saga's (activities/order.ts).
+ * order to its saga. Status changes after creation are the saga's (activities/order.ts), but for
+ * CONFIRMING, which records the customer's confirmation once the saga accepted it.
  *
  * Every order is someone's: a customer sees and acts on their own orders only, and another
  * customer's order is ORDER_NOT_FOUND exactly as a missing one, so ids reveal nothing; an operator
@@ -33,6 +34,7 @@ import {
   isUnknownCustomer,
   isUsedRequestKey,
   lockCustomer,
+  markOrderConfirming,
   releaseExpiredRequestKey,
   type OrderDb,
   type OrderTrx,
@@ -276,8 +278,12 @@ export async function getOrder(db: OrderDb, id: string, viewer: Principal): Prom
   return toOrderResponse(await requireOrder(db, id, viewer));
 }
 
-/** Manual checkout: only an order holding its reservations (AWAITING_CONFIRMATION) can be confirmed. */
-export async function confirmOrder(deps: OrderDomainDependencies, id: string, viewer: Principal): Promise<OrderResponse> {
+/**
+ * Manual checkout: only an order holding its reservations (AWAITING_CONFIRMATION) can be confirmed.
+ * Once its saga accepts the confirmation the order is CONFIRMING (its stock confirmed and payment
+ * captured next), and that, or wherever the saga has taken it since, is the answer.
+ */
+export async function confirmOrder(deps: OrderDomainDependencies, id: string, viewer: Principal): Promise<{ id: string; status: OrderResponse['status']; workflowId: string }> {
   const { order } = await requireOrder(deps.db, id, viewer);
   const refuse = (reason: string, status: string) =>
     new ConflictError(ORDER_ERROR_CODES.orderNotAwaitingConfirmation, `order ${id} cannot be confirmed: ${reason}`, { status });
@@ -285,7 +291,8 @@ export async function confirmOrder(deps: OrderDomainDependencies, id: string, vi
   const outcome = await deps.sagas.confirmCheckout(id);
   if (outcome.kind === 'saga-not-found') throw refuse('its saga has ended', order.status);
   if (outcome.kind === 'refused') throw refuse(outcome.reason, order.status);
-  return getOrder(deps.db, id, viewer);
+  const status = await markOrderConfirming(deps.db, id);
+  return { id, status: status ?? order.status, workflowId: order.workflow_id };
 }
 
 // CANCELLING stays cancellable: a cancel whose saga failed halfway is asked for again (a new

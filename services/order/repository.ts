@@ -1,10 +1,12 @@
 /**
  * order_db access for the order service's HTTP side: customers, and orders as placed. Status
- * changes after creation belong to the saga's activities (activities/order.ts), not to this module.
+ * changes after creation belong to the saga's activities (activities/order.ts), but for one: the
+ * customer's confirmation of a manual checkout (markOrderConfirming), a decision the API takes.
  */
 import { sql, type Insertable, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { CustomerStatus, OrderDatabase, OrderItemsTable, OrderStatus, OrdersTable, CustomersTable } from '../../db/order/schema';
 import type { OutboxEventsTable, SharedTables } from '../../db/shared-tables';
+import { appendOutboxEvent } from '../shared/outbox';
 import { afterCursor, keysetCreatedAt, keysetDirection, toPage } from '../shared/keyset';
 
 export type OrderDb = Kysely<OrderDatabase>;
@@ -19,11 +21,18 @@ export interface OrderWithItems {
 
 // ---- customers ----
 
-export async function insertCustomer(
-  trx: OrderTrx,
-  customer: { name: string; email: string; status: CustomerStatus },
-): Promise<CustomerRow> {
-  return trx.insertInto('customers').values(customer).returningAll().executeTakeFirstOrThrow();
+export interface NewCustomer {
+  name: string;
+  email: string;
+  status: CustomerStatus;
+}
+
+export async function insertCustomer(trx: OrderTrx, customer: NewCustomer, id?: string): Promise<CustomerRow> {
+  return trx
+    .insertInto('customers')
+    .values({ ...customer, ...(id === undefined ? {} : { id }) })
+    .returningAll()
+    .executeTakeFirstOrThrow();
 }
 
 export async function findCustomer(db: OrderDb | OrderTrx, id: string): Promise<CustomerRow | undefined> {
@@ -46,7 +55,7 @@ export async function countOpenCheckouts(trx: OrderTrx, customerId: string): Pro
     .select((eb) => eb.fn.countAll<string>().as('open'))
     .where('customer_id', '=', customerId)
     .where('confirmation_mode', '=', 'manual')
-    .where('status', 'in', ['PENDING', 'AWAITING_CONFIRMATION'])
+    .where('status', 'in', ['PENDING', 'AWAITING_CONFIRMATION', 'CONFIRMING'])
     .executeTakeFirstOrThrow();
   return Number(row.open);
 }
@@ -168,6 +177,27 @@ export async function releaseExpiredRequestKey(db: OrderDb, key: string, ttlHour
 export async function findOrderRequestKey(db: OrderDb, key: string): Promise<OrderRequestKey | undefined> {
   const row = await db.selectFrom('order_request_keys').select(['request_hash', 'order_id']).where('idempotency_key', '=', key).executeTakeFirst();
   return row && { requestHash: row.request_hash, orderId: row.order_id };
+}
+
+/**
+ * AWAITING_CONFIRMATION -> CONFIRMING, with ORDER_CONFIRMATION_REQUESTED, once the order's saga
+ * accepted the customer's confirmation. Only from AWAITING_CONFIRMATION: a saga quick enough to
+ * have marked the order PAID (or anything else) already keeps its word. Returns the order's status
+ * after the call.
+ */
+export async function markOrderConfirming(db: OrderDb, id: string): Promise<OrderStatus | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const moved = await trx
+      .updateTable('orders')
+      .set({ status: 'CONFIRMING', updated_at: sql<Date>`now()` })
+      .where('id', '=', id)
+      .where('status', '=', 'AWAITING_CONFIRMATION')
+      .returning('status')
+      .executeTakeFirst();
+    if (!moved) return (await trx.selectFrom('orders').select('status').where('id', '=', id).executeTakeFirst())?.status;
+    await appendOutboxEvent(trx, { eventType: 'ORDER_CONFIRMATION_REQUESTED', aggregateId: id, correlationId: id, payload: { orderId: id } });
+    return moved.status;
+  });
 }
 
 async function itemsOf(db: OrderDb, orderIds: string[]): Promise<Map<string, OrderItemRow[]>> {

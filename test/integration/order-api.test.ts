@@ -10,7 +10,7 @@ import { createServer, type Socket } from 'node:net';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OrderStatus } from '../../db/order/schema';
-import { insertAcceptedOrder } from '../../services/order/repository';
+import { insertAcceptedOrder, markOrderConfirming } from '../../services/order/repository';
 import { formatMinor } from '../../services/shared/money';
 import { outboxEventRow } from '../../services/shared/outbox';
 import { cancelOrderWorkflowId, createOrderWorkflowId, SEARCH_ATTRIBUTES, type CreateOrderInput } from '../../workflows/order-contract';
@@ -335,12 +335,24 @@ describe('order API', () => {
   });
 
   describe('confirm and cancel check the order state', () => {
-    it.each(['PENDING', 'PAID', 'FAILED', 'CANCELLED'] as const)('confirming a %s order answers 409 ORDER_NOT_AWAITING_CONFIRMATION', async (status) => {
+    it.each(['PENDING', 'CONFIRMING', 'PAID', 'FAILED', 'CANCELLED'] as const)('confirming a %s order answers 409 ORDER_NOT_AWAITING_CONFIRMATION', async (status) => {
       const customerId = await createCustomer();
       const { orderId } = await seedOrder(customerId, status);
       const response = await service.app.inject({ method: 'POST', url: `/orders/${orderId}/confirm`, headers: await service.asCustomer(customerId) });
       expect(response.statusCode).toBe(409);
       expect(response.json()).toMatchObject({ error: { code: 'ORDER_NOT_AWAITING_CONFIRMATION', details: { status } } });
+    });
+
+    it('a confirmation its saga accepted moves AWAITING_CONFIRMATION to CONFIRMING with its event; a saga that got further keeps its state', async () => {
+      const { orderId } = await seedOrder(await createCustomer(), 'AWAITING_CONFIRMATION');
+      expect(await markOrderConfirming(service.db, orderId)).toBe('CONFIRMING');
+      expect(await markOrderConfirming(service.db, orderId)).toBe('CONFIRMING');
+      const events = await service.db.selectFrom('outbox_events').select('event_type').where('aggregate_id', '=', orderId).orderBy('id').execute();
+      expect(events.map((event) => event.event_type)).toEqual(['ORDER_CREATED', 'ORDER_CONFIRMATION_REQUESTED']);
+
+      const paid = await seedOrder(await createCustomer(), 'PAID');
+      expect(await markOrderConfirming(service.db, paid.orderId)).toBe('PAID');
+      expect(await markOrderConfirming(service.db, randomUUID())).toBeUndefined();
     });
 
     it('confirming an AWAITING_CONFIRMATION order whose saga is gone answers 409, not 500', async () => {
