@@ -26,10 +26,10 @@ export interface TransitionOutcome {
   status: OrderStatus;
 }
 
-export type CancellableStatus = 'PENDING' | 'AWAITING_CONFIRMATION' | 'PAID' | 'COMPENSATION_FAILED';
-const CANCELLABLE: readonly OrderStatus[] = ['PENDING', 'AWAITING_CONFIRMATION', 'PAID', 'COMPENSATION_FAILED'];
-/** States createOrder may still move an order out of; once CANCELLING, only cancelOrder may. */
-const IN_CHECKOUT: readonly OrderStatus[] = ['PENDING', 'AWAITING_CONFIRMATION'];
+export type CancellableStatus = 'PENDING' | 'AWAITING_CONFIRMATION' | 'CONFIRMING' | 'PAID' | 'COMPENSATION_FAILED';
+const CANCELLABLE: readonly OrderStatus[] = ['PENDING', 'AWAITING_CONFIRMATION', 'CONFIRMING', 'PAID', 'COMPENSATION_FAILED'];
+/** States createOrder may still move an order out of; once CANCELLING, only cancelOrder may. (CONFIRMING is written by the order API when the customer confirms.) */
+const IN_CHECKOUT: readonly OrderStatus[] = ['PENDING', 'AWAITING_CONFIRMATION', 'CONFIRMING'];
 /** createOrder's failure path: in checkout, or stopped with an undo that failed past its horizon. */
 const FAILING: readonly OrderStatus[] = [...IN_CHECKOUT, 'COMPENSATION_FAILED'];
 
@@ -151,7 +151,7 @@ export function createOrderActivities({ db }: OrderActivitiesDependencies) {
     },
 
     /**
-     * PENDING / AWAITING_CONFIRMATION / PAID / COMPENSATION_FAILED -> CANCELLING (ORDER_CANCELLATION_REQUESTED). From here on
+     * PENDING / AWAITING_CONFIRMATION / CONFIRMING / PAID / COMPENSATION_FAILED -> CANCELLING (ORDER_CANCELLATION_REQUESTED). From here on
      * createOrder's own transitions no longer apply, so it cannot mark the order PAID behind our back.
      * FAILED or CANCELLED orders are not cancellable (a decision). Repeated after its commit, it
      * answers CANCELLING as the previous status.

@@ -7,6 +7,7 @@ import { unusedInboxDropMigration, idempotencyMigration, inboxMigration, outboxM
 import {
   orderAcceptPathMigration,
   orderCompensationFailedMigration,
+  orderConfirmingMigration,
   orderInFlightIndexDropMigration,
   orderListKeysetMigration,
   ordersMigration,
@@ -31,6 +32,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0007_order_compensation_failed': orderCompensationFailedMigration,
     '0010_order_accept_path': orderAcceptPathMigration,
     '0030_drop_orders_in_flight_index': orderInFlightIndexDropMigration,
+    '0040_order_confirming': orderConfirmingMigration,
     '0050_request_correlation': requestCorrelationMigration,
   },
   product: {

@@ -4,11 +4,14 @@
  * idempotent: running it again changes nothing. Importing it (for DEMO) writes nothing: only running
  * it as a script does.
  *
- * Products and accounts go through the services' own write path (createProduct, openAccount), so
- * their events exist: PRODUCT_CREATED is what fills the order service's catalogue read model.
+ * Customers, products and accounts go through the services' own write path (createCustomer,
+ * createProduct, openAccount), so their events exist: CUSTOMER_CREATED like any other customer's,
+ * and PRODUCT_CREATED, which is what fills the order service's catalogue read model.
  */
 import { pathToFileURL } from 'node:url';
 import { openServiceDatabase } from '../db/databases';
+import { createCustomer } from '../services/order/customers';
+import { findCustomer } from '../services/order/repository';
 import { openAccount } from '../services/payment/ledger';
 import { createProduct } from '../services/product/catalogue';
 import { findProductById } from '../services/product/repository';
@@ -35,7 +38,7 @@ export async function seedDemoData(): Promise<void> {
   const paymentDb = openServiceDatabase(config, 'payment', 'oms-seed');
   try {
     for (const { id, name, email, status, balanceMinor } of DEMO.customers) {
-      await orderDb.insertInto('customers').values({ id, name, email, status }).onConflict((oc) => oc.column('id').doNothing()).execute();
+      if (!(await findCustomer(orderDb, id))) await createCustomer(orderDb, { name, email, status }, id);
       const hasAccount = await paymentDb.selectFrom('customer_accounts').select('customer_id').where('customer_id', '=', id).executeTakeFirst();
       if (!hasAccount) await openAccount(paymentDb, { customerId: id, balanceMinor, currency: DEMO.currency });
     }

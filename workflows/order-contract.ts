@@ -122,7 +122,7 @@ export interface CancelOrderResult {
   orderId: string;
   status: 'CANCELLED';
   /** The order's status when the cancellation was requested. */
-  cancelledFrom: 'PENDING' | 'AWAITING_CONFIRMATION' | 'PAID' | 'COMPENSATION_FAILED' | 'CANCELLING';
+  cancelledFrom: 'PENDING' | 'AWAITING_CONFIRMATION' | 'CONFIRMING' | 'PAID' | 'COMPENSATION_FAILED' | 'CANCELLING';
   stock: 'RELEASED' | 'RESTOCKED' | 'NOTHING_HELD';
   refundId: string | null;
 }

@@ -186,6 +186,27 @@ export const orderAcceptPathMigration: Migration = {
 };
 
 /**
+ * CONFIRMING: a manual checkout the customer confirmed, whose saga is confirming the stock and
+ * capturing the payment. POST /orders/:id/confirm answers with it, so the answer shows the state
+ * the order is in, not the AWAITING_CONFIRMATION it left.
+ */
+export const orderConfirmingMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`ALTER TABLE orders DROP CONSTRAINT chk_orders_status`.execute(db);
+    await sql`
+      ALTER TABLE orders ADD CONSTRAINT chk_orders_status
+        CHECK (status IN ('PENDING', 'AWAITING_CONFIRMATION', 'CONFIRMING', 'PAID', 'FAILED', 'COMPENSATION_FAILED', 'CANCELLING', 'CANCELLED'))`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`UPDATE orders SET status = 'AWAITING_CONFIRMATION' WHERE status = 'CONFIRMING'`.execute(db);
+    await sql`ALTER TABLE orders DROP CONSTRAINT chk_orders_status`.execute(db);
+    await sql`
+      ALTER TABLE orders ADD CONSTRAINT chk_orders_status
+        CHECK (status IN ('PENDING', 'AWAITING_CONFIRMATION', 'PAID', 'FAILED', 'COMPENSATION_FAILED', 'CANCELLING', 'CANCELLED'))`.execute(db);
+  },
+};
+
+/**
  * idx_orders_in_flight indexed updated_at, which no query filters on (the saga starter reads
  * saga_start_intents, not orders). It only cost a write on every status change.
  */

@@ -13,7 +13,7 @@ export interface CustomersTable {
   updated_at: Timestamp;
 }
 
-export type OrderStatus = 'PENDING' | 'AWAITING_CONFIRMATION' | 'PAID' | 'FAILED' | 'COMPENSATION_FAILED' | 'CANCELLING' | 'CANCELLED';
+export type OrderStatus = 'PENDING' | 'AWAITING_CONFIRMATION' | 'CONFIRMING' | 'PAID' | 'FAILED' | 'COMPENSATION_FAILED' | 'CANCELLING' | 'CANCELLED';
 export type ConfirmationMode = 'auto' | 'manual';
 
 export interface OrdersTable {

@@ -52,8 +52,11 @@ export const idParamsSchema = z.object({ id: uuidInput });
 
 // ---- orders ----
 
-/** COMPENSATION_FAILED: the order failed and something could not be undone yet; it needs attention and may be cancelled. */
-export const orderStatusSchema = z.enum(['PENDING', 'AWAITING_CONFIRMATION', 'PAID', 'FAILED', 'COMPENSATION_FAILED', 'CANCELLING', 'CANCELLED']);
+/**
+ * CONFIRMING: a manual checkout the customer confirmed, its stock being confirmed and its payment captured.
+ * COMPENSATION_FAILED: the order failed and something could not be undone yet; it needs attention and may be cancelled.
+ */
+export const orderStatusSchema = z.enum(['PENDING', 'AWAITING_CONFIRMATION', 'CONFIRMING', 'PAID', 'FAILED', 'COMPENSATION_FAILED', 'CANCELLING', 'CANCELLED']);
 const MAX_ITEMS = 100;
 
 // Strict objects: a client that sends its own unitPrice (or any field we do not know) is refused,

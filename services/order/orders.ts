@@ -1,6 +1,7 @@
 /**
  * Placing, confirming and cancelling orders: the decisions the order API makes before it hands an
- * order to its saga. Status changes after creation are the saga's (activities/order.ts).
+ * order to its saga. Status changes after creation are the saga's (activities/order.ts), but for
+ * CONFIRMING, which records the customer's confirmation once the saga accepted it.
  *
  * Every order is someone's: a customer sees and acts on their own orders only, and another
  * customer's order is ORDER_NOT_FOUND exactly as a missing one, so ids reveal nothing; an operator
@@ -20,7 +21,7 @@ import { ApiError, ConflictError, ForbiddenError, NotFoundError } from '../share
 import { mayActForCustomer } from '../shared/http/auth';
 import type { Principal } from '../shared/http/principal';
 import { formatMinor, MAX_AMOUNT_MINOR } from '../shared/money';
-import { appendOutboxEvent } from '../shared/outbox';
+import { outboxEventRow } from '../shared/outbox';
 import { ORDER_ERROR_CODES, type CreateOrderBody, type OrderResponse, type SagaResponse, type SagaRunResponse } from './contract';
 import type { OrderSagas, SagaSnapshot } from './order-sagas';
 import type { ProductCatalog } from './product-catalog';
@@ -30,10 +31,12 @@ import {
   findOrder,
   findOrderCustomerId,
   findOrderRequestKey,
-  insertOrder,
-  insertSagaStartIntent,
+  insertAcceptedOrder,
+  isUnknownCustomer,
+  isUsedRequestKey,
   lockCustomer,
-  recordOrderRequestKey,
+  markOrderConfirming,
+  releaseExpiredRequestKey,
   type OrderDb,
   type OrderTrx,
   type OrderWithItems,
@@ -159,43 +162,48 @@ export interface OrderRequestIdempotency {
   requestHash: string;
 }
 
-/** Thrown inside the order's transaction to roll it back: the key already created an order. */
-class KeyAlreadyUsed extends Error {
-  override name = 'KeyAlreadyUsed';
-}
-
 /** The order an Idempotency-Key already created, answered as it was the first time; a different request under the key is refused. */
-async function answerForUsedKey(db: OrderDb, key: OrderRequestIdempotency): Promise<OrderAccepted> {
+async function answerForUsedKey(db: OrderDb, key: OrderRequestIdempotency): Promise<OrderAccepted | undefined> {
   const recorded = await findOrderRequestKey(db, key.storeKey);
-  if (!recorded) throw new Error('the Idempotency-Key of a rolled-back order has no record');
+  // Expired and released between our insert and this read: the caller tries again.
+  if (!recorded) return undefined;
   if (recorded.requestHash !== key.requestHash) {
     throw new ApiError(422, 'IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request');
   }
   return { id: recorded.orderId, status: 'PENDING', workflowId: createOrderWorkflowId(recorded.orderId) };
 }
 
+function unknownCustomer(customerId: string): ApiError {
+  return new ApiError(422, ORDER_ERROR_CODES.unknownCustomer, `customer ${customerId} does not exist`, { customerId });
+}
+
+/** The products of the order, priced; an unknown customer is reported before anything about the products. */
+async function quoteFor(deps: OrderDomainDependencies, customerId: string, productIds: string[]) {
+  try {
+    return await deps.catalog.quote(productIds);
+  } catch (error) {
+    // Only on this path is the customer looked up: an order that gets written finds an unknown customer by its foreign key.
+    if (!(await findCustomer(deps.db, customerId))) throw unknownCustomer(customerId);
+    throw error;
+  }
+}
+
 /**
  * Accepts an order: priced from the catalogue read model, then the order, its ORDER_CREATED event,
- * its saga start intent and its Idempotency-Key (when sent) in one transaction. The answer goes out
- * after that commit; the worker's saga starter (workers/saga-starter.ts) starts the createOrder
- * saga, so neither Temporal's speed nor its availability reaches this request.
+ * its saga start intent and its Idempotency-Key (when sent) written by one statement
+ * (insertAcceptedOrder). The answer goes out after that commit; the worker's saga starter
+ * (workers/saga-starter.ts) starts the createOrder saga, so neither Temporal's speed nor its
+ * availability reaches this request. Two round trips to PostgreSQL in all (the price query and the
+ * write); a manual checkout adds its open-checkout bound in a transaction around the write.
  */
 export async function placeOrder(
   deps: OrderDomainDependencies,
   body: CreateOrderBody & { customerId: string },
   idempotency?: OrderRequestIdempotency,
 ): Promise<OrderAccepted> {
-  // Both reads at once; an unknown customer is reported before anything about the products.
-  const [customerRead, quoted] = await Promise.allSettled([findCustomer(deps.db, body.customerId), deps.catalog.quote(body.items.map((item) => item.productId))]);
-  if (customerRead.status === 'rejected') throw customerRead.reason;
-  const customer = customerRead.value;
-  if (!customer) {
-    throw new ApiError(422, ORDER_ERROR_CODES.unknownCustomer, `customer ${body.customerId} does not exist`, { customerId: body.customerId });
-  }
+  const products = await quoteFor(deps, body.customerId, body.items.map((item) => item.productId));
   // An INACTIVE customer is accepted here on purpose: the saga's customer validation fails the order
   // with a recorded reason, which is what the order's history should show.
-  if (quoted.status === 'rejected') throw quoted.reason;
-  const products = quoted.value;
 
   const currencies = new Set([...products.values()].map((product) => product.currency));
   if (currencies.size > 1) {
@@ -227,49 +235,56 @@ export async function placeOrder(
 
   const orderId = randomUUID();
   const workflowId = createOrderWorkflowId(orderId);
-  try {
-    await deps.db.transaction().execute(async (trx) => {
-      if (body.confirmation === 'manual') await refuseBeyondOpenCheckouts(trx, customer.id, deps.maxOpenCheckouts);
-      await insertOrder(trx, {
-        id: orderId,
-        customerId: customer.id,
-        totalMinor,
-        currency,
-        paymentMethod: body.paymentMethod,
-        confirmation: body.confirmation,
-        workflowId,
-        items: lines,
-      });
-      await appendOutboxEvent(trx, {
-        eventType: 'ORDER_CREATED',
-        aggregateId: orderId,
-        correlationId: orderId,
-        payload: {
-          orderId,
-          customerId: customer.id,
-          items: lines.map((line) => ({ productId: line.productId, productName: line.productName, quantity: line.quantity, unitPrice: formatMinor(line.unitPriceMinor) })),
-          totalAmount: formatMinor(totalMinor),
-          currency,
-        },
-      });
-      await insertSagaStartIntent(trx, orderId, currentCorrelationId() ?? null);
-      if (idempotency && !(await recordOrderRequestKey(trx, idempotency.storeKey, { requestHash: idempotency.requestHash, orderId }, deps.idempotencyTtlHours))) {
-        throw new KeyAlreadyUsed();
+  const { row: event } = outboxEventRow({
+    eventType: 'ORDER_CREATED',
+    aggregateId: orderId,
+    correlationId: orderId,
+    payload: {
+      orderId,
+      customerId: body.customerId,
+      items: lines.map((line) => ({ productId: line.productId, productName: line.productName, quantity: line.quantity, unitPrice: formatMinor(line.unitPriceMinor) })),
+      totalAmount: formatMinor(totalMinor),
+      currency,
+    },
+  });
+  const accepted = {
+    order: { id: orderId, customerId: body.customerId, totalMinor, currency, paymentMethod: body.paymentMethod, confirmation: body.confirmation, workflowId, items: lines },
+    event,
+    requestKey: idempotency && { key: idempotency.storeKey, requestHash: idempotency.requestHash },
+  };
+  // Twice at most: a key found expired is released and the order written again under it.
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      if (body.confirmation === 'manual') {
+        await deps.db.transaction().execute(async (trx) => {
+          await refuseBeyondOpenCheckouts(trx, body.customerId, deps.maxOpenCheckouts);
+          await insertAcceptedOrder(trx, accepted);
+        });
+      } else {
+        await insertAcceptedOrder(deps.db, accepted);
       }
-    });
-  } catch (error) {
-    if (error instanceof KeyAlreadyUsed) return answerForUsedKey(deps.db, idempotency!);
-    throw error;
+      return { id: orderId, status: 'PENDING', workflowId };
+    } catch (error) {
+      if (isUnknownCustomer(error)) throw unknownCustomer(body.customerId);
+      if (!idempotency || !isUsedRequestKey(error) || attempt > 2) throw error;
+      const answer = await answerForUsedKey(deps.db, idempotency);
+      if (answer) {
+        if (!(await releaseExpiredRequestKey(deps.db, idempotency.storeKey, deps.idempotencyTtlHours))) return answer;
+      }
+    }
   }
-  return { id: orderId, status: 'PENDING', workflowId };
 }
 
 export async function getOrder(db: OrderDb, id: string, viewer: Principal): Promise<OrderResponse> {
   return toOrderResponse(await requireOrder(db, id, viewer));
 }
 
-/** Manual checkout: only an order holding its reservations (AWAITING_CONFIRMATION) can be confirmed. */
-export async function confirmOrder(deps: OrderDomainDependencies, id: string, viewer: Principal): Promise<OrderResponse> {
+/**
+ * Manual checkout: only an order holding its reservations (AWAITING_CONFIRMATION) can be confirmed.
+ * Once its saga accepts the confirmation the order is CONFIRMING (its stock confirmed and payment
+ * captured next), and that, or wherever the saga has taken it since, is the answer.
+ */
+export async function confirmOrder(deps: OrderDomainDependencies, id: string, viewer: Principal): Promise<{ id: string; status: OrderResponse['status']; workflowId: string }> {
   const { order } = await requireOrder(deps.db, id, viewer);
   const refuse = (reason: string, status: string) =>
     new ConflictError(ORDER_ERROR_CODES.orderNotAwaitingConfirmation, `order ${id} cannot be confirmed: ${reason}`, { status });
@@ -277,7 +292,8 @@ export async function confirmOrder(deps: OrderDomainDependencies, id: string, vi
   const outcome = await deps.sagas.confirmCheckout(id);
   if (outcome.kind === 'saga-not-found') throw refuse('its saga has ended', order.status);
   if (outcome.kind === 'refused') throw refuse(outcome.reason, order.status);
-  return getOrder(deps.db, id, viewer);
+  const status = await markOrderConfirming(deps.db, id);
+  return { id, status: status ?? order.status, workflowId: order.workflow_id };
 }
 
 // CANCELLING stays cancellable: a cancel whose saga failed halfway is asked for again (a new

@@ -1,9 +1,12 @@
 /**
  * order_db access for the order service's HTTP side: customers, and orders as placed. Status
- * changes after creation belong to the saga's activities (activities/order.ts), not to this module.
+ * changes after creation belong to the saga's activities (activities/order.ts), but for one: the
+ * customer's confirmation of a manual checkout (markOrderConfirming), a decision the API takes.
  */
-import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { sql, type Insertable, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { CustomerStatus, OrderDatabase, OrderItemsTable, OrderStatus, OrdersTable, CustomersTable } from '../../db/order/schema';
+import type { OutboxEventsTable, SharedTables } from '../../db/shared-tables';
+import { appendOutboxEvent } from '../shared/outbox';
 import { afterCursor, keysetCreatedAt, keysetDirection, toPage } from '../shared/keyset';
 
 export type OrderDb = Kysely<OrderDatabase>;
@@ -18,11 +21,18 @@ export interface OrderWithItems {
 
 // ---- customers ----
 
-export async function insertCustomer(
-  trx: OrderTrx,
-  customer: { name: string; email: string; status: CustomerStatus },
-): Promise<CustomerRow> {
-  return trx.insertInto('customers').values(customer).returningAll().executeTakeFirstOrThrow();
+export interface NewCustomer {
+  name: string;
+  email: string;
+  status: CustomerStatus;
+}
+
+export async function insertCustomer(trx: OrderTrx, customer: NewCustomer, id?: string): Promise<CustomerRow> {
+  return trx
+    .insertInto('customers')
+    .values({ ...customer, ...(id === undefined ? {} : { id }) })
+    .returningAll()
+    .executeTakeFirstOrThrow();
 }
 
 export async function findCustomer(db: OrderDb | OrderTrx, id: string): Promise<CustomerRow | undefined> {
@@ -45,7 +55,7 @@ export async function countOpenCheckouts(trx: OrderTrx, customerId: string): Pro
     .select((eb) => eb.fn.countAll<string>().as('open'))
     .where('customer_id', '=', customerId)
     .where('confirmation_mode', '=', 'manual')
-    .where('status', 'in', ['PENDING', 'AWAITING_CONFIRMATION'])
+    .where('status', 'in', ['PENDING', 'AWAITING_CONFIRMATION', 'CONFIRMING'])
     .executeTakeFirstOrThrow();
   return Number(row.open);
 }
@@ -72,42 +82,123 @@ export interface NewOrder {
   items: { productId: string; sku: string; productName: string; quantity: number; unitPriceMinor: number; lineTotalMinor: number; priceVersion: number }[];
 }
 
-/** Inserts the order (PENDING) and its items; the caller's transaction also carries ORDER_CREATED. */
-export async function insertOrder(trx: OrderTrx, order: NewOrder): Promise<OrderWithItems> {
-  const row = await trx
-    .insertInto('orders')
-    .values({
-      id: order.id,
-      customer_id: order.customerId,
-      total_minor: order.totalMinor,
-      currency: order.currency,
-      payment_method: order.paymentMethod,
-      confirmation_mode: order.confirmation,
-      workflow_id: order.workflowId,
-      failure_reason: null,
-      payment_reservation_id: null,
-      payment_id: null,
-      cancellation_reason: null,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
-  const items = await trx
-    .insertInto('order_items')
-    .values(
-      order.items.map((item) => ({
-        order_id: order.id,
-        product_id: item.productId,
-        sku: item.sku,
-        product_name: item.productName,
-        quantity: item.quantity,
-        unit_price_minor: item.unitPriceMinor,
-        line_total_minor: item.lineTotalMinor,
-        price_version: item.priceVersion,
-      })),
+/** An Idempotency-Key of POST /orders as it is stored with the order it created. */
+export interface OrderRequestKey {
+  requestHash: string;
+  orderId: string;
+}
+
+export interface AcceptedOrder {
+  order: NewOrder;
+  /** ORDER_CREATED, as outboxEventRow made it. */
+  event: Insertable<OutboxEventsTable>;
+  /** The caller-scoped Idempotency-Key, when the client sent one. */
+  requestKey?: { key: string; requestHash: string } | undefined;
+}
+
+/**
+ * Writes an accepted order in ONE statement: the order (PENDING), its items, its ORDER_CREATED
+ * event, its saga start intent and, when sent, its Idempotency-Key. One statement is atomic on its
+ * own, so the common case needs no BEGIN and COMMIT and costs one round trip instead of seven;
+ * foreign keys are checked at its end, so every part refers to the order it inserts. Fails with
+ * PostgreSQL's 23503 on orders_customer_id_fkey for an unknown customer and 23505 on
+ * order_request_keys_pkey for a key already recorded (see isUnknownCustomer, isUsedRequestKey):
+ * either way nothing is written.
+ */
+export async function insertAcceptedOrder(db: OrderDb | OrderTrx, { order, event, requestKey }: AcceptedOrder): Promise<void> {
+  const writes = db
+    .with('new_order', (qb) =>
+      qb.insertInto('orders').values({
+        id: order.id,
+        customer_id: order.customerId,
+        total_minor: order.totalMinor,
+        currency: order.currency,
+        payment_method: order.paymentMethod,
+        confirmation_mode: order.confirmation,
+        workflow_id: order.workflowId,
+        failure_reason: null,
+        payment_reservation_id: null,
+        payment_id: null,
+        cancellation_reason: null,
+      }),
     )
-    .returningAll()
+    .with('new_items', (qb) =>
+      qb.insertInto('order_items').values(
+        order.items.map((item) => ({
+          order_id: order.id,
+          product_id: item.productId,
+          sku: item.sku,
+          product_name: item.productName,
+          quantity: item.quantity,
+          unit_price_minor: item.unitPriceMinor,
+          line_total_minor: item.lineTotalMinor,
+          price_version: item.priceVersion,
+        })),
+      ),
+    )
+    .with('new_event', (qb) => (qb as unknown as Kysely<SharedTables>).insertInto('outbox_events').values(event))
+    // The saga starts with the correlation id its ORDER_CREATED carries: the request's (services/shared/correlation.ts).
+    .with('new_intent', (qb) => qb.insertInto('saga_start_intents').values({ order_id: order.id, last_error: null, correlation_id: event.correlation_id ?? null }));
+  const written = sql<number>`1`.as('written');
+  if (!requestKey) {
+    await writes.selectNoFrom(written).execute();
+    return;
+  }
+  await writes
+    .with('new_request_key', (qb) =>
+      qb.insertInto('order_request_keys').values({ idempotency_key: requestKey.key, request_hash: requestKey.requestHash, order_id: order.id }),
+    )
+    .selectNoFrom(written)
     .execute();
-  return { order: row, items };
+}
+
+function violates(error: unknown, code: string, constraint: string): boolean {
+  const pgError = error as { code?: string; constraint?: string };
+  return pgError.code === code && pgError.constraint === constraint;
+}
+
+/** insertAcceptedOrder refused an order of a customer who does not exist. */
+export const isUnknownCustomer = (error: unknown) => violates(error, '23503', 'orders_customer_id_fkey');
+/** insertAcceptedOrder refused an Idempotency-Key that is already recorded. */
+export const isUsedRequestKey = (error: unknown) => violates(error, '23505', 'order_request_keys_pkey');
+
+/**
+ * Frees `key` when its record is older than `ttlHours` (the key's life, as for the stored answers):
+ * the key names a new request from then on. False when the key is still in force.
+ */
+export async function releaseExpiredRequestKey(db: OrderDb, key: string, ttlHours: number): Promise<boolean> {
+  const deleted = await db
+    .deleteFrom('order_request_keys')
+    .where('idempotency_key', '=', key)
+    .where('created_at', '<=', sql<Date>`now() - make_interval(hours => ${ttlHours})`)
+    .executeTakeFirst();
+  return deleted.numDeletedRows > 0n;
+}
+
+export async function findOrderRequestKey(db: OrderDb, key: string): Promise<OrderRequestKey | undefined> {
+  const row = await db.selectFrom('order_request_keys').select(['request_hash', 'order_id']).where('idempotency_key', '=', key).executeTakeFirst();
+  return row && { requestHash: row.request_hash, orderId: row.order_id };
+}
+
+/**
+ * AWAITING_CONFIRMATION -> CONFIRMING, with ORDER_CONFIRMATION_REQUESTED, once the order's saga
+ * accepted the customer's confirmation. Only from AWAITING_CONFIRMATION: a saga quick enough to
+ * have marked the order PAID (or anything else) already keeps its word. Returns the order's status
+ * after the call.
+ */
+export async function markOrderConfirming(db: OrderDb, id: string): Promise<OrderStatus | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const moved = await trx
+      .updateTable('orders')
+      .set({ status: 'CONFIRMING', updated_at: sql<Date>`now()` })
+      .where('id', '=', id)
+      .where('status', '=', 'AWAITING_CONFIRMATION')
+      .returning('status')
+      .executeTakeFirst();
+    if (!moved) return (await trx.selectFrom('orders').select('status').where('id', '=', id).executeTakeFirst())?.status;
+    await appendOutboxEvent(trx, { eventType: 'ORDER_CONFIRMATION_REQUESTED', aggregateId: id, correlationId: id, payload: { orderId: id } });
+    return moved.status;
+  });
 }
 
 async function itemsOf(db: OrderDb, orderIds: string[]): Promise<Map<string, OrderItemRow[]>> {
@@ -162,12 +253,7 @@ export async function findOrdersWithItems(db: OrderDb, ids: string[]): Promise<O
   return rows.map((order) => ({ order, items: items.get(order.id) ?? [] }));
 }
 
-// ---- saga start intents (written with the order; drained by workers/saga-starter.ts) ----
-
-/** Asks for the order's createOrder saga: the starter sees the intent once this transaction commits. */
-export async function insertSagaStartIntent(trx: OrderTrx, orderId: string, correlationId: string | null): Promise<void> {
-  await trx.insertInto('saga_start_intents').values({ order_id: orderId, last_error: null, correlation_id: correlationId }).execute();
-}
+// ---- saga start intents (written with the order by insertAcceptedOrder; drained by workers/saga-starter.ts) ----
 
 export interface ClaimedIntent {
   order_id: string;
@@ -211,37 +297,4 @@ export async function countSagaBacklog(db: OrderDb): Promise<{ pending: number; 
     SELECT (SELECT count(*) FROM orders WHERE status = 'PENDING') AS pending,
            (SELECT count(*) FROM saga_start_intents i JOIN orders o ON o.id = i.order_id WHERE o.status = 'PENDING') AS not_started`.execute(db);
   return { pending: Number(rows[0]?.pending ?? 0), notStarted: Number(rows[0]?.not_started ?? 0) };
-}
-
-// ---- Idempotency-Key of POST /orders (written with the order it created) ----
-
-export interface OrderRequestKey {
-  requestHash: string;
-  orderId: string;
-}
-
-/**
- * Records that `key` created `orderId`, in the order's transaction. A key already recorded is
- * taken over only when its record is older than `ttlHours` (the key's life, as for the stored
- * answers); otherwise nothing is written and false comes back: the caller rolls back and answers
- * from the order that key created.
- */
-export async function recordOrderRequestKey(trx: OrderTrx, key: string, { requestHash, orderId }: OrderRequestKey, ttlHours: number): Promise<boolean> {
-  const written = await trx
-    .insertInto('order_request_keys')
-    .values({ idempotency_key: key, request_hash: requestHash, order_id: orderId })
-    .onConflict((oc) =>
-      oc
-        .column('idempotency_key')
-        .doUpdateSet((eb) => ({ request_hash: eb.ref('excluded.request_hash'), order_id: eb.ref('excluded.order_id'), created_at: eb.fn('now') }))
-        .where('order_request_keys.created_at', '<=', sql<Date>`now() - make_interval(hours => ${ttlHours})`),
-    )
-    .returning('order_id')
-    .executeTakeFirst();
-  return written !== undefined;
-}
-
-export async function findOrderRequestKey(db: OrderDb, key: string): Promise<OrderRequestKey | undefined> {
-  const row = await db.selectFrom('order_request_keys').select(['request_hash', 'order_id']).where('idempotency_key', '=', key).executeTakeFirst();
-  return row && { requestHash: row.request_hash, orderId: row.order_id };
 }

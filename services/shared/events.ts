@@ -30,6 +30,8 @@ export const EVENT_DEFINITIONS = {
     }),
   },
   ORDER_AWAITING_CONFIRMATION: { aggregateType: 'ORDER', payload: z.object({ orderId: id, holdExpiresAt: isoTime }) },
+  /** The customer confirmed a manual checkout; the saga confirms the stock and captures the payment next. */
+  ORDER_CONFIRMATION_REQUESTED: { aggregateType: 'ORDER', payload: z.object({ orderId: id }) },
   ORDER_CONFIRMED: { aggregateType: 'ORDER', payload: z.object({ orderId: id }) },
   ORDER_PAID: { aggregateType: 'ORDER', payload: z.object({ orderId: id, paymentId: id, amount: money, currency, transactionId: id }) },
   ORDER_FAILED: { aggregateType: 'ORDER', payload: z.object({ orderId: id, reason: z.string() }) },

@@ -8,6 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureDevKeyPair, loadDevSigningKey, signAccessToken } from '../../infra/dev-auth';
 import { loadConfig } from '../../services/shared/config';
@@ -46,6 +47,7 @@ const result = await runAcceptScenario({
   durationSeconds,
   connections,
   customers,
+  runDir: join(process.env.OMS_STATE_DIR ?? '.oms', 'run'),
 });
 console.log(formatAcceptResult(result));
 

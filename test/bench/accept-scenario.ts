@@ -4,12 +4,14 @@
  * each customer on its own; RATE_LIMIT_PER_CUSTOMER_PER_MINUTE is 120 by default, so the scenario
  * spreads the load over enough customers to stay under it). Sagas run meanwhile: the worker starts
  * each accepted order's saga as it drains the start intents. Reports accepted requests per second
- * and p50 / p95 / p99 of every answer's latency, and what else was answered.
+ * and p50 / p95 / p99 of every answer's latency, what else was answered, and (with the stack's run
+ * directory) the CPU each process used, per second and per accepted order: what saturates.
  *
  * Used by `./oms bench accept` (accept-bench.ts, against the running stack) and by its smoke test.
  */
 import { randomUUID } from 'node:crypto';
 import autocannon from 'autocannon';
+import { cpuBetween, sampleCpu } from './process-cpu';
 
 export interface AcceptScenarioOptions {
   orderUrl: string;
@@ -22,6 +24,8 @@ export interface AcceptScenarioOptions {
   durationSeconds: number;
   connections: number;
   customers: number;
+  /** Where `./oms up` keeps its pid files: the CPU of each process is measured over the run when given. */
+  runDir?: string;
 }
 
 export interface AcceptScenarioResult {
@@ -33,6 +37,8 @@ export interface AcceptScenarioResult {
   /** Answers other than 202, by status ("error" for a request that got none). */
   refused: Record<string, number>;
   latencyMs: { p50: number; p95: number; p99: number; max: number };
+  /** % of one core each process used during the run, busiest first, and its CPU milliseconds per accepted order. */
+  cpu: { name: string; percentOfCore: number; msPerAccepted: number }[];
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -85,6 +91,7 @@ export async function runAcceptScenario(options: AcceptScenarioOptions): Promise
   let accepted = 0;
   let next = 0;
 
+  const cpuBefore = options.runDir === undefined ? undefined : sampleCpu(options.runDir);
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon(
       {
@@ -112,6 +119,7 @@ export async function runAcceptScenario(options: AcceptScenarioOptions): Promise
       else refused[String(statusCode)] = (refused[String(statusCode)] ?? 0) + 1;
     });
   });
+  const cpu = cpuBefore && options.runDir !== undefined ? cpuBetween(cpuBefore, sampleCpu(options.runDir)) : [];
   if (result.errors > 0) refused.error = result.errors;
   if (result.timeouts > 0) refused.timeout = result.timeouts;
   const sorted = latencies.sort((a, b) => a - b);
@@ -123,6 +131,7 @@ export async function runAcceptScenario(options: AcceptScenarioOptions): Promise
     acceptedPerSecond: accepted / result.duration,
     refused,
     latencyMs: { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99), max: sorted.at(-1) ?? NaN },
+    cpu: cpu.map(({ name, percentOfCore }) => ({ name, percentOfCore, msPerAccepted: accepted > 0 ? (10 * percentOfCore * result.duration) / accepted : NaN })),
   };
 }
 
@@ -135,5 +144,7 @@ export function formatAcceptResult(result: AcceptScenarioResult): string {
     `  accepted        ${result.acceptedPerSecond.toFixed(1)} req/s (${result.accepted} orders)`,
     `  latency         p50 ${f(p50)}  p95 ${f(p95)}  p99 ${f(p99)}  max ${f(max)}`,
     `  not accepted    ${refused.length === 0 ? 'none' : refused.map(([status, n]) => `${n} x ${status}`).join(', ')}`,
+    ...(result.cpu.length === 0 ? [] : ['  CPU during the run (% of one core; CPU ms per accepted order):']),
+    ...result.cpu.map(({ name, percentOfCore, msPerAccepted }) => `    ${name.padEnd(30)} ${percentOfCore.toFixed(0).padStart(4)}%  ${msPerAccepted.toFixed(2).padStart(7)} ms`),
   ].join('\n');
 }

@@ -10,9 +10,9 @@ import { createServer, type Socket } from 'node:net';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OrderStatus } from '../../db/order/schema';
-import { insertOrder, insertSagaStartIntent } from '../../services/order/repository';
+import { insertAcceptedOrder, markOrderConfirming } from '../../services/order/repository';
 import { formatMinor } from '../../services/shared/money';
-import { appendOutboxEvent } from '../../services/shared/outbox';
+import { outboxEventRow } from '../../services/shared/outbox';
 import { cancelOrderWorkflowId, createOrderWorkflowId, SEARCH_ATTRIBUTES, type CreateOrderInput } from '../../workflows/order-contract';
 import { startTestOrderService, type TestOrderService } from '../helpers/order-service';
 import { connectTestTemporal, type TestTemporal } from '../helpers/temporal';
@@ -67,23 +67,21 @@ describe('order API', () => {
     return response.json<{ id: string }>().id;
   }
 
-  /** Writes an order exactly as POST /orders does (order, items, ORDER_CREATED and the saga start intent in one transaction), then sets the status the saga would have reached. */
+  /** Writes an order exactly as POST /orders does (order, items, ORDER_CREATED and the saga start intent in one statement), then sets the status the saga would have reached. */
   async function seedOrder(customerId: string, status: OrderStatus = 'PENDING', ageSeconds = 0) {
     const orderId = randomUUID();
     const items = [
       { productId: randomUUID(), sku: 'WIDGET-1', productName: 'Widget', quantity: 2, unitPriceMinor: 1250, lineTotalMinor: 2500, priceVersion: 1 },
       { productId: randomUUID(), sku: 'GADGET-1', productName: 'Gadget', quantity: 1, unitPriceMinor: 999, lineTotalMinor: 999, priceVersion: 3 },
     ];
-    await service.db.transaction().execute(async (trx) => {
-      await insertOrder(trx, { id: orderId, customerId, totalMinor: 3499, currency: 'USD', paymentMethod: 'ACCOUNT_BALANCE', confirmation: 'manual', workflowId: createOrderWorkflowId(orderId), items });
-      await appendOutboxEvent(trx, {
-        eventType: 'ORDER_CREATED',
-        aggregateId: orderId,
-        correlationId: orderId,
-        payload: { orderId, customerId, items: items.map((i) => ({ productId: i.productId, productName: i.productName, quantity: i.quantity, unitPrice: formatMinor(i.unitPriceMinor) })), totalAmount: '34.99', currency: 'USD' },
-      });
-      await insertSagaStartIntent(trx, orderId, null);
+    const { row: event } = outboxEventRow({
+      eventType: 'ORDER_CREATED',
+      aggregateId: orderId,
+      correlationId: orderId,
+      payload: { orderId, customerId, items: items.map((i) => ({ productId: i.productId, productName: i.productName, quantity: i.quantity, unitPrice: formatMinor(i.unitPriceMinor) })), totalAmount: '34.99', currency: 'USD' },
     });
+    const order = { id: orderId, customerId, totalMinor: 3499, currency: 'USD', paymentMethod: 'ACCOUNT_BALANCE', confirmation: 'manual' as const, workflowId: createOrderWorkflowId(orderId), items };
+    await insertAcceptedOrder(service.db, { order, event });
     await service.db
       .updateTable('orders')
       .set({
@@ -337,12 +335,24 @@ describe('order API', () => {
   });
 
   describe('confirm and cancel check the order state', () => {
-    it.each(['PENDING', 'PAID', 'FAILED', 'CANCELLED'] as const)('confirming a %s order answers 409 ORDER_NOT_AWAITING_CONFIRMATION', async (status) => {
+    it.each(['PENDING', 'CONFIRMING', 'PAID', 'FAILED', 'CANCELLED'] as const)('confirming a %s order answers 409 ORDER_NOT_AWAITING_CONFIRMATION', async (status) => {
       const customerId = await createCustomer();
       const { orderId } = await seedOrder(customerId, status);
       const response = await service.app.inject({ method: 'POST', url: `/orders/${orderId}/confirm`, headers: await service.asCustomer(customerId) });
       expect(response.statusCode).toBe(409);
       expect(response.json()).toMatchObject({ error: { code: 'ORDER_NOT_AWAITING_CONFIRMATION', details: { status } } });
+    });
+
+    it('a confirmation its saga accepted moves AWAITING_CONFIRMATION to CONFIRMING with its event; a saga that got further keeps its state', async () => {
+      const { orderId } = await seedOrder(await createCustomer(), 'AWAITING_CONFIRMATION');
+      expect(await markOrderConfirming(service.db, orderId)).toBe('CONFIRMING');
+      expect(await markOrderConfirming(service.db, orderId)).toBe('CONFIRMING');
+      const events = await service.db.selectFrom('outbox_events').select('event_type').where('aggregate_id', '=', orderId).orderBy('id').execute();
+      expect(events.map((event) => event.event_type)).toEqual(['ORDER_CREATED', 'ORDER_CONFIRMATION_REQUESTED']);
+
+      const paid = await seedOrder(await createCustomer(), 'PAID');
+      expect(await markOrderConfirming(service.db, paid.orderId)).toBe('PAID');
+      expect(await markOrderConfirming(service.db, randomUUID())).toBeUndefined();
     });
 
     it('confirming an AWAITING_CONFIRMATION order whose saga is gone answers 409, not 500', async () => {

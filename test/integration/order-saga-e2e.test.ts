@@ -319,9 +319,13 @@ describe('order API end to end, with the saga worker', () => {
     await waitForStatus(placed.body.id, 'AWAITING_CONFIRMATION');
     expect(await stockOf(product.db, productId)).toEqual({ stock: 5, reserved: 2, available: 3 });
 
-    const confirmed = await post<{ id: string; workflowId: string }>(`/orders/${placed.body.id}/confirm`, {}, { 'idempotency-key': `confirm-${placed.body.id}` });
+    const confirmed = await post<{ id: string; status: string; workflowId: string }>(`/orders/${placed.body.id}/confirm`, {}, { 'idempotency-key': `confirm-${placed.body.id}` });
     expect(confirmed.status).toBe(202);
     expect(confirmed.body).toMatchObject({ id: placed.body.id, workflowId: createOrderWorkflowId(placed.body.id) });
+    // The answer is the state the order is in now: CONFIRMING while the saga captures (PAID if it was quicker), never the AWAITING_CONFIRMATION it left.
+    expect(['CONFIRMING', 'PAID']).toContain(confirmed.body.status);
+    const readBack = await order.db.selectFrom('orders').select('status').where('id', '=', placed.body.id).executeTakeFirstOrThrow();
+    expect([confirmed.body.status, 'PAID']).toContain(readBack.status);
     await waitForStatus(placed.body.id, 'PAID');
     expect(await stockOf(product.db, productId)).toEqual({ stock: 3, reserved: 0, available: 3 });
 

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, SignJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { ConfigError, loadConfig } from '../../services/shared/config';
 import { buildServiceApp, type ServiceApp } from '../../services/shared/http/app';
@@ -89,6 +89,22 @@ describe('authentication (services/shared/http/auth.ts)', () => {
     ['whose customer id is not in canonical lower case', () => craftToken({ sub: customerId.toUpperCase() }), /"sub" must be a customer id/],
     ['that is not a JWT', () => Promise.resolve('not-a-jwt-and-not-a-credential'), /not a well-formed signed JWT/],
   ];
+
+  it('a token it accepted (and remembered as verified) is refused once it expires', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 60;
+    const token = await craftToken({ sub: customerId }, { expiresIn: exp });
+    expect((await get('/orders', bearer(token))).statusCode).toBe(200);
+    expect((await get('/orders', bearer(token))).statusCode).toBe(200);
+    // Past exp and the 30 s clock tolerance: the remembered verification no longer counts.
+    vi.useFakeTimers({ toFake: ['Date'], now: (exp + 31) * 1000 });
+    try {
+      const late = await get('/orders', bearer(token));
+      expect(late.statusCode).toBe(401);
+      expect(errorIn(late).message).toMatch(/expired/);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 
   it.each(refusedTokens)('refuses a token %s with 401 invalid_token', async (_, token, reason) => {
     const response = await get('/orders', bearer(await token()));

@@ -1,12 +1,12 @@
 /** Customers: created and (de)activated by operators; read by the customer themselves or an operator. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { CustomerRow, OrderDb } from '../repository';
-import { findCustomer, insertCustomer, updateCustomerStatus } from '../repository';
-import { ConflictError, ForbiddenError, NotFoundError } from '../../shared/errors';
+import { findCustomer, updateCustomerStatus } from '../repository';
+import { createCustomer } from '../customers';
+import { ForbiddenError, NotFoundError } from '../../shared/errors';
 import { errorBodySchema } from '../../shared/http/error-body';
 import { bearerJwtSecurity, mayActForCustomer, principalOf, requireAuthenticated, requireOperator } from '../../shared/http/auth';
-import { appendOutboxEvent } from '../../shared/outbox';
-import { createCustomerBodySchema, customerSchema, idParamsSchema, ORDER_ERROR_CODES, updateCustomerStatusBodySchema, type CustomerResponse } from '../contract';
+import { createCustomerBodySchema, customerSchema, idParamsSchema, updateCustomerStatusBodySchema, type CustomerResponse } from '../contract';
 
 export interface CustomerRoutesOptions {
   db: OrderDb;
@@ -14,11 +14,6 @@ export interface CustomerRoutesOptions {
 
 function toCustomerResponse(row: CustomerRow): CustomerResponse {
   return { id: row.id, name: row.name, email: row.email, status: row.status, createdAt: row.created_at.toISOString(), updatedAt: row.updated_at.toISOString() };
-}
-
-function isEmailTaken(error: unknown): boolean {
-  const pgError = error as { code?: string; constraint?: string };
-  return pgError.code === '23505' && pgError.constraint === 'uq_customers_email';
 }
 
 export const customerRoutes: FastifyPluginAsyncZod<CustomerRoutesOptions> = async (app, { db }) => {
@@ -38,24 +33,7 @@ export const customerRoutes: FastifyPluginAsyncZod<CustomerRoutesOptions> = asyn
       },
     },
     async (request, reply) => {
-      let row: CustomerRow;
-      try {
-        row = await db.transaction().execute(async (trx) => {
-          const inserted = await insertCustomer(trx, request.body);
-          await appendOutboxEvent(trx, {
-            eventType: 'CUSTOMER_CREATED',
-            aggregateId: inserted.id,
-            correlationId: inserted.id,
-            payload: { customerId: inserted.id, email: inserted.email, status: inserted.status },
-          });
-          return inserted;
-        });
-      } catch (error) {
-        if (isEmailTaken(error)) {
-          throw new ConflictError(ORDER_ERROR_CODES.emailAlreadyExists, `a customer with email ${request.body.email} already exists`, { email: request.body.email });
-        }
-        throw error;
-      }
+      const row = await createCustomer(db, request.body);
       reply.status(201).header('location', `/customers/${row.id}`);
       return toCustomerResponse(row);
     },

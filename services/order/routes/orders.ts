@@ -122,16 +122,16 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
       schema: {
         tags,
         summary: 'Confirm a manual checkout: capture the held payment and stock',
-        description: `Only an order in AWAITING_CONFIRMATION; otherwise 409 ORDER_NOT_AWAITING_CONFIRMATION. ${idempotencyHeader.description}.`,
+        description: `Only an order in AWAITING_CONFIRMATION; otherwise 409 ORDER_NOT_AWAITING_CONFIRMATION. Answers 202 with status CONFIRMING (or PAID, when the saga was quicker): the saga confirms the stock and captures the payment. ${idempotencyHeader.description}.`,
         security,
         params: idParamsSchema,
         response: { 202: orderCommandAcceptedSchema, 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 503: errorBodySchema },
       },
     },
     async (request, reply) => {
-      const order = await confirmOrder(deps(request.log), request.params.id, principalOf(request));
-      reply.status(202);
-      return { id: order.id, status: order.status, workflowId: order.workflowId };
+      const accepted = await confirmOrder(deps(request.log), request.params.id, principalOf(request));
+      reply.status(202).header('location', `/orders/${accepted.id}`);
+      return accepted;
     },
   );
 

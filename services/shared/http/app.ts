@@ -74,7 +74,14 @@ export async function buildServiceApp(options: ServiceAppOptions) {
     requestIdHeader: false,
     genReqId: (request) => usableRequestId(request.headers[REQUEST_ID_HEADER]) ?? crypto.randomUUID(),
     frameworkErrors: frameworkErrorHandler,
+    // One access log line per request (below), not Fastify's two ("incoming request" and "request
+    // completed"): at a thousand requests a second the second line is a measurable share of the CPU.
+    disableRequestLogging: true,
   }).withTypeProvider<ZodTypeProvider>();
+  app.addHook('onResponse', (request, reply, done) => {
+    request.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed');
+    done();
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 

@@ -120,11 +120,14 @@ export async function createAuthenticator(
     clockTolerance: CLOCK_TOLERANCE_SECONDS,
   };
   const matchServiceCredential = serviceCredentialMatcher(serviceCallers(config));
+  const verified = new VerifiedTokens();
 
   return {
     async authenticate(bearer) {
       const service = matchServiceCredential(bearer);
       if (service) return service;
+      const known = verified.principalOf(bearer);
+      if (known) return known;
       let payload: JWTPayload;
       try {
         // Two overloads (key or key function); the options are the same.
@@ -135,9 +138,36 @@ export async function createAuthenticator(
         }
         throw new InvalidTokenError(refusal(error as InstanceType<typeof joseErrors.JOSEError>));
       }
-      return principalFromClaims(payload);
+      const principal = principalFromClaims(payload);
+      verified.remember(bearer, principal, payload.exp!);
+      return principal;
     },
   };
+}
+
+/**
+ * Tokens whose signature and claims were verified, until they expire. A client sends its token
+ * with every request, and checking an ES256 signature is the costliest thing an order request did
+ * in Node (a tenth of its CPU); a verified token stays valid until its `exp` whatever the server
+ * does, so remembering it until then accepts exactly what verifying it again would. Bounded: past
+ * MAX entries the oldest is forgotten (it is only verified again).
+ */
+class VerifiedTokens {
+  private static readonly MAX = 10_000;
+  private readonly principals = new Map<string, { principal: Principal; validUntilMs: number }>();
+
+  principalOf(token: string): Principal | undefined {
+    const entry = this.principals.get(token);
+    if (!entry) return undefined;
+    if (Date.now() < entry.validUntilMs) return entry.principal;
+    this.principals.delete(token);
+    return undefined;
+  }
+
+  remember(token: string, principal: Principal, expSeconds: number): void {
+    if (this.principals.size >= VerifiedTokens.MAX) this.principals.delete(this.principals.keys().next().value!);
+    this.principals.set(token, { principal, validUntilMs: (expSeconds + CLOCK_TOLERANCE_SECONDS) * 1000 });
+  }
 }
 
 // ---- the hook ----
