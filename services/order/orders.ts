@@ -16,7 +16,6 @@ import {
   tccPaymentWorkflowId,
   type CreateOrderInput,
 } from '../../workflows/order-contract';
-import { currentCorrelationId } from '../shared/correlation';
 import { ApiError, ConflictError, ForbiddenError, NotFoundError } from '../shared/errors';
 import { mayActForCustomer } from '../shared/http/auth';
 import type { Principal } from '../shared/http/principal';
