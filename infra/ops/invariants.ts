@@ -287,14 +287,21 @@ export async function checkInvariants(sources: InvariantSources): Promise<Violat
 
 /**
  * Checks until nothing is violated or `waitSeconds` have passed: a system that has just recovered
- * from a fault is still finishing its work (retries, the relay's backlog, the consumer's lag).
+ * from a fault is still finishing its work (retries, the relay's backlog, the consumer's lag), and
+ * may not answer every read yet (a Kafka broker just started has not loaded its group coordinator):
+ * a check that fails to read is taken again until the time is up, then its error is thrown.
  * Resolves with the last run's violations.
  */
 export async function checkInvariantsSettled(sources: InvariantSources, waitSeconds: number, pauseMs = 1_000): Promise<Violation[]> {
   const deadline = Date.now() + waitSeconds * 1000;
   for (;;) {
-    const violations = await checkInvariants(sources);
-    if (violations.length === 0 || Date.now() >= deadline) return violations;
+    let violations: Violation[] | undefined;
+    try {
+      violations = await checkInvariants(sources);
+    } catch (error) {
+      if (Date.now() >= deadline) throw error;
+    }
+    if (violations && (violations.length === 0 || Date.now() >= deadline)) return violations;
     await new Promise((resolve) => setTimeout(resolve, pauseMs));
   }
 }
