@@ -223,7 +223,7 @@ export async function startPrivateStack(): Promise<PrivateStack> {
     await script('apps', 'stop').catch(() => undefined);
     await script('stack', 'stop').catch(() => undefined);
     for (const pid of recordedPids()) if (pid !== undefined && alive(pid)) process.kill(pid, 'SIGKILL');
-    rmSync(stateDir, { recursive: true, force: true });
+    rmSync(stateDir, { recursive: true, force: true, maxRetries: 5 });
   }
 
   let secondWorker: number | undefined;
