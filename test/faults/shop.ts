@@ -43,8 +43,9 @@ async function requestUntilAnswered<T>(retries: ClientRetries, method: string, u
       attempts += 1;
       const answered = await request<T>(method, url, { ...headers, 'idempotency-key': key }, body).catch(() => undefined);
       // 409 IDEMPOTENCY_REQUEST_IN_PROGRESS: a crashed instance held the key; its lock passes.
+      // 429: a client waits and sends again.
       const inProgress = answered?.status === 409 && JSON.stringify(answered.body).includes('IDEMPOTENCY_REQUEST_IN_PROGRESS');
-      return answered && answered.status < 500 && !inProgress ? answered : undefined;
+      return answered && answered.status < 500 && answered.status !== 429 && !inProgress ? answered : undefined;
     },
     timeoutMs,
     `${method} ${url} to be answered`,
@@ -107,10 +108,12 @@ export async function openShop(stack: PrivateStack, label: string, { units, bala
   if (account.status !== 201) throw new Error(`could not open the account: ${JSON.stringify(account)}`);
   const asCustomer = { authorization: `Bearer ${await signAccessToken(key, { customerId: customer.body.id }, settings)}` };
 
+  // Followed as an operator's console would: a customer polling every order each second would meet
+  // the per-customer rate limit, which the customer's own orders and cancels must not.
   const statuses = async (orderIds: readonly string[]) => {
     const found = new Map<string, string>();
     for (const id of orderIds) {
-      const answer = await request<{ status: string }>('GET', `${config.ORDER_SERVICE_URL}/orders/${id}`, asCustomer).catch(() => undefined);
+      const answer = await request<{ status: string }>('GET', `${config.ORDER_SERVICE_URL}/orders/${id}`, asOperator).catch(() => undefined);
       if (answer?.status === 200) found.set(id, answer.body.status);
     }
     return found;
