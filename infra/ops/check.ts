@@ -5,13 +5,8 @@
  * settled (or the time is up), for use right after a fault or a load test.
  */
 import { parseArgs } from 'node:util';
-import { Client, Connection } from '@temporalio/client';
-import { openServiceDatabase } from '../../db/databases';
 import { loadConfig } from '../../services/shared/config';
-import { createKafka } from '../../services/shared/kafka';
-import { temporalConnectionOptions } from '../../services/shared/temporal-connection';
-import { ORDER_TIMELINE_GROUP, ORDER_TIMELINE_TOPICS } from '../../workers/order-events-consumer';
-import { checkInvariantsSettled } from './invariants';
+import { checkInvariantsSettled, connectInvariantSources } from './invariants';
 
 const USAGE = 'usage: ./oms check [--wait SECONDS] [--grace SECONDS] [--saga-bound SECONDS] [--json]';
 
@@ -28,27 +23,13 @@ async function main(args: string[]): Promise<number> {
     options: { wait: { type: 'string' }, grace: { type: 'string' }, 'saga-bound': { type: 'string' }, json: { type: 'boolean', default: false } },
   });
   const config = loadConfig();
-  const orderDb = openServiceDatabase(config, 'order', 'oms-check');
-  const productDb = openServiceDatabase(config, 'product', 'oms-check');
-  const paymentDb = openServiceDatabase(config, 'payment', 'oms-check');
-  const kafka = createKafka(config, 'oms-check').admin();
-  const connection = await Connection.connect(temporalConnectionOptions(config));
+  const { sources, close } = await connectInvariantSources(config, {
+    graceSeconds: seconds(values.grace, 'grace', 60),
+    // A manual checkout may hold for CHECKOUT_HOLD_TTL_SECONDS; ten more minutes for its steps.
+    sagaBoundSeconds: seconds(values['saga-bound'], 'saga-bound', config.CHECKOUT_HOLD_TTL_SECONDS + 600),
+  });
   try {
-    await kafka.connect();
-    const violations = await checkInvariantsSettled(
-      {
-        orderDb,
-        productDb,
-        paymentDb,
-        kafka,
-        temporal: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }),
-        timeline: { groupId: ORDER_TIMELINE_GROUP, topics: ORDER_TIMELINE_TOPICS },
-        graceSeconds: seconds(values.grace, 'grace', 60),
-        // A manual checkout may hold for CHECKOUT_HOLD_TTL_SECONDS; ten more minutes for its steps.
-        sagaBoundSeconds: seconds(values['saga-bound'], 'saga-bound', config.CHECKOUT_HOLD_TTL_SECONDS + 600),
-      },
-      seconds(values.wait, 'wait', 0),
-    );
+    const violations = await checkInvariantsSettled(sources, seconds(values.wait, 'wait', 0));
     if (values.json) {
       console.log(JSON.stringify({ ok: violations.length === 0, violations }, null, 2));
     } else if (violations.length === 0) {
@@ -59,7 +40,7 @@ async function main(args: string[]): Promise<number> {
     }
     return violations.length === 0 ? 0 : 1;
   } finally {
-    await Promise.allSettled([kafka.disconnect(), connection.close(), orderDb.destroy(), productDb.destroy(), paymentDb.destroy()]);
+    await close();
   }
 }
 

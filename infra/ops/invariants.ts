@@ -16,12 +16,17 @@
  *   saga-exists            every order (older than the grace period) has its createOrder saga
  *   saga-bounded           no saga has been open longer than the bound
  */
-import type { Client } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import type { Admin } from 'kafkajs';
 import { sql, type Kysely } from 'kysely';
+import { openServiceDatabase } from '../../db/databases';
 import type { OrderDatabase } from '../../db/order/schema';
 import type { PaymentDatabase } from '../../db/payment/schema';
 import type { ProductDatabase } from '../../db/product/schema';
+import type { Config } from '../../services/shared/config';
+import { createKafka } from '../../services/shared/kafka';
+import { temporalConnectionOptions } from '../../services/shared/temporal-connection';
+import { ORDER_TIMELINE_GROUP, ORDER_TIMELINE_TOPICS } from '../../workers/order-events-consumer';
 import { createOrderWorkflowId, SEARCH_ATTRIBUTES, WORKFLOW_TYPES } from '../../workflows/order-contract';
 
 export interface Violation {
@@ -43,6 +48,44 @@ export interface InvariantSources {
   graceSeconds: number;
   /** A saga open longer than this is reported (a manual checkout's hold TTL plus its steps' time). */
   sagaBoundSeconds: number;
+}
+
+/**
+ * The sources of a running OMS as its configuration names them: its three databases, its Kafka, its
+ * Temporal namespace and the worker's timeline consumer group. `./oms check` and the fault suite
+ * (on its private stack) both read a system this way. `close` releases every connection.
+ */
+export async function connectInvariantSources(
+  config: Config,
+  bounds: Pick<InvariantSources, 'graceSeconds' | 'sagaBoundSeconds'>,
+): Promise<{ sources: InvariantSources; close: () => Promise<void> }> {
+  const orderDb = openServiceDatabase(config, 'order', 'oms-check');
+  const productDb = openServiceDatabase(config, 'product', 'oms-check');
+  const paymentDb = openServiceDatabase(config, 'payment', 'oms-check');
+  const kafka = createKafka(config, 'oms-check').admin();
+  let connection: Connection | undefined;
+  const close = async () => {
+    await Promise.allSettled([kafka.disconnect(), connection?.close(), orderDb.destroy(), productDb.destroy(), paymentDb.destroy()]);
+  };
+  try {
+    connection = await Connection.connect(temporalConnectionOptions(config));
+    await kafka.connect();
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return {
+    sources: {
+      orderDb,
+      productDb,
+      paymentDb,
+      kafka,
+      temporal: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }),
+      timeline: { groupId: ORDER_TIMELINE_GROUP, topics: ORDER_TIMELINE_TOPICS },
+      ...bounds,
+    },
+    close,
+  };
 }
 
 const n = (value: unknown) => Number(value ?? 0);
@@ -244,14 +287,21 @@ export async function checkInvariants(sources: InvariantSources): Promise<Violat
 
 /**
  * Checks until nothing is violated or `waitSeconds` have passed: a system that has just recovered
- * from a fault is still finishing its work (retries, the relay's backlog, the consumer's lag).
+ * from a fault is still finishing its work (retries, the relay's backlog, the consumer's lag), and
+ * may not answer every read yet (a Kafka broker just started has not loaded its group coordinator):
+ * a check that fails to read is taken again until the time is up, then its error is thrown.
  * Resolves with the last run's violations.
  */
 export async function checkInvariantsSettled(sources: InvariantSources, waitSeconds: number, pauseMs = 1_000): Promise<Violation[]> {
   const deadline = Date.now() + waitSeconds * 1000;
   for (;;) {
-    const violations = await checkInvariants(sources);
-    if (violations.length === 0 || Date.now() >= deadline) return violations;
+    let violations: Violation[] | undefined;
+    try {
+      violations = await checkInvariants(sources);
+    } catch (error) {
+      if (Date.now() >= deadline) throw error;
+    }
+    if (violations && (violations.length === 0 || Date.now() >= deadline)) return violations;
     await new Promise((resolve) => setTimeout(resolve, pauseMs));
   }
 }
