@@ -93,7 +93,10 @@ start_app() {
     (cd "$REPO" && spawn "$(pidfile "$app")" "$(logfile "$app")" "${command[@]}")
     pid="$(read_pid "$(pidfile "$app")")"
   fi
-  WAIT_FOR_PID="$pid" wait_for "$app" "$(logfile "$app")" 90 app_ready "$app"
+  # Readiness is polled and a process that dies fails at once, so the bound only matters for one
+  # that starts but is starved: the worker builds its workflow bundle and, on a fresh Kafka, waits
+  # for the group coordinator; with other builds on two cores that took over 90 s.
+  WAIT_FOR_PID="$pid" wait_for "$app" "$(logfile "$app")" 240 app_ready "$app"
 }
 
 stop_app() {

@@ -13,6 +13,8 @@
 
 ALL_COMPONENTS=(postgres redis kafka-1 kafka-2 kafka-3 temporal temporal-ui)
 KAFKA_NODES=(1 2 3)
+# Seconds a starting node may take to serve; polled, so only a starved or stuck node waits it out.
+BROKER_READY_BOUND=240
 
 TEMPORAL_SERVER_BIN="$TEMPORAL_SERVER_DIR/temporal-server"
 TEMPORAL_SQL_TOOL="$TEMPORAL_SERVER_DIR/temporal-sql-tool"
@@ -100,10 +102,12 @@ broker_start() {
   spawn "$(pidfile "kafka-$id")" "$log" "${KAFKA_JAVA[@]}" kafka.Kafka "$(broker_props "$id")"
   # A node serves only once a quorum (two of three) has elected a controller: the first node of a
   # cold start waits for its controller port alone, and broker_after_start checks them together.
+  # The bounds are for a starved machine: a node killed before (no quorum for its last controlled
+  # shutdown) first recovers its logs, and with other builds on two cores that took over 90 s.
   if (($(live_brokers) >= 2)); then
-    WAIT_FOR_PID="$(broker_pid "$id")" wait_for "kafka-$id" "$log" 90 broker_ready "$id"
+    WAIT_FOR_PID="$(broker_pid "$id")" wait_for "kafka-$id" "$log" "$BROKER_READY_BOUND" broker_ready "$id"
   else
-    WAIT_FOR_PID="$(broker_pid "$id")" wait_for "kafka-$id controller" "$log" 60 port_open "$(controller_port "$id")"
+    WAIT_FOR_PID="$(broker_pid "$id")" wait_for "kafka-$id controller" "$log" "$BROKER_READY_BOUND" port_open "$(controller_port "$id")"
   fi
 }
 
@@ -114,7 +118,7 @@ broker_after_start() {
   for id in "${KAFKA_NODES[@]}"; do
     pid="$(broker_pid "$id")"
     [[ -n $pid ]] && broker_alive "$id" "$pid" || continue
-    broker_ready "$id" || WAIT_FOR_PID="$pid" wait_for "kafka-$id" "$(logfile "kafka-$id")" 90 broker_ready "$id" || return 1
+    broker_ready "$id" || WAIT_FOR_PID="$pid" wait_for "kafka-$id" "$(logfile "kafka-$id")" "$BROKER_READY_BOUND" broker_ready "$id" || return 1
   done
 }
 

@@ -11,7 +11,7 @@ import { openServiceDatabase } from '../db/databases';
 import { SERVICE_NAMES } from '../db/migrator';
 import { loadConfig } from '../services/shared/config';
 import { devKeyFiles, loadDevSigningKey, signAccessToken } from './dev-auth';
-import { createKafka, RETIRED_TOPICS, TOPIC_SPECS } from '../services/shared/kafka';
+import { createKafka, createTopicsWithLeaders, RETIRED_TOPICS, TOPIC_SPECS } from '../services/shared/kafka';
 import { connectRedis } from '../services/shared/redis';
 import { temporalConnectionOptions } from '../services/shared/temporal-connection';
 
@@ -99,7 +99,7 @@ await check('kafka produce/consume round trip', async () => {
   const admin = kafka.admin();
   await admin.connect();
   if (!(await admin.listTopics()).includes(VERIFY_TOPIC)) {
-    await admin.createTopics({ topics: [{ topic: VERIFY_TOPIC, numPartitions: 1, configEntries: [{ name: 'retention.ms', value: '3600000' }] }], waitForLeaders: true });
+    await createTopicsWithLeaders(admin, [{ topic: VERIFY_TOPIC, numPartitions: 1, configEntries: [{ name: 'retention.ms', value: '3600000' }] }]);
   }
   await admin.disconnect();
   const marker = randomUUID();

@@ -92,6 +92,38 @@ export function createKafka(config: KafkaConnectionConfig, clientId = config.KAF
   });
 }
 
+/** Answers of a broker that has not yet applied a topic the controller made or moved. */
+const NOT_YET = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE', 'NOT_LEADER_FOR_PARTITION']);
+
+/**
+ * `admin.createTopics`, then waits until every partition of the new topics has a leader that
+ * answers as one. kafkajs's own `waitForLeaders` asks one broker once and gives up when it answers
+ * "unknown topic": on a cluster of several brokers, each broker applies a new topic, and its
+ * leadership of partitions, a moment after the controller made it, so that answer (or "not the
+ * leader" from the leader-to-be) means "not yet" there, and is waited out here. Reading each
+ * topic's offsets asks every partition's leader.
+ */
+export async function createTopicsWithLeaders(admin: Admin, topics: ITopicConfig[], timeoutMs = 30_000): Promise<boolean> {
+  const created = await admin.createTopics({ topics, waitForLeaders: false });
+  const names = topics.map((t) => t.topic);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const { topics: found } = await admin.fetchTopicMetadata({ topics: names });
+      if (found.length === names.length && found.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) {
+        for (const name of names) await admin.fetchTopicOffsets(name);
+        return created;
+      }
+    } catch (error) {
+      // kafkajs wraps the broker's answer in `cause` once its own retries ran out.
+      const { type, cause } = error as { type?: string; cause?: { type?: string } };
+      if (!NOT_YET.has(type ?? cause?.type ?? '')) throw error;
+    }
+    if (Date.now() > deadline) throw new Error(`topics ${names.join(', ')} have no leader after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /**
  * Creates the missing OMS topics and deletes the retired ones, and reports what it did; existing
  * topics are left as they are.
@@ -108,7 +140,7 @@ export async function ensureTopics(
     const present = new Set(await admin.listTopics());
     const missing = specs.filter((spec) => !present.has(spec.topic));
     if (missing.length > 0) {
-      await admin.createTopics({ topics: missing.map((spec) => topicConfig(spec, replication)), waitForLeaders: true });
+      await createTopicsWithLeaders(admin, missing.map((spec) => topicConfig(spec, replication)));
     }
     const leftover = retired.filter((topic) => present.has(topic));
     if (leftover.length > 0) await admin.deleteTopics({ topics: leftover });

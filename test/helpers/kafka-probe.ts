@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Kafka, Producer } from 'kafkajs';
 import type { EventEnvelope } from '../../services/shared/events';
-import { TOPICS } from '../../services/shared/kafka';
+import { createTopicsWithLeaders, TOPICS } from '../../services/shared/kafka';
 import { eventHeaders, topicForEventType } from '../../services/shared/outbox-relay';
 
 export interface ProbedMessage {
@@ -145,7 +145,7 @@ export async function createOwnTopics(kafka: Kafka, suite: string): Promise<OwnT
   const admin = kafka.admin();
   await admin.connect();
   try {
-    await admin.createTopics({ topics: all.map((topic) => ({ topic, numPartitions: topic === own.deadLetters ? 1 : 3 })), waitForLeaders: true });
+    await createTopicsWithLeaders(admin, all.map((topic) => ({ topic, numPartitions: topic === own.deadLetters ? 1 : 3 })));
   } finally {
     await admin.disconnect();
   }

@@ -18,7 +18,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EventEnvelope, EventType } from '../../services/shared/events';
-import { createKafka, TOPICS } from '../../services/shared/kafka';
+import { createKafka, createTopicsWithLeaders, TOPICS } from '../../services/shared/kafka';
 import { createConsumerMetrics } from '../../services/shared/outbox-relay-metrics';
 import { ORDER_TIMELINE_TOPICS, startOrderTimelineConsumer, type RunningConsumer } from '../../workers/order-events-consumer';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
@@ -68,7 +68,8 @@ describe('./oms dlq', () => {
   /** Runs the command as an operator would; resolves with its output and exit code. */
   async function dlq(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
     const env = { ...process.env, OMS_OPERATOR: 'test-operator', OMS_OPS_LOG: join(opsDir, 'ops.log'), ...stackEnv() };
-    return run('npx', ['--no-install', 'tsx', 'infra/ops/dlq.ts', ...args, '--topic', deadLetterTopic], { env, timeout: 90_000 }).then(
+    // node --import tsx, not npx tsx: one process per call, not three; this suite starts a dozen.
+    return run(process.execPath, ['--import', 'tsx', 'infra/ops/dlq.ts', ...args, '--topic', deadLetterTopic], { env, timeout: 90_000 }).then(
       ({ stdout, stderr }) => ({ stdout, stderr, code: 0 }),
       (error: { stdout: string; stderr: string; code: number }) => ({ stdout: error.stdout, stderr: error.stderr, code: error.code }),
     );
@@ -107,7 +108,7 @@ describe('./oms dlq', () => {
     kafka = createKafka(config, 'test-dlq-cli');
     const admin = kafka.admin();
     await admin.connect();
-    await admin.createTopics({ topics: [{ topic: deadLetterTopic, numPartitions: 1 }], waitForLeaders: true });
+    await createTopicsWithLeaders(admin, [{ topic: deadLetterTopic, numPartitions: 1 }]);
     await admin.disconnect();
     producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     await producer.connect();
@@ -137,7 +138,9 @@ describe('./oms dlq', () => {
     await rm(opsDir, { recursive: true, force: true });
   });
 
-  it('lists and shows a dead-lettered event; republish delivers it once, recorded, and refuses a second time', async () => {
+  // Each call of the command is a Node process that loads the CLI and connects to Kafka: seconds on
+  // an idle machine, tens of seconds on a busy one. The bounds below count the calls, not sleeps.
+  it('lists and shows a dead-lettered event; republish delivers it once, recorded, and refuses a second time', { timeout: 360_000 }, async () => {
     const orderId = randomUUID();
     const event = envelope('ORDER_CONFIRMED', orderId);
     const fix = await refuseTimelineOf([orderId]);
@@ -195,7 +198,7 @@ describe('./oms dlq', () => {
     expect(await timelineRows(orderId)).toEqual([{ event_id: event.eventId }]);
   });
 
-  it('republish --all-matching TYPE sends every dead letter of that type, each applied once', async () => {
+  it('republish --all-matching TYPE sends every dead letter of that type, each applied once', { timeout: 240_000 }, async () => {
     const orders = [randomUUID(), randomUUID()];
     const events = orders.map((orderId) => envelope('PAYMENT_FAILED', orderId, { reservationId: null, reason: 'declined', errorCode: 'DECLINED' }));
     const fix = await refuseTimelineOf(orders);
@@ -213,10 +216,11 @@ describe('./oms dlq', () => {
   });
 
   it('refuses bad input with usage and exit code 2', async () => {
-    for (const args of [['republish'], ['show'], ['show', 'abc'], ['list', '--limit', '0'], ['frobnicate']]) {
-      const result = await dlq(...args);
-      expect({ args, code: result.code }).toEqual({ args, code: 2 });
-      expect(result.stderr).toContain('usage:');
+    const cases = [['republish'], ['show'], ['show', 'abc'], ['list', '--limit', '0'], ['frobnicate']];
+    const results = await Promise.all(cases.map(async (args) => ({ args, ...(await dlq(...args)) })));
+    for (const { args, code, stderr } of results) {
+      expect({ args, code }).toEqual({ args, code: 2 });
+      expect(stderr).toContain('usage:');
     }
   });
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { Kafka } from 'kafkajs';
+import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKafka, ensureTopics, RETIRED_TOPICS, TOPIC_SPECS } from '../../services/shared/kafka';
+import { createKafka, createTopicsWithLeaders, ensureTopics, RETIRED_TOPICS, TOPIC_SPECS } from '../../services/shared/kafka';
 import { testConfig } from '../helpers/stack';
 
 // Proves the broker this project installs (Kafka 3.9 from Maven jars) speaks the protocol versions
@@ -24,11 +24,17 @@ describe('Kafka broker with kafkajs', () => {
     const admin = kafka.admin();
     await admin.connect();
     try {
-      const created = await admin.createTopics({
-        topics: [{ topic, numPartitions: 3, configEntries: [{ name: 'retention.ms', value: '60000' }] }],
-        waitForLeaders: true,
-      });
+      const created = await createTopicsWithLeaders(admin, [{ topic, numPartitions: 3, configEntries: [{ name: 'retention.ms', value: '60000' }] }]);
       expect(created).toBe(true);
+      // Usable at once: a new client that never retries reads every partition's offsets from its
+      // leader (on three brokers, the leaders-to-be answer "not the leader" until they apply it).
+      const impatient = new Kafka({ brokers: [...testConfig().KAFKA_BROKERS], clientId: 'oms-test-impatient', retry: { retries: 0 }, logLevel: logLevel.NOTHING }).admin();
+      await impatient.connect();
+      try {
+        expect(await impatient.fetchTopicOffsets(topic)).toHaveLength(3);
+      } finally {
+        await impatient.disconnect();
+      }
       const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
       expect(metadata.topics[0]?.partitions).toHaveLength(3);
       const configs = await admin.describeConfigs({ resources: [{ type: 2, name: topic, configNames: ['retention.ms'] }], includeSynonyms: false });
@@ -85,7 +91,7 @@ describe('Kafka broker with kafkajs', () => {
     const admin = kafkaClient.admin();
     await admin.connect();
     try {
-      await admin.createTopics({ topics: [{ topic: retired, numPartitions: 1 }], waitForLeaders: true });
+      await createTopicsWithLeaders(admin, [{ topic: retired, numPartitions: 1 }]);
       expect((await ensureTopics(kafkaClient, testConfig(), TOPIC_SPECS, [retired])).deleted).toEqual([retired]);
       expect(await admin.listTopics()).not.toContain(retired);
       expect((await ensureTopics(kafkaClient, testConfig(), TOPIC_SPECS, [retired])).deleted).toEqual([]);
