@@ -5,24 +5,29 @@
  * try leaves a barrier that refuses the try.
  */
 import { ApplicationFailure } from '@temporalio/common';
+import { z } from 'zod';
 import { formatMinor } from '../services/shared/money';
 import { FAILURE_TYPES } from '../workflows/order-contract';
-import { errorCode, errorMessage, unexpectedResponse, type JsonHttpClient, type JsonResponse } from './http';
+import type { JsonHttpClient } from './http';
+import { COMMON_DECLINES, createTccParticipantClient } from './tcc-participant';
 
 export interface PaymentActivitiesDependencies {
   /** Client for PAYMENT_SERVICE_URL, carrying the service token. */
   payments: JsonHttpClient;
 }
 
+/** What the saga reads of the payment service's answers: our schemas, not the payment service's. */
+const heldAnswer = z.object({ reservationId: z.string(), expiresAt: z.string(), status: z.string() });
+const capturedAnswer = z.object({ paymentId: z.string(), transactionId: z.string() });
+const cancelledAnswer = z.object({ reservationId: z.string().nullable() });
+const refundedAnswer = z.object({ refund: z.object({ refundId: z.string() }).nullable() });
+
 export interface PaymentHold {
   reservationId: string;
   expiresAt: string;
 }
 
-export interface CapturedPayment {
-  paymentId: string;
-  transactionId: string;
-}
+export type CapturedPayment = z.infer<typeof capturedAnswer>;
 
 /** What undoing the payment branch did. */
 export interface PaymentUndoOutcome {
@@ -34,53 +39,39 @@ export interface PaymentUndoOutcome {
 
 const path = (action: string, id: string) => `/payments/${action}/${encodeURIComponent(id)}`;
 
-function declined(response: JsonResponse, subject: Record<string, string>): ApplicationFailure | null {
-  const message = errorMessage(response);
-  switch (errorCode(response)) {
-    case 'INSUFFICIENT_FUNDS':
-      // The amounts (required, available) are in the body: kept in the saga's history for operators.
-      return ApplicationFailure.nonRetryable(message, FAILURE_TYPES.insufficientFunds, { ...subject, body: response.body });
-    case 'ACCOUNT_NOT_FOUND':
-      return ApplicationFailure.nonRetryable(message, FAILURE_TYPES.accountNotFound, subject);
-    case 'TRY_AFTER_CANCEL':
-      return ApplicationFailure.nonRetryable(message, FAILURE_TYPES.tryAfterCancel, subject);
-    case 'RESERVATION_EXPIRED':
-      return ApplicationFailure.nonRetryable(message, FAILURE_TYPES.reservationExpired, subject);
-    case 'RESERVATION_CANCELLED':
-      return ApplicationFailure.nonRetryable(message, FAILURE_TYPES.reservationCancelled, subject);
-    default:
-      return null;
-  }
-}
-
 export function createPaymentActivities({ payments }: PaymentActivitiesDependencies) {
+  const participant = createTccParticipantClient(payments, {
+    ...COMMON_DECLINES,
+    INSUFFICIENT_FUNDS: { type: FAILURE_TYPES.insufficientFunds, keepBody: true },
+    ACCOUNT_NOT_FOUND: { type: FAILURE_TYPES.accountNotFound },
+  });
   return {
     /** TCC try: holds the order's amount on the customer's account. Insufficient funds is a decision. */
     async reservePayment(input: { orderId: string; customerId: string; totalMinor: number; currency: string }): Promise<PaymentHold> {
-      const response = await payments.post('/payments/try', {
-        orderId: input.orderId,
-        customerId: input.customerId,
-        amount: formatMinor(input.totalMinor),
-        currency: input.currency,
+      const { orderId } = input;
+      const hold = await participant.call({
+        what: `reserve payment for order ${orderId}`,
+        path: '/payments/try',
+        body: { orderId, customerId: input.customerId, amount: formatMinor(input.totalMinor), currency: input.currency },
+        answer: heldAnswer,
+        subject: { orderId },
       });
-      if (response.status === 200 || response.status === 201) {
-        const body = response.body as { reservationId: string; expiresAt: string; status: string };
-        // A repeated try answers with the hold as it is now: one that expired or was cancelled holds nothing.
-        if (body.status === 'expired') throw ApplicationFailure.nonRetryable(`payment hold of order ${input.orderId} expired`, FAILURE_TYPES.reservationExpired);
-        if (body.status === 'cancelled') throw ApplicationFailure.nonRetryable(`payment hold of order ${input.orderId} was cancelled`, FAILURE_TYPES.reservationCancelled);
-        return { reservationId: body.reservationId, expiresAt: body.expiresAt };
-      }
-      throw declined(response, { orderId: input.orderId }) ?? unexpectedResponse(`reserve payment for order ${input.orderId}`, response);
+      // A repeated try answers with the hold as it is now: one that expired or was cancelled holds nothing.
+      if (hold.status === 'expired') throw ApplicationFailure.nonRetryable(`payment hold of order ${orderId} expired`, FAILURE_TYPES.reservationExpired);
+      if (hold.status === 'cancelled') throw ApplicationFailure.nonRetryable(`payment hold of order ${orderId} was cancelled`, FAILURE_TYPES.reservationCancelled);
+      return { reservationId: hold.reservationId, expiresAt: hold.expiresAt };
     },
 
     /** TCC confirm: captures the held amount. Repeating it returns the same payment; an expired hold can never be captured. */
     async capturePayment(input: { reservationId: string; paymentMethod: string }): Promise<CapturedPayment> {
-      const response = await payments.post(path('confirm', input.reservationId), { paymentMethod: input.paymentMethod });
-      if (response.status === 200 || response.status === 201) {
-        const body = response.body as CapturedPayment;
-        return { paymentId: body.paymentId, transactionId: body.transactionId };
-      }
-      throw declined(response, { reservationId: input.reservationId }) ?? unexpectedResponse(`capture payment ${input.reservationId}`, response);
+      const { reservationId } = input;
+      return participant.call({
+        what: `capture payment ${reservationId}`,
+        path: path('confirm', reservationId),
+        body: { paymentMethod: input.paymentMethod },
+        answer: capturedAnswer,
+        subject: { reservationId },
+      });
     },
 
     /**
@@ -89,18 +80,17 @@ export function createPaymentActivities({ payments }: PaymentActivitiesDependenc
      * confirmed. Safe to repeat: the payment service makes at most one saga refund per order.
      */
     async voidOrRefundPayment(input: { orderId: string; reason: string }): Promise<PaymentUndoOutcome> {
-      const cancelled = await payments.post(path('cancel-by-order', input.orderId));
-      if (cancelled.status === 200) {
-        const body = cancelled.body as { reservationId: string | null };
-        return { hold: body.reservationId === null ? 'none' : 'released', refundId: null };
-      }
-      if (errorCode(cancelled) !== 'RESERVATION_ALREADY_CONFIRMED') throw unexpectedResponse(`cancel payment of order ${input.orderId}`, cancelled);
-      const refunded = await payments.post(path('refund-by-order', input.orderId), { reason: input.reason.slice(0, 500) });
-      if (refunded.status === 200 || refunded.status === 201) {
-        const body = refunded.body as { refund: { refundId: string } | null };
-        return { hold: 'released', refundId: body.refund?.refundId ?? null };
-      }
-      throw unexpectedResponse(`refund payment of order ${input.orderId}`, refunded);
+      const { orderId } = input;
+      const cancelled = await participant.cancel({ what: `cancel payment of order ${orderId}`, path: path('cancel-by-order', orderId), answer: cancelledAnswer, subject: { orderId } });
+      if (!cancelled.confirmed) return { hold: cancelled.answer.reservationId === null ? 'none' : 'released', refundId: null };
+      const { refund } = await participant.call({
+        what: `refund payment of order ${orderId}`,
+        path: path('refund-by-order', orderId),
+        body: { reason: input.reason.slice(0, 500) },
+        answer: refundedAnswer,
+        subject: { orderId },
+      });
+      return { hold: 'released', refundId: refund?.refundId ?? null };
     },
   };
 }

@@ -3,62 +3,57 @@
  * the TCC transaction id: every try/confirm/cancel/restock carries it, and the product service's
  * barrier rows make each call idempotent and a cancel-before-try safe.
  */
-import { ApplicationFailure } from '@temporalio/common';
+import { z } from 'zod';
 import { FAILURE_TYPES } from '../workflows/order-contract';
-import { errorCode, errorMessage, unexpectedResponse, type JsonHttpClient, type JsonResponse } from './http';
+import type { JsonHttpClient } from './http';
+import { COMMON_DECLINES, createTccParticipantClient } from './tcc-participant';
 
 export interface StockActivitiesDependencies {
   /** Client for PRODUCT_SERVICE_URL, carrying the service token. */
   products: JsonHttpClient;
 }
 
-export interface StockReservationLine {
-  reservationId: string;
-  productId: string;
-  quantity: number;
-  expiresAt: string;
-}
+/** What the saga reads of the product service's answers: our schemas, not the product service's. */
+const stockReservationLineSchema = z.object({
+  reservationId: z.string(),
+  productId: z.string(),
+  quantity: z.number().int(),
+  expiresAt: z.string(),
+});
+export type StockReservationLine = z.infer<typeof stockReservationLineSchema>;
+const reservedAnswer = z.object({ reservations: z.array(stockReservationLineSchema) });
+const confirmedAnswer = z.unknown();
+const cancelledAnswer = z.object({ releasedItems: z.array(z.unknown()) });
+const restockedAnswer = z.unknown();
 
 /** What undoing the stock branch did: nothing was held, a hold was released, or sold units came back. */
 export type StockUndoOutcome = 'NOTHING_HELD' | 'RELEASED' | 'RESTOCKED';
 
 const path = (action: string, orderId: string) => `/stock/${action}/${encodeURIComponent(orderId)}`;
 
-function declined(response: JsonResponse, orderId: string): ApplicationFailure | null {
-  const message = errorMessage(response);
-  switch (errorCode(response)) {
-    case 'INSUFFICIENT_STOCK':
-      return ApplicationFailure.nonRetryable(message, FAILURE_TYPES.insufficientStock, { orderId, body: response.body });
-    case 'PRODUCT_NOT_FOUND':
-      return ApplicationFailure.nonRetryable(message, FAILURE_TYPES.productNotFound, { orderId });
-    case 'TRY_AFTER_CANCEL':
-      return ApplicationFailure.nonRetryable(message, FAILURE_TYPES.tryAfterCancel, { orderId });
-    case 'RESERVATION_EXPIRED':
-      return ApplicationFailure.nonRetryable(message, FAILURE_TYPES.reservationExpired, { orderId });
-    case 'RESERVATION_CANCELLED':
-      return ApplicationFailure.nonRetryable(message, FAILURE_TYPES.reservationCancelled, { orderId });
-    default:
-      return null;
-  }
-}
-
 export function createStockActivities({ products }: StockActivitiesDependencies) {
+  const participant = createTccParticipantClient(products, {
+    ...COMMON_DECLINES,
+    INSUFFICIENT_STOCK: { type: FAILURE_TYPES.insufficientStock, keepBody: true },
+    PRODUCT_NOT_FOUND: { type: FAILURE_TYPES.productNotFound },
+  });
   return {
     /** TCC try: holds the units of every line, all or nothing. Insufficient stock is a decision. */
     async reserveStock(input: { orderId: string; items: { productId: string; quantity: number }[] }): Promise<StockReservationLine[]> {
-      const response = await products.post('/stock/try', { orderId: input.orderId, items: input.items });
-      if (response.status === 200 || response.status === 201) {
-        const body = response.body as { status: string; reservations: StockReservationLine[] };
-        return body.reservations;
-      }
-      throw declined(response, input.orderId) ?? unexpectedResponse(`reserve stock for order ${input.orderId}`, response);
+      const { orderId, items } = input;
+      const { reservations } = await participant.call({
+        what: `reserve stock for order ${orderId}`,
+        path: '/stock/try',
+        body: { orderId, items },
+        answer: reservedAnswer,
+        subject: { orderId },
+      });
+      return reservations;
     },
 
     /** TCC confirm: the held units leave stock. Repeating it is a no-op; an expired hold can never be confirmed. */
     async confirmStock(orderId: string): Promise<void> {
-      const response = await products.post(path('confirm', orderId));
-      if (response.status === 200) return;
-      throw declined(response, orderId) ?? unexpectedResponse(`confirm stock of order ${orderId}`, response);
+      await participant.call({ what: `confirm stock of order ${orderId}`, path: path('confirm', orderId), answer: confirmedAnswer, subject: { orderId } });
     },
 
     /**
@@ -67,15 +62,10 @@ export function createStockActivities({ products }: StockActivitiesDependencies)
      * already confirmed. Safe to repeat: the product service releases and restocks at most once.
      */
     async releaseOrRestockStock(orderId: string): Promise<StockUndoOutcome> {
-      const cancelled = await products.post(path('cancel', orderId));
-      if (cancelled.status === 200) {
-        const body = cancelled.body as { releasedItems: unknown[] };
-        return body.releasedItems.length > 0 ? 'RELEASED' : 'NOTHING_HELD';
-      }
-      if (errorCode(cancelled) !== 'RESERVATION_ALREADY_CONFIRMED') throw unexpectedResponse(`release stock of order ${orderId}`, cancelled);
-      const restocked = await products.post(path('restock', orderId));
-      if (restocked.status === 200) return 'RESTOCKED';
-      throw unexpectedResponse(`restock order ${orderId}`, restocked);
+      const cancelled = await participant.cancel({ what: `release stock of order ${orderId}`, path: path('cancel', orderId), answer: cancelledAnswer, subject: { orderId } });
+      if (!cancelled.confirmed) return cancelled.answer.releasedItems.length > 0 ? 'RELEASED' : 'NOTHING_HELD';
+      await participant.call({ what: `restock order ${orderId}`, path: path('restock', orderId), answer: restockedAnswer, subject: { orderId } });
+      return 'RESTOCKED';
     },
   };
 }

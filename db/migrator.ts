@@ -3,7 +3,14 @@
  * so their order is explicit and they run the same under tsx, vitest and a bundler.
  */
 import { Migrator, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
-import { unusedInboxDropMigration, idempotencyMigration, inboxMigration, outboxMigration, tccBarrierMigration } from './shared-migrations';
+import {
+  unusedInboxDropMigration,
+  idempotencyMigration,
+  inboxMigration,
+  outboxMigration,
+  tccBarrierLowercaseMigration,
+  tccBarrierMigration,
+} from './shared-migrations';
 import {
   orderAcceptPathMigration,
   orderCompensationFailedMigration,
@@ -46,6 +53,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0008_product_initial_stock': productInitialStockMigration,
     '0010_product_version': productVersionMigration,
     '0030_drop_processed_events': unusedInboxDropMigration,
+    '0041_tcc_barrier_lowercase': tccBarrierLowercaseMigration,
   },
   payment: {
     '0001_outbox_events': outboxMigration,
@@ -57,6 +65,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0007_refund_idempotency_key': refundIdempotencyKeyMigration,
     '0008_account_initial_balance': accountInitialBalanceMigration,
     '0030_drop_processed_events': unusedInboxDropMigration,
+    '0041_tcc_barrier_lowercase': tccBarrierLowercaseMigration,
   },
 };
 

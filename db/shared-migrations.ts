@@ -128,3 +128,26 @@ export const tccBarrierMigration: Migration = {
     await sql`DROP TABLE tcc_barriers`.execute(db);
   },
 };
+
+/**
+ * Barrier rows name their phase as the code and the metrics do ('try', 'confirm', 'cancel'), so one
+ * spelling of a TCC phase runs from the route to the row.
+ */
+export const tccBarrierLowercaseMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`ALTER TABLE tcc_barriers DROP CONSTRAINT chk_tcc_barrier_operation, DROP CONSTRAINT chk_tcc_barrier_reason`.execute(db);
+    await sql`UPDATE tcc_barriers SET operation = lower(operation), reason = lower(reason)`.execute(db);
+    await sql`
+      ALTER TABLE tcc_barriers
+        ADD CONSTRAINT chk_tcc_barrier_operation CHECK (operation IN ('try', 'confirm', 'cancel')),
+        ADD CONSTRAINT chk_tcc_barrier_reason CHECK (reason IN ('try', 'confirm', 'cancel'))`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`ALTER TABLE tcc_barriers DROP CONSTRAINT chk_tcc_barrier_operation, DROP CONSTRAINT chk_tcc_barrier_reason`.execute(db);
+    await sql`UPDATE tcc_barriers SET operation = upper(operation), reason = upper(reason)`.execute(db);
+    await sql`
+      ALTER TABLE tcc_barriers
+        ADD CONSTRAINT chk_tcc_barrier_operation CHECK (operation IN ('TRY', 'CONFIRM', 'CANCEL')),
+        ADD CONSTRAINT chk_tcc_barrier_reason CHECK (reason IN ('TRY', 'CONFIRM', 'CANCEL'))`.execute(db);
+  },
+};

@@ -60,19 +60,20 @@ export interface ProcessedEventsTable {
   processed_at: Timestamp;
 }
 
-export type TccOperation = 'TRY' | 'CONFIRM' | 'CANCEL';
+/** The phases of a TCC transaction, spelled the same in barrier rows, metrics and code. */
+export type TccPhase = 'try' | 'confirm' | 'cancel';
 
 /**
  * TCC barrier (after dtm's branch barrier): one row per (transaction, branch, operation), written in
- * the same transaction as the business change. A cancel that finds no TRY row also writes the TRY
+ * the same transaction as the business change. A cancel that finds no try row also writes the try
  * row, so a try arriving after its cancel is refused instead of hanging reserved.
  */
 export interface TccBarriersTable {
   transaction_id: string;
   branch_id: string;
-  operation: TccOperation;
+  operation: TccPhase;
   /** The operation that wrote this row: differs from `operation` for the row a cancel writes to block a late try. */
-  reason: TccOperation;
+  reason: TccPhase;
   created_at: Timestamp;
 }
 

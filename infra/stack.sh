@@ -14,7 +14,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Start order; stop runs it backwards so nothing loses a dependency while still running.
 ALL_COMPONENTS=(postgres redis kafka temporal)
-TEMPORAL_SEARCH_ATTRIBUTES=(OrderId=Keyword CustomerId=Keyword SagaState=Keyword)
 
 KAFKA_DIR="$OMS_STATE_DIR/kafka"
 KAFKA_PROPS="$KAFKA_DIR/server.properties"
@@ -249,7 +248,7 @@ temporal_ready() {
 # - the dev server re-reads the namespace's search attributes from SQLite on every read unless told
 #   not to, which costs every start and upsert a query; they are cached instead (a search attribute
 #   registered on an existing database by temporal_after_start may take the cache's refresh, about a
-#   minute, to be usable: only after adding one to TEMPORAL_SEARCH_ATTRIBUTES);
+#   minute, to be usable: only after adding one to SEARCH_ATTRIBUTES in workflows/order-contract.ts);
 # - eager workflow start: a starter that shares its connection with a worker (requestEagerStart)
 #   gets the new workflow's first task in the start response, without a round trip through matching.
 TEMPORAL_DYNAMIC_CONFIG=(
@@ -257,12 +256,15 @@ TEMPORAL_DYNAMIC_CONFIG=(
   --dynamic-config-value system.enableEagerWorkflowStart=true
 )
 
+# Name=Type of each search attribute the workflows set; their one home is workflows/order-contract.ts.
+temporal_search_attributes() { (cd "$REPO" && npx --no-install tsx infra/search-attributes.ts); }
+
 temporal_start() {
   [[ -x $TEMPORAL_BIN ]] || die "temporal: $TEMPORAL_BIN missing; run infra/install.sh temporal"
   mkdir -p "$TEMPORAL_DIR"
   local log sa args=()
   log="$(logfile temporal)"
-  for sa in "${TEMPORAL_SEARCH_ATTRIBUTES[@]}"; do args+=(--search-attribute "$sa"); done
+  for sa in $(temporal_search_attributes); do args+=(--search-attribute "$sa"); done
   # Fixed HTTP and metrics ports (their defaults are random) so Prometheus can scrape and two
   # clones collide loudly instead of at random.
   # WAL + synchronous=NORMAL: a killed server loses nothing (the WAL is in the OS cache);
@@ -286,7 +288,7 @@ temporal_after_start() {
   local sa existing
   existing="$("$TEMPORAL_BIN" operator search-attribute list --address "127.0.0.1:$OMS_TEMPORAL_PORT" \
     --namespace default -o json)" || die "temporal: could not list search attributes"
-  for sa in "${TEMPORAL_SEARCH_ATTRIBUTES[@]}"; do
+  for sa in $(temporal_search_attributes); do
     [[ $existing == *"\"${sa%%=*}\":"* ]] && continue
     log "temporal: registering search attribute $sa"
     "$TEMPORAL_BIN" operator search-attribute create --address "127.0.0.1:$OMS_TEMPORAL_PORT" \

@@ -11,12 +11,12 @@ import { openServiceDatabase } from '../db/databases';
 import { SERVICE_NAMES } from '../db/migrator';
 import { loadConfig } from '../services/shared/config';
 import { devKeyFiles, loadDevSigningKey, signAccessToken } from './dev-auth';
+import { SEARCH_ATTRIBUTE_NAMES } from './search-attributes';
 import { createKafka, createTopicsWithLeaders, RETIRED_TOPICS, TOPIC_SPECS } from '../services/shared/kafka';
 import { connectRedis } from '../services/shared/redis';
 import { temporalConnectionOptions } from '../services/shared/temporal-connection';
 
 /** Custom search attributes the sagas keep current (registered by infra/stack.sh when Temporal starts). */
-export const REQUIRED_SEARCH_ATTRIBUTES = ['OrderId', 'CustomerId', 'SagaState'] as const;
 const VERIFY_TOPIC = 'oms.infra.verify';
 
 const config = loadConfig();
@@ -140,9 +140,9 @@ await check(`temporal namespace ${config.TEMPORAL_NAMESPACE} and search attribut
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
     await client.workflowService.describeNamespace({ namespace: config.TEMPORAL_NAMESPACE });
     const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: config.TEMPORAL_NAMESPACE });
-    const missing = REQUIRED_SEARCH_ATTRIBUTES.filter((name) => !customAttributes || !(name in customAttributes));
+    const missing = SEARCH_ATTRIBUTE_NAMES.filter((name) => !customAttributes || !(name in customAttributes));
     if (missing.length > 0) throw new Error(`search attributes missing: ${missing.join(', ')}`);
-    return REQUIRED_SEARCH_ATTRIBUTES.join(', ');
+    return SEARCH_ATTRIBUTE_NAMES.join(', ');
   } finally {
     await connection.close();
   }

@@ -13,8 +13,8 @@
  * every step, and a createOrder that never started is covered by the participants' barriers (our
  * cancels come first and refuse its late tries).
  */
-import { ApplicationFailure, proxyActivities, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
-import { getSagaProgressQuery, SEARCH_ATTRIBUTES, type CancelOrderInput, type CancelOrderResult } from './order-contract';
+import { ApplicationFailure, patched, proxyActivities, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import { getSagaProgressQuery, SEARCH_ATTRIBUTES, WORKFLOW_PATCHES, type CancelOrderInput, type CancelOrderResult, type SagaState } from './order-contract';
 import {
   describeFailure,
   failureMessage,
@@ -64,7 +64,7 @@ export async function cancelOrder(input: CancelOrderInput): Promise<CancelOrderR
     // Refused before anything changed (not cancellable): nothing to undo. Failed halfway (an undo
     // failed past its retry horizon): the order stays CANCELLING and needs attention; a new cancel
     // (POST /orders/:id/cancel) starts a new run that picks up where this one stopped.
-    publishSagaState(progress, requested ? 'COMPENSATION_FAILED' : 'COMPENSATED', shape);
+    publishSagaState(progress, requested ? 'COMPENSATION_FAILED' : refusedState(), shape);
     throw ApplicationFailure.create({
       message: failureMessage(error),
       type: failureType(error) ?? 'CancelOrderFailed',
@@ -72,4 +72,9 @@ export async function cancelOrder(input: CancelOrderInput): Promise<CancelOrderR
       cause: error as Error,
     });
   }
+}
+
+/** Runs recorded before the patch said COMPENSATED for a refusal; their replays must say it again. */
+function refusedState(): SagaState {
+  return patched(WORKFLOW_PATCHES.refusedCancelState) ? 'REFUSED' : 'COMPENSATED';
 }

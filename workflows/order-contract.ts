@@ -130,9 +130,11 @@ export interface CancelOrderResult {
 /**
  * Saga states kept in the SagaState search attribute, so operators can list sagas by state.
  * COMPENSATION_FAILED: an undo kept failing past its retry horizon; the saga is still open, the
- * order needs attention, and retryCompensationSignal runs what is left again.
+ * order needs attention, and retryCompensationSignal runs what is left again. REFUSED: the saga's
+ * first step declined the request (a cancel of an order that can no longer be cancelled), so
+ * nothing was done and nothing needed undoing.
  */
-export const SAGA_STATES = ['RUNNING', 'COMPENSATING', 'COMPLETED', 'COMPENSATED', 'COMPENSATION_FAILED', 'FAILED'] as const;
+export const SAGA_STATES = ['RUNNING', 'COMPENSATING', 'COMPLETED', 'COMPENSATED', 'COMPENSATION_FAILED', 'FAILED', 'REFUSED'] as const;
 export type SagaState = (typeof SAGA_STATES)[number];
 
 /** Search attributes (Keyword) registered on the server; set at start and kept current by the sagas. */
@@ -191,6 +193,8 @@ export const WORKFLOW_PATCHES = {
   localActivities: 'saga-local-activities',
   /** tccPayment's manual hold ends before the earliest reservation the participants gave it expires. */
   holdWithinReservations: 'tcc-payment-hold-within-reservations',
+  /** A cancelOrder whose order is not cancellable ends REFUSED, not COMPENSATED (nothing was undone). */
+  refusedCancelState: 'cancel-order-refused-state',
 } as const;
 
 /**

@@ -8,7 +8,7 @@ import type { Sink, Sinks } from '@temporalio/workflow';
 import type { SagaState } from './order-contract';
 
 /** How a saga ended, the `outcome` label of oms_saga_completed_total and oms_saga_duration_seconds. */
-export type SagaOutcome = 'completed' | 'compensated' | 'compensation_failed' | 'failed';
+export type SagaOutcome = 'completed' | 'compensated' | 'compensation_failed' | 'failed' | 'refused';
 
 /**
  * The outcome of a saga that closed in `state`. A saga closes in COMPENSATION_FAILED (cancelOrder)
@@ -25,6 +25,7 @@ export const SAGA_OUTCOME_BY_STATE: Record<SagaState, SagaOutcome> = {
   COMPENSATED: 'compensated',
   COMPENSATION_FAILED: 'compensation_failed',
   FAILED: 'compensation_failed',
+  REFUSED: 'refused',
 };
 
 export interface SagaMetricsSink extends Sink {

@@ -300,7 +300,7 @@ export async function confirmOrder(deps: OrderDomainDependencies, id: string, vi
 const NOT_CANCELLABLE = new Set(['FAILED', 'CANCELLED']);
 
 /** Starts the order's cancelOrder saga; the saga itself decides what must be undone. */
-export async function cancelOrder(
+export async function requestOrderCancellation(
   deps: OrderDomainDependencies,
   id: string,
   viewer: Principal,

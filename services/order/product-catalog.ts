@@ -14,11 +14,11 @@
  * price the shop showed when it accepted the order, and the line records that version.
  */
 import type { Kysely } from 'kysely';
+import { z } from 'zod';
 import type { OrderDatabase } from '../../db/order/schema';
 import { ApiError } from '../shared/errors';
 import type { EventEnvelope, EventPayload } from '../shared/events';
-import { moneyInput, type SUPPORTED_CURRENCIES } from '../shared/money';
-import { productSchema } from '../product/contract';
+import { currencyCode, moneyInput, type SUPPORTED_CURRENCIES } from '../shared/money';
 import { ORDER_ERROR_CODES } from './contract';
 
 /** A product as an order is priced from it. */
@@ -43,6 +43,20 @@ export interface ProductCatalogOptions {
   baseUrl: string;
   timeoutMs: number;
 }
+
+/**
+ * What the order service reads of the product service's GET /products/:id: ours, not the product
+ * service's schema, so a field the order service does not use can change there without breaking us,
+ * and an answer missing one we do use is refused here.
+ */
+const productAnswerSchema = z.object({
+  id: z.uuid(),
+  sku: z.string(),
+  name: z.string(),
+  price: moneyInput,
+  currency: currencyCode,
+  version: z.number().int().positive(),
+});
 
 function unavailable(reason: string): ApiError {
   return new ApiError(503, ORDER_ERROR_CODES.dependencyUnavailable, 'the product service is unavailable; retry later', {
@@ -132,10 +146,10 @@ export function createProductCatalog({ db, baseUrl, timeoutMs }: ProductCatalogO
       await response.body?.cancel();
       throw unavailable(`answered ${response.status}`);
     }
-    const parsed = productSchema.safeParse(await response.json().catch(() => undefined));
+    const parsed = productAnswerSchema.safeParse(await response.json().catch(() => undefined));
     if (!parsed.success) throw unavailable('answered with a body that is not a product');
     const { id, sku, name, price, currency, version } = parsed.data;
-    const product = { id, sku, name, priceMinor: moneyInput.parse(price), currency, version };
+    const product = { id, sku, name, priceMinor: price, currency, version };
     await upsertCatalogueProduct(db, product);
     return product;
   }

@@ -77,7 +77,7 @@ export async function tryReservePayment(db: Db, input: TryInput, ttlSeconds: num
   try {
     return await db.transaction().execute(async (trx) => {
       // The barrier row is the first write: a concurrent try or cancel for this order waits on it.
-      if (!(await repo.insertBarrier(trx, input.orderId, 'TRY', 'TRY'))) return repeatedTry(trx, input);
+      if (!(await repo.insertBarrier(trx, input.orderId, 'try', 'try'))) return repeatedTry(trx, input);
 
       const account = await repo.findAccount(trx, input.customerId);
       if (!account) throw new NotFoundError('account', input.customerId);
@@ -108,8 +108,8 @@ export async function tryReservePayment(db: Db, input: TryInput, ttlSeconds: num
 }
 
 async function repeatedTry(trx: Trx, input: TryInput): Promise<{ reservation: ReservationRow; created: boolean }> {
-  const barrier = await repo.findBarrier(trx, input.orderId, 'TRY');
-  if (barrier?.reason === 'CANCEL') throw tryAfterCancel(input.orderId);
+  const barrier = await repo.findBarrier(trx, input.orderId, 'try');
+  if (barrier?.reason === 'cancel') throw tryAfterCancel(input.orderId);
   const existing = await repo.findReservationByOrder(trx, input.orderId);
   // A TRY barrier written by a try is committed together with its reservation.
   if (!existing) throw new Error(`order ${input.orderId}: TRY barrier without a payment reservation`);
@@ -147,7 +147,7 @@ export async function confirmReservation(db: Db, reservationId: string, paymentM
       await expireHeldReservation(trx, reservation);
       return { kind: 'expired' as const };
     }
-    await repo.insertBarrier(trx, reservation.order_id, 'CONFIRM', 'CONFIRM');
+    await repo.insertBarrier(trx, reservation.order_id, 'confirm', 'confirm');
     const transactionId = `TXN-${randomUUID()}`;
     await repo.captureHeldFunds(trx, reservation.customer_id, reservation.amount_minor);
     const payment = await repo.insertPayment(trx, { reservation, paymentMethod, transactionId });
@@ -196,12 +196,12 @@ export async function cancelReservation(db: Db, by: { reservationId: string } | 
   return db.transaction().execute(async (trx) => {
     if ('orderId' in by) {
       // Waits for an in-flight try of this order (it holds the TRY row), then sees its outcome.
-      if (await repo.insertBarrier(trx, by.orderId, 'TRY', 'CANCEL')) {
-        await repo.insertBarrier(trx, by.orderId, 'CANCEL', 'CANCEL');
+      if (await repo.insertBarrier(trx, by.orderId, 'try', 'cancel')) {
+        await repo.insertBarrier(trx, by.orderId, 'cancel', 'cancel');
         return { orderId: by.orderId, reservationId: null, status: 'cancelled', released: false };
       }
-      const tryBarrier = await repo.findBarrier(trx, by.orderId, 'TRY');
-      if (tryBarrier?.reason === 'CANCEL') return { orderId: by.orderId, reservationId: null, status: 'cancelled', released: false };
+      const tryBarrier = await repo.findBarrier(trx, by.orderId, 'try');
+      if (tryBarrier?.reason === 'cancel') return { orderId: by.orderId, reservationId: null, status: 'cancelled', released: false };
     }
     const reservation = await repo.lockReservation(trx, 'orderId' in by ? { orderId: by.orderId } : { id: by.reservationId });
     if (!reservation) {
@@ -219,7 +219,7 @@ export async function cancelReservation(db: Db, by: { reservationId: string } | 
       case 'RESERVED':
         break;
     }
-    await repo.insertBarrier(trx, reservation.order_id, 'CANCEL', 'CANCEL');
+    await repo.insertBarrier(trx, reservation.order_id, 'cancel', 'cancel');
     await repo.releaseHeldFunds(trx, reservation.customer_id, reservation.amount_minor);
     await repo.markReservation(trx, reservation.id, { status: 'CANCELLED' });
     await appendPaymentCancelled(trx, reservation, 'CANCELLED');

@@ -11,7 +11,7 @@ import type {
   RefundSource,
   RefundsTable,
 } from '../../db/payment/schema';
-import type { TccOperation } from '../../db/shared-tables';
+import type { TccPhase } from '../../db/shared-tables';
 
 type Db = Kysely<PaymentDatabase> | Transaction<PaymentDatabase>;
 type Trx = Transaction<PaymentDatabase>;
@@ -248,7 +248,7 @@ export async function insertRefund(
  * the row was already there. A concurrent writer of the same row blocks here until the other
  * transaction ends, which is what serialises a try against a cancel for the same order.
  */
-export async function insertBarrier(trx: Trx, orderId: string, operation: TccOperation, reason: TccOperation): Promise<boolean> {
+export async function insertBarrier(trx: Trx, orderId: string, operation: TccPhase, reason: TccPhase): Promise<boolean> {
   const inserted = await trx
     .insertInto('tcc_barriers')
     .values({ transaction_id: orderId, branch_id: PAYMENT_BRANCH, operation, reason, created_at: sql`now()` })
@@ -258,7 +258,7 @@ export async function insertBarrier(trx: Trx, orderId: string, operation: TccOpe
   return inserted !== undefined;
 }
 
-export async function findBarrier(db: Db, orderId: string, operation: TccOperation): Promise<{ reason: TccOperation } | undefined> {
+export async function findBarrier(db: Db, orderId: string, operation: TccPhase): Promise<{ reason: TccPhase } | undefined> {
   return db
     .selectFrom('tcc_barriers')
     .select('reason')

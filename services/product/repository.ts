@@ -7,7 +7,7 @@
  * sweeper lock it first), so two operations on one order never interleave and never deadlock.
  */
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
-import type { TccOperation } from '../../db/shared-tables';
+import type { TccPhase } from '../../db/shared-tables';
 import type { ProductDatabase, ProductsTable, StockReservationsTable, StockReservationStatus } from '../../db/product/schema';
 import { afterCursor, keysetCreatedAt, keysetDirection, toPage } from '../shared/keyset';
 import { STOCK_BRANCH_ID } from './contract';
@@ -175,8 +175,8 @@ export async function markRestocked(trx: Transaction<ProductDatabase>, reservati
 export async function insertBarrier(
   trx: Transaction<ProductDatabase>,
   orderId: string,
-  operation: TccOperation,
-  reason: TccOperation,
+  operation: TccPhase,
+  reason: TccPhase,
 ): Promise<boolean> {
   const inserted = await trx
     .insertInto('tcc_barriers')
@@ -188,13 +188,13 @@ export async function insertBarrier(
 }
 
 /** Locks the order's TRY barrier row (the per-order mutex) and says who wrote it: a try, or a cancel that came first. */
-export async function lockTryBarrier(trx: Transaction<ProductDatabase>, orderId: string): Promise<TccOperation | undefined> {
+export async function lockTryBarrier(trx: Transaction<ProductDatabase>, orderId: string): Promise<TccPhase | undefined> {
   const row = await trx
     .selectFrom('tcc_barriers')
     .select('reason')
     .where('transaction_id', '=', orderId)
     .where('branch_id', '=', STOCK_BRANCH_ID)
-    .where('operation', '=', 'TRY')
+    .where('operation', '=', 'try')
     .forUpdate()
     .executeTakeFirst();
   return row?.reason;
@@ -210,7 +210,7 @@ export async function claimExpiredOrders(trx: Transaction<ProductDatabase>, limi
     .selectFrom('tcc_barriers')
     .select('transaction_id')
     .where('branch_id', '=', STOCK_BRANCH_ID)
-    .where('operation', '=', 'TRY')
+    .where('operation', '=', 'try')
     .where('transaction_id', 'in', (eb) =>
       eb
         .selectFrom('stock_reservations')

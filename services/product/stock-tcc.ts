@@ -123,10 +123,10 @@ export async function tryReserveStock(db: ProductDb, request: TryStockBody, ttlS
   const { orderId, items } = request;
   try {
     return await transact(db, async (trx) => {
-      const first = await insertBarrier(trx, orderId, 'TRY', 'TRY');
+      const first = await insertBarrier(trx, orderId, 'try', 'try');
       if (!first) {
         const writer = await lockTryBarrier(trx, orderId);
-        if (writer === 'CANCEL') {
+        if (writer === 'cancel') {
           throw new ConflictError(CODES.tryAfterCancel, `order ${orderId} was cancelled before its try arrived; nothing is reserved`, { orderId });
         }
         return repeatedTry(trx, request);
@@ -208,7 +208,7 @@ export async function confirmStock(db: ProductDb, orderId: string): Promise<Outc
   return transact(db, async (trx) => {
     const writer = await lockTryBarrier(trx, orderId);
     if (writer === undefined) throw reservationNotFound(orderId);
-    if (writer === 'CANCEL') throw reservationCancelled(orderId);
+    if (writer === 'cancel') throw reservationCancelled(orderId);
     const rows = await lockOrderReservations(trx, orderId);
     const response: ConfirmStockResponse = { orderId, items: lines(rows), status: 'confirmed' };
     switch (orderStatus(orderId, rows)) {
@@ -235,7 +235,7 @@ export async function confirmStock(db: ProductDb, orderId: string): Promise<Outc
       rows.map((row) => row.id),
       'CONFIRMED',
     );
-    await insertBarrier(trx, orderId, 'CONFIRM', 'CONFIRM');
+    await insertBarrier(trx, orderId, 'confirm', 'confirm');
     await appendOutboxEvent(trx, { eventType: 'STOCK_CONFIRMED', aggregateId: orderId, correlationId: orderId, payload: { orderId, items: response.items } });
     return { effect: 'applied' as const, response };
   });
@@ -249,13 +249,13 @@ export async function confirmStock(db: ProductDb, orderId: string): Promise<Outc
  */
 export async function cancelStock(db: ProductDb, orderId: string): Promise<Outcome<CancelStockResponse>> {
   return transact(db, async (trx) => {
-    if (await insertBarrier(trx, orderId, 'TRY', 'CANCEL')) {
+    if (await insertBarrier(trx, orderId, 'try', 'cancel')) {
       // Nothing was reserved, so nothing changes but the barrier: no event.
-      await insertBarrier(trx, orderId, 'CANCEL', 'CANCEL');
+      await insertBarrier(trx, orderId, 'cancel', 'cancel');
       return { effect: 'barrier' as const, response: { orderId, releasedItems: [], status: 'released' as const } };
     }
     const writer = await lockTryBarrier(trx, orderId);
-    const rows: LockedReservationRow[] = writer === 'CANCEL' ? [] : await lockOrderReservations(trx, orderId);
+    const rows: LockedReservationRow[] = writer === 'cancel' ? [] : await lockOrderReservations(trx, orderId);
     const response: CancelStockResponse = { orderId, releasedItems: lines(rows), status: 'released' };
     if (rows.length === 0) return { effect: 'noop' as const, response };
     switch (orderStatus(orderId, rows)) {
@@ -268,7 +268,7 @@ export async function cancelStock(db: ProductDb, orderId: string): Promise<Outco
         break;
     }
     await releaseReservations(trx, orderId, rows, 'CANCELLED');
-    await insertBarrier(trx, orderId, 'CANCEL', 'CANCEL');
+    await insertBarrier(trx, orderId, 'cancel', 'cancel');
     return { effect: 'applied' as const, response };
   });
 }
@@ -280,7 +280,7 @@ export async function cancelStock(db: ProductDb, orderId: string): Promise<Outco
 export async function restockOrder(db: ProductDb, orderId: string): Promise<Outcome<RestockResponse>> {
   return transact(db, async (trx) => {
     const writer = await lockTryBarrier(trx, orderId);
-    const rows = writer === 'TRY' ? await lockOrderReservations(trx, orderId) : [];
+    const rows = writer === 'try' ? await lockOrderReservations(trx, orderId) : [];
     if (rows.length === 0) throw reservationNotFound(orderId);
     const status = orderStatus(orderId, rows);
     if (status !== 'CONFIRMED') {

@@ -13,10 +13,10 @@
  * `noop` in oms_tcc_operations_total and nothing else.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { TccPhase } from '../../db/shared-tables';
 import { ApiError } from './errors';
 
 export type TccParticipant = 'stock' | 'payment';
-export type TccPhase = 'try' | 'confirm' | 'cancel';
 /** The phases, and the participant's other operations on a transaction's hold. */
 export type TccOperation = TccPhase | 'expire' | 'restock' | 'refund';
 /** applied: the call changed state; noop: an idempotent repeat; barrier: a cancel before its try recorded the barrier. */

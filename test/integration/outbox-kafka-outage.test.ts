@@ -6,7 +6,9 @@
  * DISRUPTIVE: this suite stops the stack's Kafka (infra/stack.sh stop kafka: the broker, or all
  * three on the production topology) for up to a few minutes and always starts it again. Whatever else uses that broker meanwhile (the services and
  * worker of the stack it runs against, another suite) sees a real outage. Run it against a stack
- * of your own (`./oms test` does), not the one you are developing against. A client-side cut does
+ * of your own (`./oms test` does), not the one you are developing against; leave it out with
+ * `npx vitest run --project integration --exclude test/integration/outbox-kafka-outage.test.ts`
+ * (README, Tests). A client-side cut does
  * not stand in for it: a dropped connection leaves kafkajs waiting on its request timeout, where a
  * stopped broker refuses at once, which is the behaviour under test.
  */

@@ -151,7 +151,7 @@ describe('try', () => {
     const events = await outboxEvents(orderId);
     expect(events.map((e) => e.eventType)).toEqual(['PAYMENT_RESERVED']);
     expect(events[0]).toMatchObject({ aggregateType: 'PAYMENT', correlationId: orderId, payload: { reservationId: response.body.reservationId, amount: '30.25' } });
-    expect(await barriers(orderId)).toEqual(['TRY:TRY']);
+    expect(await barriers(orderId)).toEqual(['try:try']);
   });
 
   it('is idempotent per order: a repeated try returns the same reservation and holds nothing more', async () => {
@@ -225,7 +225,7 @@ describe('confirm', () => {
     expect(again.body).toEqual(confirmed.body);
     expect((await account(customerId)).balance).toBe('60.00');
     expect((await outboxEvents(orderId)).map((e) => e.eventType)).toEqual(['PAYMENT_RESERVED', 'PAYMENT_COMPLETED']);
-    expect(await barriers(orderId)).toEqual(['CONFIRM:CONFIRM', 'TRY:TRY']);
+    expect(await barriers(orderId)).toEqual(['confirm:confirm', 'try:try']);
 
     const listed = await call('GET', `/payments?orderId=${orderId}`);
     expect(listed.body.payments).toHaveLength(1);
@@ -278,7 +278,7 @@ describe('cancel', () => {
     const events = await outboxEvents(orderId);
     expect(events.map((e) => e.eventType)).toEqual(['PAYMENT_RESERVED', 'PAYMENT_CANCELLED']);
     expect(events[1]?.payload).toMatchObject({ reservationId, amount: '25.00', reason: 'CANCELLED' });
-    expect(await barriers(orderId)).toEqual(['CANCEL:CANCEL', 'TRY:TRY']);
+    expect(await barriers(orderId)).toEqual(['cancel:cancel', 'try:try']);
   });
 
   it('refuses a cancel after confirm with 409 RESERVATION_ALREADY_CONFIRMED, by reservation and by order', async () => {
@@ -310,7 +310,7 @@ describe('cancel', () => {
     const cancel = await call('POST', `/payments/cancel-by-order/${orderId}`);
     expect(cancel.status).toBe(200);
     expect(cancel.body).toEqual({ reservationId: null, orderId, status: 'cancelled' });
-    expect(await barriers(orderId)).toEqual(['CANCEL:CANCEL', 'TRY:CANCEL']);
+    expect(await barriers(orderId)).toEqual(['cancel:cancel', 'try:cancel']);
 
     const lateTry = await tryPayment(orderId, customerId, '6.00');
     expect(lateTry.status).toBe(409);

@@ -51,7 +51,7 @@ describe('product service: stock TCC', () => {
     expect(different.statusCode).toBe(409);
     expect(different.json()).toMatchObject({ error: { code: 'TRY_CONFLICT' } });
     expect(await outboxEventTypes(service.db, orderId)).toEqual(['STOCK_RESERVED']);
-    expect(await barriersOf(orderId)).toEqual([{ branch_id: 'stock', operation: 'TRY', reason: 'TRY' }]);
+    expect(await barriersOf(orderId)).toEqual([{ branch_id: 'stock', operation: 'try', reason: 'try' }]);
   });
 
   it('confirm deducts the stock once; a repeated confirm changes nothing; cancel after confirm is refused', async () => {
@@ -79,7 +79,7 @@ describe('product service: stock TCC', () => {
     expect(retry.json()).toMatchObject({ status: 'confirmed' });
     expect(await stockOf(service.db, a)).toEqual({ stock: 6, reserved: 0, available: 6 });
     expect(await outboxEventTypes(service.db, orderId)).toEqual(['STOCK_RESERVED', 'STOCK_CONFIRMED']);
-    expect((await barriersOf(orderId)).map((row) => row.operation)).toEqual(['CONFIRM', 'TRY']);
+    expect((await barriersOf(orderId)).map((row) => row.operation)).toEqual(['confirm', 'try']);
   });
 
   it('cancel releases the units once; a repeated cancel changes nothing; confirm after cancel is refused', async () => {
@@ -130,8 +130,8 @@ describe('product service: stock TCC', () => {
     expect(cancel.statusCode).toBe(200);
     expect(cancel.json()).toEqual({ orderId, releasedItems: [], status: 'released' });
     expect(await barriersOf(orderId)).toEqual([
-      { branch_id: 'stock', operation: 'CANCEL', reason: 'CANCEL' },
-      { branch_id: 'stock', operation: 'TRY', reason: 'CANCEL' },
+      { branch_id: 'stock', operation: 'cancel', reason: 'cancel' },
+      { branch_id: 'stock', operation: 'try', reason: 'cancel' },
     ]);
 
     const lateTry = await tryStock(orderId, [{ productId: a, quantity: 1 }]);

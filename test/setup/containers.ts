@@ -4,6 +4,7 @@
  */
 import { GenericContainer, Wait, type StartedTestContainer } from 'testcontainers';
 import { ensureTopics, createKafka } from '../../services/shared/kafka';
+import { searchAttributeArguments } from '../../infra/search-attributes';
 import type { StackEnv } from './stack-env';
 
 // Kafka must advertise the address clients reach it on, so its host port is fixed.
@@ -47,7 +48,7 @@ export async function startContainers(): Promise<{ env: StackEnv; stop: () => Pr
       new GenericContainer('temporalio/temporal:1.5.1')
         .withCommand([
           'server', 'start-dev', '--ip', '0.0.0.0', '--ui-port', '8233',
-          '--search-attribute', 'OrderId=Keyword', '--search-attribute', 'CustomerId=Keyword', '--search-attribute', 'SagaState=Keyword',
+          ...searchAttributeArguments().flatMap((attribute) => ['--search-attribute', attribute]),
         ])
         .withExposedPorts(7233, 8233)
         .withWaitStrategy(Wait.forListeningPorts()),

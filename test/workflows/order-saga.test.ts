@@ -202,13 +202,16 @@ describe('createOrder and tccPayment', () => {
     expect((await cancel.describe()).typedSearchAttributes.get(SEARCH_ATTRIBUTES.sagaState)).toBe('COMPLETED');
     await recordHistory(harness, cancel.workflowId, 'cancel-order-paid');
 
-    // A second cancel is refused as a decision: the order is CANCELLED.
-    const again = harness.temporal.client.workflow.start('cancelOrder', {
+    // A second cancel is refused as a decision: the order is CANCELLED. It ends REFUSED: nothing was
+    // done, so nothing was compensated.
+    const again = await harness.temporal.client.workflow.start('cancelOrder', {
       taskQueue: harness.temporal.taskQueue,
       workflowId: `${cancel.workflowId}-again`,
       args: [{ orderId: input.orderId, reason: 'twice' }],
     });
-    expect(await failureTypeOf((await again).result())).toBe(FAILURE_TYPES.orderNotCancellable);
+    expect(await failureTypeOf(again.result())).toBe(FAILURE_TYPES.orderNotCancellable);
+    expect((await again.describe()).typedSearchAttributes.get(SEARCH_ATTRIBUTES.sagaState)).toBe('REFUSED');
+    await recordHistory(harness, again.workflowId, 'cancel-order-refused');
   });
 
   it('cancelling while a manual checkout holds: createOrder is cancelled, holds released, order CANCELLED', async () => {

@@ -45,6 +45,9 @@ describe('workflow replay', () => {
         'cancel-order-paid',
         'cancel-order-awaiting-confirmation',
         'cancel-order-already-cancelling',
+        'cancel-order-refused',
+        // A refused cancel recorded before WORKFLOW_PATCHES.refusedCancelState (it ended COMPENSATED).
+        'cancel-order-refused-before-patch',
         // Recorded before WORKFLOW_PATCHES.localActivities: sagas of that shape may still be running.
         'create-order-paid-remote-shape',
         'create-order-insufficient-stock-remote-shape',

@@ -17,13 +17,13 @@ import {
   sagaSchema,
 } from '../contract';
 import {
-  cancelOrder,
   confirmOrder,
   getOrder,
   getOrderSaga,
   listedCustomerId,
   orderingCustomerId,
   placeOrder,
+  requestOrderCancellation,
   toOrderResponse,
   type OrderDomainDependencies,
 } from '../orders';
@@ -150,7 +150,7 @@ export const orderRoutes: FastifyPluginAsyncZod<OrderRoutesOptions> = async (app
       },
     },
     async (request, reply) => {
-      const accepted = await cancelOrder(deps(request.log), request.params.id, principalOf(request), request.body.reason);
+      const accepted = await requestOrderCancellation(deps(request.log), request.params.id, principalOf(request), request.body.reason);
       reply.status(202).header('location', `/orders/${accepted.id}`);
       return accepted;
     },
