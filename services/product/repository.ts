@@ -10,6 +10,7 @@ import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { TccOperation } from '../../db/shared-tables';
 import type { ProductDatabase, ProductsTable, StockReservationsTable, StockReservationStatus } from '../../db/product/schema';
 import { afterCursor, keysetCreatedAt, keysetDirection, toPage } from '../shared/keyset';
+import { insertBarrier as insertBarrier_, insertBarrierStatement, tryBarrierWriter } from '../shared/tcc-barrier';
 import { STOCK_BRANCH_ID } from './contract';
 
 export type ProductRow = Selectable<ProductsTable>;
@@ -109,22 +110,6 @@ export async function adjustProductQuantities(
 
 // ---- stock reservations ----
 
-export async function insertReservations(
-  trx: Transaction<ProductDatabase>,
-  orderId: string,
-  items: readonly { productId: string; quantity: number }[],
-  ttlSeconds: number,
-): Promise<StockReservationRow[]> {
-  // The database clock decides expiry, so the sweeper and confirm judge it by the same clock.
-  const expiresAt = sql<Date>`now() + make_interval(secs => ${ttlSeconds})`;
-  const rows = await trx
-    .insertInto('stock_reservations')
-    .values(items.map((item) => ({ order_id: orderId, product_id: item.productId, quantity: item.quantity, status: 'RESERVED' as const, expires_at: expiresAt })))
-    .returningAll()
-    .execute();
-  return rows.sort((a, b) => (a.product_id < b.product_id ? -1 : 1));
-}
-
 /** Orders whose stock is held (RESERVED): the stock participant's open TCC transactions. */
 export async function countReservedOrders(db: Db): Promise<number> {
   const row = await db
@@ -166,38 +151,88 @@ export async function markRestocked(trx: Transaction<ProductDatabase>, reservati
   await trx.updateTable('stock_reservations').set({ restocked_at: sql<Date>`now()` }).where('id', 'in', reservationIds).execute();
 }
 
-// ---- TCC barrier ----
+// ---- TCC barrier and the two hot statements ----
+
+/** The order's TRY barrier row, locked: the per-order mutex (see ../shared/tcc-barrier.ts). */
+export const lockTryBarrier = (trx: Transaction<ProductDatabase>, orderId: string) => tryBarrierWriter(trx, STOCK_BRANCH_ID, orderId, { lock: true });
+export const insertBarrier = (trx: Transaction<ProductDatabase>, orderId: string, operation: TccOperation, reason: TccOperation) =>
+  insertBarrier_(trx, STOCK_BRANCH_ID, orderId, operation, reason);
 
 /**
- * Inserts a barrier row for this order's stock branch; false when the row already exists.
- * A concurrent insert of the same row waits for the other transaction, so the answer is final.
+ * A try's writes in one statement, in the lock order above: the TRY barrier row (written, or the
+ * statement does nothing more), then the products in id order, and only when every item exists
+ * with enough units available, their reserved units raised and the reservations inserted.
+ * `first` is false when the barrier row was already there (a repeat, or a cancel came first): then
+ * nothing was written. `first` with no reservations means an item is unknown or short: only the
+ * barrier row was written, and the caller rolls back.
  */
-export async function insertBarrier(
+export async function reserveInOneStatement(
   trx: Transaction<ProductDatabase>,
   orderId: string,
-  operation: TccOperation,
-  reason: TccOperation,
-): Promise<boolean> {
-  const inserted = await trx
-    .insertInto('tcc_barriers')
-    .values({ transaction_id: orderId, branch_id: STOCK_BRANCH_ID, operation, reason })
-    .onConflict((oc) => oc.columns(['transaction_id', 'branch_id', 'operation']).doNothing())
-    .returning('reason')
-    .executeTakeFirst();
-  return inserted !== undefined;
+  items: readonly { productId: string; quantity: number }[],
+  ttlSeconds: number,
+): Promise<{ first: boolean; reservations: StockReservationRow[] }> {
+  const productIds = items.map((item) => item.productId);
+  const quantities = items.map((item) => item.quantity);
+  const { rows } = await sql<{ first: boolean } & ({ [K in keyof StockReservationRow]: StockReservationRow[K] | null })>`
+    WITH barrier AS (${insertBarrierStatement(STOCK_BRANCH_ID, orderId, 'TRY', 'TRY')}),
+    item AS (SELECT * FROM unnest(${productIds}::uuid[], ${quantities}::int[]) AS i(product_id, quantity)),
+    locked AS MATERIALIZED (
+      SELECT id, stock_quantity - reserved_quantity AS available FROM products
+      WHERE id = ANY(${productIds}::uuid[]) AND EXISTS (SELECT FROM barrier) ORDER BY id FOR UPDATE),
+    enough AS (SELECT count(*) = ${items.length} AS ok FROM item JOIN locked ON locked.id = item.product_id WHERE locked.available >= item.quantity),
+    held AS (
+      UPDATE products p SET reserved_quantity = p.reserved_quantity + item.quantity, updated_at = now()
+      FROM item WHERE p.id = item.product_id AND (SELECT ok FROM enough)
+      RETURNING p.id),
+    reserved AS (
+      INSERT INTO stock_reservations (order_id, product_id, quantity, status, expires_at)
+      SELECT ${orderId}, item.product_id, item.quantity, 'RESERVED', now() + make_interval(secs => ${ttlSeconds})
+      FROM item WHERE (SELECT count(*) FROM held) = ${items.length}
+      RETURNING *)
+    SELECT EXISTS (SELECT FROM barrier) AS first, reserved.* FROM (SELECT) AS one LEFT JOIN reserved ON true
+    ORDER BY reserved.product_id`.execute(trx);
+  const first = rows[0]?.first ?? false;
+  const reservations = rows.filter((row) => row.id !== null).map(({ first: _first, ...row }) => row as StockReservationRow);
+  return { first, reservations };
 }
 
-/** Locks the order's TRY barrier row (the per-order mutex) and says who wrote it: a try, or a cancel that came first. */
-export async function lockTryBarrier(trx: Transaction<ProductDatabase>, orderId: string): Promise<TccOperation | undefined> {
-  const row = await trx
-    .selectFrom('tcc_barriers')
-    .select('reason')
-    .where('transaction_id', '=', orderId)
-    .where('branch_id', '=', STOCK_BRANCH_ID)
-    .where('operation', '=', 'TRY')
-    .forUpdate()
-    .executeTakeFirst();
-  return row?.reason;
+/**
+ * A confirm's writes in one statement, in the lock order above: the TRY barrier row, the order's
+ * reservations, and only when every one is RESERVED and not past its expiry, the products in id
+ * order (stock and reserved both drop), the reservations marked CONFIRMED and the CONFIRM barrier
+ * row. Returns who wrote the TRY row, whether the confirm was applied, and the reservations as
+ * they were when locked, for the caller to answer (and, when not applied, to decide why).
+ */
+export async function confirmInOneStatement(
+  trx: Transaction<ProductDatabase>,
+  orderId: string,
+): Promise<{ writer: TccOperation | undefined; confirmed: boolean; reservations: LockedReservationRow[] }> {
+  const { rows } = await sql<{ writer: TccOperation | null; confirmed: boolean | null } & { [K in keyof LockedReservationRow]: LockedReservationRow[K] | null }>`
+    WITH writer AS MATERIALIZED (
+      SELECT reason FROM tcc_barriers WHERE transaction_id = ${orderId} AND branch_id = ${STOCK_BRANCH_ID} AND operation = 'TRY' FOR UPDATE),
+    reservation AS MATERIALIZED (
+      SELECT r.*, r.expires_at <= now() AS due FROM stock_reservations r
+      WHERE r.order_id = ${orderId} AND (SELECT reason FROM writer) = 'TRY' ORDER BY r.product_id FOR UPDATE),
+    confirmable AS MATERIALIZED (
+      SELECT count(*) > 0 AND bool_and(status = 'RESERVED' AND NOT due) AS ok FROM reservation),
+    locked AS MATERIALIZED (
+      SELECT id FROM products WHERE id IN (SELECT product_id FROM reservation) AND (SELECT ok FROM confirmable) ORDER BY id FOR UPDATE),
+    taken AS (
+      UPDATE products p SET stock_quantity = p.stock_quantity - r.quantity, reserved_quantity = p.reserved_quantity - r.quantity, updated_at = now()
+      FROM reservation r WHERE p.id = r.product_id AND (SELECT count(*) FROM locked) > 0
+      RETURNING p.id),
+    marked AS (
+      UPDATE stock_reservations SET status = 'CONFIRMED', confirmed_at = now()
+      WHERE id IN (SELECT id FROM reservation) AND (SELECT count(*) FROM taken) > 0
+      RETURNING id),
+    barrier AS (${insertBarrierStatement(STOCK_BRANCH_ID, orderId, 'CONFIRM', 'CONFIRM', sql<boolean>`(SELECT count(*) FROM marked) > 0`)})
+    SELECT (SELECT reason FROM writer) AS writer, (SELECT ok FROM confirmable) AS confirmed, reservation.*
+    FROM (SELECT) AS one LEFT JOIN reservation ON true
+    ORDER BY reservation.product_id`.execute(trx);
+  const head = rows[0];
+  const reservations = rows.filter((row) => row.id !== null).map(({ writer: _writer, confirmed: _confirmed, ...row }) => row as LockedReservationRow);
+  return { writer: head?.writer ?? undefined, confirmed: head?.confirmed ?? false, reservations };
 }
 
 /**

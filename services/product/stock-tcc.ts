@@ -20,12 +20,13 @@ import {
 import {
   adjustProductQuantities,
   claimExpiredOrders,
+  confirmInOneStatement,
   insertBarrier,
-  insertReservations,
   lockOrderReservations,
   lockProducts,
   lockTryBarrier,
   markRestocked,
+  reserveInOneStatement,
   setReservationStatus,
   type LockedReservationRow,
   type StockReservationRow,
@@ -123,7 +124,7 @@ export async function tryReserveStock(db: ProductDb, request: TryStockBody, ttlS
   const { orderId, items } = request;
   try {
     return await transact(db, async (trx) => {
-      const first = await insertBarrier(trx, orderId, 'TRY', 'TRY');
+      const { first, reservations } = await reserveInOneStatement(trx, orderId, items, ttlSeconds);
       if (!first) {
         const writer = await lockTryBarrier(trx, orderId);
         if (writer === 'CANCEL') {
@@ -131,26 +132,9 @@ export async function tryReserveStock(db: ProductDb, request: TryStockBody, ttlS
         }
         return repeatedTry(trx, request);
       }
+      if (reservations.length !== items.length) throw await refusal(trx, request);
 
-      const products = await lockProducts(
-        trx,
-        items.map((item) => item.productId),
-      );
-      const byId = new Map(products.map((product) => [product.id, product]));
-      const missing = items.filter((item) => !byId.has(item.productId)).map((item) => item.productId);
-      if (missing.length > 0) {
-        throw new ApiError(404, CODES.productNotFound, `unknown product${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`, { productIds: missing });
-      }
-      const shortages = items.flatMap((item) => {
-        const product = byId.get(item.productId)!;
-        const available = product.stock_quantity - product.reserved_quantity;
-        return available < item.quantity ? [{ productId: item.productId, requested: item.quantity, available }] : [];
-      });
-      if (shortages.length > 0) throw new InsufficientStockError(orderId, shortages);
-
-      for (const item of items) await adjustProductQuantities(trx, item.productId, { reserved: item.quantity });
-      const rows = await insertReservations(trx, orderId, items, ttlSeconds);
-      const response = tryResponse(orderId, rows, 'reserved');
+      const response = tryResponse(orderId, reservations, 'reserved');
       await appendOutboxEvent(trx, {
         eventType: 'STOCK_RESERVED',
         aggregateId: orderId,
@@ -163,6 +147,29 @@ export async function tryReserveStock(db: ProductDb, request: TryStockBody, ttlS
     if (error instanceof InsufficientStockError) await recordReservationFailure(db, error);
     throw error;
   }
+}
+
+/**
+ * Why a first try reserved nothing: an unknown product, or too few units of one. The products are
+ * still locked by the try's statement and unchanged, so what is read here is what it saw.
+ */
+async function refusal(trx: ProductTrx, { orderId, items }: TryStockBody): Promise<ApiError> {
+  const products = await lockProducts(
+    trx,
+    items.map((item) => item.productId),
+  );
+  const byId = new Map(products.map((product) => [product.id, product]));
+  const missing = items.filter((item) => !byId.has(item.productId)).map((item) => item.productId);
+  if (missing.length > 0) {
+    return new ApiError(404, CODES.productNotFound, `unknown product${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`, { productIds: missing });
+  }
+  const shortages = items.flatMap((item) => {
+    const product = byId.get(item.productId)!;
+    const available = product.stock_quantity - product.reserved_quantity;
+    return available < item.quantity ? [{ productId: item.productId, requested: item.quantity, available }] : [];
+  });
+  if (shortages.length === 0) throw new Error(`order ${orderId}: the try reserved nothing, yet every product exists and has the units`);
+  return new InsufficientStockError(orderId, shortages);
 }
 
 async function repeatedTry(trx: ProductTrx, request: TryStockBody): Promise<Outcome<TryStockResponse> | RefuseAfterCommit> {
@@ -206,11 +213,14 @@ async function recordReservationFailure(db: ProductDb, error: InsufficientStockE
  */
 export async function confirmStock(db: ProductDb, orderId: string): Promise<Outcome<ConfirmStockResponse>> {
   return transact(db, async (trx) => {
-    const writer = await lockTryBarrier(trx, orderId);
+    const { writer, confirmed, reservations: rows } = await confirmInOneStatement(trx, orderId);
     if (writer === undefined) throw reservationNotFound(orderId);
     if (writer === 'CANCEL') throw reservationCancelled(orderId);
-    const rows = await lockOrderReservations(trx, orderId);
     const response: ConfirmStockResponse = { orderId, items: lines(rows), status: 'confirmed' };
+    if (confirmed) {
+      await appendOutboxEvent(trx, { eventType: 'STOCK_CONFIRMED', aggregateId: orderId, correlationId: orderId, payload: { orderId, items: response.items } });
+      return { effect: 'applied' as const, response };
+    }
     switch (orderStatus(orderId, rows)) {
       case 'CONFIRMED':
         return { effect: 'noop' as const, response };
@@ -219,25 +229,10 @@ export async function confirmStock(db: ProductDb, orderId: string): Promise<Outc
       case 'EXPIRED':
         throw reservationExpired(orderId);
       case 'RESERVED':
-        break;
+        // Not confirmed while RESERVED: past its expiry, which is recorded before the refusal.
+        await releaseReservations(trx, orderId, rows, 'EXPIRED');
+        return new RefuseAfterCommit(reservationExpired(orderId));
     }
-    if (rows.some((row) => row.due)) {
-      await releaseReservations(trx, orderId, rows, 'EXPIRED');
-      return new RefuseAfterCommit(reservationExpired(orderId));
-    }
-    await lockProducts(
-      trx,
-      rows.map((row) => row.product_id),
-    );
-    for (const row of rows) await adjustProductQuantities(trx, row.product_id, { stock: -row.quantity, reserved: -row.quantity });
-    await setReservationStatus(
-      trx,
-      rows.map((row) => row.id),
-      'CONFIRMED',
-    );
-    await insertBarrier(trx, orderId, 'CONFIRM', 'CONFIRM');
-    await appendOutboxEvent(trx, { eventType: 'STOCK_CONFIRMED', aggregateId: orderId, correlationId: orderId, payload: { orderId, items: response.items } });
-    return { effect: 'applied' as const, response };
   });
 }
 
