@@ -249,17 +249,22 @@ async function expireHeldReservation(trx: Trx, reservation: ReservationRow): Pro
 }
 
 /**
- * One sweep: expires up to `batchSize` overdue holds in one transaction and returns how many.
- * SKIP LOCKED leaves holds being confirmed or cancelled right now (and other sweepers' batches)
- * alone; accounts are updated in customer order so two sweepers never deadlock on them.
+ * Expires every overdue hold, `batchSize` per transaction, and returns how many. SKIP LOCKED leaves
+ * holds being confirmed or cancelled right now (and other sweepers' batches) alone; accounts are
+ * updated in customer order so two sweepers never deadlock on them.
  */
 export async function expirePaymentReservations(db: Db, batchSize = 100): Promise<number> {
-  return db.transaction().execute(async (trx) => {
-    const overdue = await repo.lockExpiredReservations(trx, batchSize);
-    overdue.sort((a, b) => (a.customer_id < b.customer_id ? -1 : a.customer_id > b.customer_id ? 1 : 0));
-    for (const reservation of overdue) await expireHeldReservation(trx, reservation);
-    return overdue.length;
-  });
+  let expired = 0;
+  for (;;) {
+    const released = await db.transaction().execute(async (trx) => {
+      const overdue = await repo.lockExpiredReservations(trx, batchSize);
+      overdue.sort((a, b) => (a.customer_id < b.customer_id ? -1 : a.customer_id > b.customer_id ? 1 : 0));
+      for (const reservation of overdue) await expireHeldReservation(trx, reservation);
+      return overdue.length;
+    });
+    expired += released;
+    if (released < batchSize) return expired;
+  }
 }
 
 // ---- payments and refunds -------------------------------------------------------------------
