@@ -110,6 +110,22 @@ export async function adjustProductQuantities(
 
 // ---- stock reservations ----
 
+export async function insertReservations(
+  trx: Transaction<ProductDatabase>,
+  orderId: string,
+  items: readonly { productId: string; quantity: number }[],
+  ttlSeconds: number,
+): Promise<StockReservationRow[]> {
+  // The database clock decides expiry, so the sweeper and confirm judge it by the same clock.
+  const expiresAt = sql<Date>`now() + make_interval(secs => ${ttlSeconds})`;
+  const rows = await trx
+    .insertInto('stock_reservations')
+    .values(items.map((item) => ({ order_id: orderId, product_id: item.productId, quantity: item.quantity, status: 'RESERVED' as const, expires_at: expiresAt })))
+    .returningAll()
+    .execute();
+  return rows.sort((a, b) => (a.product_id < b.product_id ? -1 : 1));
+}
+
 /** Orders whose stock is held (RESERVED): the stock participant's open TCC transactions. */
 export async function countReservedOrders(db: Db): Promise<number> {
   const row = await db
@@ -157,45 +173,6 @@ export async function markRestocked(trx: Transaction<ProductDatabase>, reservati
 export const lockTryBarrier = (trx: Transaction<ProductDatabase>, orderId: string) => tryBarrierWriter(trx, STOCK_BRANCH_ID, orderId, { lock: true });
 export const insertBarrier = (trx: Transaction<ProductDatabase>, orderId: string, operation: TccOperation, reason: TccOperation) =>
   insertBarrier_(trx, STOCK_BRANCH_ID, orderId, operation, reason);
-
-/**
- * A try's writes in one statement, in the lock order above: the TRY barrier row (written, or the
- * statement does nothing more), then the products in id order, and only when every item exists
- * with enough units available, their reserved units raised and the reservations inserted.
- * `first` is false when the barrier row was already there (a repeat, or a cancel came first): then
- * nothing was written. `first` with no reservations means an item is unknown or short: only the
- * barrier row was written, and the caller rolls back.
- */
-export async function reserveInOneStatement(
-  trx: Transaction<ProductDatabase>,
-  orderId: string,
-  items: readonly { productId: string; quantity: number }[],
-  ttlSeconds: number,
-): Promise<{ first: boolean; reservations: StockReservationRow[] }> {
-  const productIds = items.map((item) => item.productId);
-  const quantities = items.map((item) => item.quantity);
-  const { rows } = await sql<{ first: boolean } & ({ [K in keyof StockReservationRow]: StockReservationRow[K] | null })>`
-    WITH barrier AS (${insertBarrierStatement(STOCK_BRANCH_ID, orderId, 'TRY', 'TRY')}),
-    item AS (SELECT * FROM unnest(${productIds}::uuid[], ${quantities}::int[]) AS i(product_id, quantity)),
-    locked AS MATERIALIZED (
-      SELECT id, stock_quantity - reserved_quantity AS available FROM products
-      WHERE id = ANY(${productIds}::uuid[]) AND EXISTS (SELECT FROM barrier) ORDER BY id FOR UPDATE),
-    enough AS (SELECT count(*) = ${items.length} AS ok FROM item JOIN locked ON locked.id = item.product_id WHERE locked.available >= item.quantity),
-    held AS (
-      UPDATE products p SET reserved_quantity = p.reserved_quantity + item.quantity, updated_at = now()
-      FROM item WHERE p.id = item.product_id AND (SELECT ok FROM enough)
-      RETURNING p.id),
-    reserved AS (
-      INSERT INTO stock_reservations (order_id, product_id, quantity, status, expires_at)
-      SELECT ${orderId}, item.product_id, item.quantity, 'RESERVED', now() + make_interval(secs => ${ttlSeconds})
-      FROM item WHERE (SELECT count(*) FROM held) = ${items.length}
-      RETURNING *)
-    SELECT EXISTS (SELECT FROM barrier) AS first, reserved.* FROM (SELECT) AS one LEFT JOIN reserved ON true
-    ORDER BY reserved.product_id`.execute(trx);
-  const first = rows[0]?.first ?? false;
-  const reservations = rows.filter((row) => row.id !== null).map(({ first: _first, ...row }) => row as StockReservationRow);
-  return { first, reservations };
-}
 
 /**
  * A confirm's writes in one statement, in the lock order above: the TRY barrier row, the order's

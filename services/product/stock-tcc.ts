@@ -25,8 +25,8 @@ import {
   lockOrderReservations,
   lockProducts,
   lockTryBarrier,
+  insertReservations,
   markRestocked,
-  reserveInOneStatement,
   setReservationStatus,
   type LockedReservationRow,
   type StockReservationRow,
@@ -124,7 +124,7 @@ export async function tryReserveStock(db: ProductDb, request: TryStockBody, ttlS
   const { orderId, items } = request;
   try {
     return await transact(db, async (trx) => {
-      const { first, reservations } = await reserveInOneStatement(trx, orderId, items, ttlSeconds);
+      const first = await insertBarrier(trx, orderId, 'TRY', 'TRY');
       if (!first) {
         const writer = await lockTryBarrier(trx, orderId);
         if (writer === 'CANCEL') {
@@ -132,9 +132,26 @@ export async function tryReserveStock(db: ProductDb, request: TryStockBody, ttlS
         }
         return repeatedTry(trx, request);
       }
-      if (reservations.length !== items.length) throw await refusal(trx, request);
 
-      const response = tryResponse(orderId, reservations, 'reserved');
+      const products = await lockProducts(
+        trx,
+        items.map((item) => item.productId),
+      );
+      const byId = new Map(products.map((product) => [product.id, product]));
+      const missing = items.filter((item) => !byId.has(item.productId)).map((item) => item.productId);
+      if (missing.length > 0) {
+        throw new ApiError(404, CODES.productNotFound, `unknown product${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`, { productIds: missing });
+      }
+      const shortages = items.flatMap((item) => {
+        const product = byId.get(item.productId)!;
+        const available = product.stock_quantity - product.reserved_quantity;
+        return available < item.quantity ? [{ productId: item.productId, requested: item.quantity, available }] : [];
+      });
+      if (shortages.length > 0) throw new InsufficientStockError(orderId, shortages);
+
+      for (const item of items) await adjustProductQuantities(trx, item.productId, { reserved: item.quantity });
+      const rows = await insertReservations(trx, orderId, items, ttlSeconds);
+      const response = tryResponse(orderId, rows, 'reserved');
       await appendOutboxEvent(trx, {
         eventType: 'STOCK_RESERVED',
         aggregateId: orderId,
@@ -147,29 +164,6 @@ export async function tryReserveStock(db: ProductDb, request: TryStockBody, ttlS
     if (error instanceof InsufficientStockError) await recordReservationFailure(db, error);
     throw error;
   }
-}
-
-/**
- * Why a first try reserved nothing: an unknown product, or too few units of one. The products are
- * still locked by the try's statement and unchanged, so what is read here is what it saw.
- */
-async function refusal(trx: ProductTrx, { orderId, items }: TryStockBody): Promise<ApiError> {
-  const products = await lockProducts(
-    trx,
-    items.map((item) => item.productId),
-  );
-  const byId = new Map(products.map((product) => [product.id, product]));
-  const missing = items.filter((item) => !byId.has(item.productId)).map((item) => item.productId);
-  if (missing.length > 0) {
-    return new ApiError(404, CODES.productNotFound, `unknown product${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`, { productIds: missing });
-  }
-  const shortages = items.flatMap((item) => {
-    const product = byId.get(item.productId)!;
-    const available = product.stock_quantity - product.reserved_quantity;
-    return available < item.quantity ? [{ productId: item.productId, requested: item.quantity, available }] : [];
-  });
-  if (shortages.length === 0) throw new Error(`order ${orderId}: the try reserved nothing, yet every product exists and has the units`);
-  return new InsufficientStockError(orderId, shortages);
 }
 
 async function repeatedTry(trx: ProductTrx, request: TryStockBody): Promise<Outcome<TryStockResponse> | RefuseAfterCommit> {
