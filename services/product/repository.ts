@@ -10,7 +10,7 @@ import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { TccOperation } from '../../db/shared-tables';
 import type { ProductDatabase, ProductsTable, StockReservationsTable, StockReservationStatus } from '../../db/product/schema';
 import { afterCursor, keysetCreatedAt, keysetDirection, toPage } from '../shared/keyset';
-import { insertBarrier as insertBarrier_, insertBarrierStatement, tryBarrierWriter } from '../shared/tcc-barrier';
+import { insertBarrier as insertBarrier_, tryBarrierWriter } from '../shared/tcc-barrier';
 import { STOCK_BRANCH_ID } from './contract';
 
 export type ProductRow = Selectable<ProductsTable>;
@@ -167,50 +167,12 @@ export async function markRestocked(trx: Transaction<ProductDatabase>, reservati
   await trx.updateTable('stock_reservations').set({ restocked_at: sql<Date>`now()` }).where('id', 'in', reservationIds).execute();
 }
 
-// ---- TCC barrier and the two hot statements ----
+// ---- TCC barrier ----
 
 /** The order's TRY barrier row, locked: the per-order mutex (see ../shared/tcc-barrier.ts). */
 export const lockTryBarrier = (trx: Transaction<ProductDatabase>, orderId: string) => tryBarrierWriter(trx, STOCK_BRANCH_ID, orderId, { lock: true });
 export const insertBarrier = (trx: Transaction<ProductDatabase>, orderId: string, operation: TccOperation, reason: TccOperation) =>
   insertBarrier_(trx, STOCK_BRANCH_ID, orderId, operation, reason);
-
-/**
- * A confirm's writes in one statement, in the lock order above: the TRY barrier row, the order's
- * reservations, and only when every one is RESERVED and not past its expiry, the products in id
- * order (stock and reserved both drop), the reservations marked CONFIRMED and the CONFIRM barrier
- * row. Returns who wrote the TRY row, whether the confirm was applied, and the reservations as
- * they were when locked, for the caller to answer (and, when not applied, to decide why).
- */
-export async function confirmInOneStatement(
-  trx: Transaction<ProductDatabase>,
-  orderId: string,
-): Promise<{ writer: TccOperation | undefined; confirmed: boolean; reservations: LockedReservationRow[] }> {
-  const { rows } = await sql<{ writer: TccOperation | null; confirmed: boolean | null } & { [K in keyof LockedReservationRow]: LockedReservationRow[K] | null }>`
-    WITH writer AS MATERIALIZED (
-      SELECT reason FROM tcc_barriers WHERE transaction_id = ${orderId} AND branch_id = ${STOCK_BRANCH_ID} AND operation = 'TRY' FOR UPDATE),
-    reservation AS MATERIALIZED (
-      SELECT r.*, r.expires_at <= now() AS due FROM stock_reservations r
-      WHERE r.order_id = ${orderId} AND (SELECT reason FROM writer) = 'TRY' ORDER BY r.product_id FOR UPDATE),
-    confirmable AS MATERIALIZED (
-      SELECT count(*) > 0 AND bool_and(status = 'RESERVED' AND NOT due) AS ok FROM reservation),
-    locked AS MATERIALIZED (
-      SELECT id FROM products WHERE id IN (SELECT product_id FROM reservation) AND (SELECT ok FROM confirmable) ORDER BY id FOR UPDATE),
-    taken AS (
-      UPDATE products p SET stock_quantity = p.stock_quantity - r.quantity, reserved_quantity = p.reserved_quantity - r.quantity, updated_at = now()
-      FROM reservation r WHERE p.id = r.product_id AND (SELECT count(*) FROM locked) > 0
-      RETURNING p.id),
-    marked AS (
-      UPDATE stock_reservations SET status = 'CONFIRMED', confirmed_at = now()
-      WHERE id IN (SELECT id FROM reservation) AND (SELECT count(*) FROM taken) > 0
-      RETURNING id),
-    barrier AS (${insertBarrierStatement(STOCK_BRANCH_ID, orderId, 'CONFIRM', 'CONFIRM', sql<boolean>`(SELECT count(*) FROM marked) > 0`)})
-    SELECT (SELECT reason FROM writer) AS writer, (SELECT ok FROM confirmable) AS confirmed, reservation.*
-    FROM (SELECT) AS one LEFT JOIN reservation ON true
-    ORDER BY reservation.product_id`.execute(trx);
-  const head = rows[0];
-  const reservations = rows.filter((row) => row.id !== null).map(({ writer: _writer, confirmed: _confirmed, ...row }) => row as LockedReservationRow);
-  return { writer: head?.writer ?? undefined, confirmed: head?.confirmed ?? false, reservations };
-}
 
 /**
  * Claims up to `limit` orders with RESERVED reservations past their expiry, by locking their TRY

@@ -20,7 +20,6 @@ import {
 import {
   adjustProductQuantities,
   claimExpiredOrders,
-  confirmInOneStatement,
   insertBarrier,
   lockOrderReservations,
   lockProducts,
@@ -207,14 +206,11 @@ async function recordReservationFailure(db: ProductDb, error: InsufficientStockE
  */
 export async function confirmStock(db: ProductDb, orderId: string): Promise<Outcome<ConfirmStockResponse>> {
   return transact(db, async (trx) => {
-    const { writer, confirmed, reservations: rows } = await confirmInOneStatement(trx, orderId);
+    const writer = await lockTryBarrier(trx, orderId);
     if (writer === undefined) throw reservationNotFound(orderId);
     if (writer === 'CANCEL') throw reservationCancelled(orderId);
+    const rows = await lockOrderReservations(trx, orderId);
     const response: ConfirmStockResponse = { orderId, items: lines(rows), status: 'confirmed' };
-    if (confirmed) {
-      await appendOutboxEvent(trx, { eventType: 'STOCK_CONFIRMED', aggregateId: orderId, correlationId: orderId, payload: { orderId, items: response.items } });
-      return { effect: 'applied' as const, response };
-    }
     switch (orderStatus(orderId, rows)) {
       case 'CONFIRMED':
         return { effect: 'noop' as const, response };
@@ -223,10 +219,25 @@ export async function confirmStock(db: ProductDb, orderId: string): Promise<Outc
       case 'EXPIRED':
         throw reservationExpired(orderId);
       case 'RESERVED':
-        // Not confirmed while RESERVED: past its expiry, which is recorded before the refusal.
-        await releaseReservations(trx, orderId, rows, 'EXPIRED');
-        return new RefuseAfterCommit(reservationExpired(orderId));
+        break;
     }
+    if (rows.some((row) => row.due)) {
+      await releaseReservations(trx, orderId, rows, 'EXPIRED');
+      return new RefuseAfterCommit(reservationExpired(orderId));
+    }
+    await lockProducts(
+      trx,
+      rows.map((row) => row.product_id),
+    );
+    for (const row of rows) await adjustProductQuantities(trx, row.product_id, { stock: -row.quantity, reserved: -row.quantity });
+    await setReservationStatus(
+      trx,
+      rows.map((row) => row.id),
+      'CONFIRMED',
+    );
+    await insertBarrier(trx, orderId, 'CONFIRM', 'CONFIRM');
+    await appendOutboxEvent(trx, { eventType: 'STOCK_CONFIRMED', aggregateId: orderId, correlationId: orderId, payload: { orderId, items: response.items } });
+    return { effect: 'applied' as const, response };
   });
 }
 
