@@ -5,9 +5,10 @@ import { buildServiceApp } from '../shared/http/app';
 import { createAuthenticator } from '../shared/http/auth';
 import { registerIdempotency } from '../shared/http/idempotency-plugin';
 import type { ServiceContext } from '../shared/run-service';
+import { startReservationSweeper, type ReservationSweeper } from '../shared/reservation-sweeper';
 import { createTccMetrics } from '../shared/tcc-metrics';
+import { expirePaymentReservations } from './ledger';
 import { countReservedReservations } from './repository';
-import { startReservationSweeper } from './reservation-sweeper';
 import { accountRoutes } from './routes/accounts';
 import { paymentRoutes } from './routes/payments';
 import { tccRoutes } from './routes/tcc';
@@ -34,7 +35,12 @@ export async function buildPaymentApp({ config, db, redis, logger, metrics }: Pa
   await app.register(tccRoutes, routeOptions);
   await app.register(paymentRoutes, routeOptions);
 
-  const sweeper = startReservationSweeper({ db, intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, log: app.log, metrics: tccMetrics });
-  app.addHook('onClose', () => sweeper.stop());
+  // The sweeper runs only while the app does: it starts when the app is ready (listen or inject)
+  // and stops, waiting for a sweep in progress, before the app's dependencies close.
+  let sweeper: ReservationSweeper | undefined;
+  app.addHook('onReady', async () => {
+    sweeper = startReservationSweeper({ expireOverdue: () => expirePaymentReservations(db), intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, log: app.log, metrics: tccMetrics });
+  });
+  app.addHook('onClose', async () => sweeper?.stop());
   return app;
 }

@@ -77,16 +77,9 @@ export async function tryReservePayment(db: Db, input: TryInput, ttlSeconds: num
   try {
     return await db.transaction().execute(async (trx) => {
       // The barrier row is the first write: a concurrent try or cancel for this order waits on it.
-      if (!(await repo.insertBarrier(trx, input.orderId, 'try', 'try'))) return repeatedTry(trx, input);
-
-      const account = await repo.findAccount(trx, input.customerId);
-      if (!account) throw new NotFoundError('account', input.customerId);
-      if (account.currency !== input.currency) throw new CurrencyMismatchError(account.currency, input.currency);
-      if (!(await repo.holdFunds(trx, input.customerId, input.amountMinor))) {
-        const now = await repo.findAccount(trx, input.customerId);
-        throw new InsufficientFundsError(input.amountMinor, now ? now.balance_minor - now.held_minor : 0);
-      }
-      const reservation = await repo.insertReservation(trx, { ...input, ttlSeconds });
+      const { first, reservation } = await repo.holdInOneStatement(trx, { ...input, ttlSeconds });
+      if (!first) return repeatedTry(trx, input);
+      if (!reservation) throw await refusal(trx, input);
       // The event carries what the API shows of the hold, less its (always 'reserved') status.
       const { status: _status, ...payload } = reservationView(reservation);
       await appendOutboxEvent(trx, { eventType: 'PAYMENT_RESERVED', aggregateId: reservation.order_id, payload, correlationId: reservation.order_id });
@@ -107,9 +100,16 @@ export async function tryReservePayment(db: Db, input: TryInput, ttlSeconds: num
   }
 }
 
+/** Why a first try took no hold (the transaction then rolls back, barrier row included). */
+async function refusal(trx: Trx, input: TryInput): Promise<ApiError> {
+  const account = await repo.findAccount(trx, input.customerId);
+  if (!account) return new NotFoundError('account', input.customerId);
+  if (account.currency !== input.currency) return new CurrencyMismatchError(account.currency, input.currency);
+  return new InsufficientFundsError(input.amountMinor, account.balance_minor - account.held_minor);
+}
+
 async function repeatedTry(trx: Trx, input: TryInput): Promise<{ reservation: ReservationRow; created: boolean }> {
-  const barrier = await repo.findBarrier(trx, input.orderId, 'try');
-  if (barrier?.reason === 'cancel') throw tryAfterCancel(input.orderId);
+  if ((await repo.tryBarrierReason(trx, input.orderId)) === 'cancel') throw tryAfterCancel(input.orderId);
   const existing = await repo.findReservationByOrder(trx, input.orderId);
   // A TRY barrier written by a try is committed together with its reservation.
   if (!existing) throw new Error(`order ${input.orderId}: TRY barrier without a payment reservation`);
@@ -128,45 +128,43 @@ async function repeatedTry(trx: Trx, input: TryInput): Promise<{ reservation: Re
  */
 export async function confirmReservation(db: Db, reservationId: string, paymentMethod: string): Promise<{ payment: PaymentRow; created: boolean }> {
   const outcome = await db.transaction().execute(async (trx) => {
+    const transactionId = `TXN-${randomUUID()}`;
+    const payment = await repo.captureInOneStatement(trx, reservationId, { paymentMethod, transactionId });
+    if (payment) {
+      await appendOutboxEvent(trx, {
+        eventType: 'PAYMENT_COMPLETED',
+        aggregateId: payment.order_id,
+        payload: {
+          paymentId: payment.id,
+          reservationId: payment.reservation_id,
+          orderId: payment.order_id,
+          amount: formatMinor(payment.amount_minor),
+          currency: payment.currency as Currency,
+          transactionId,
+          paymentMethod,
+        },
+        correlationId: payment.order_id,
+      });
+      return { kind: 'confirmed' as const, payment, created: true };
+    }
+    // Nothing captured: the reservation is unknown, no longer RESERVED, or past its TTL.
     const reservation = await repo.lockReservation(trx, { id: reservationId });
     if (!reservation) throw new NotFoundError('reservation', reservationId);
     switch (reservation.status) {
       case 'CONFIRMED': {
-        const payment = await repo.findPaymentByReservation(trx, reservation.id);
-        if (!payment) throw new Error(`reservation ${reservation.id} is CONFIRMED without a payment`);
-        return { kind: 'confirmed' as const, payment, created: false };
+        const confirmed = await repo.findPaymentByReservation(trx, reservation.id);
+        if (!confirmed) throw new Error(`reservation ${reservation.id} is CONFIRMED without a payment`);
+        return { kind: 'confirmed' as const, payment: confirmed, created: false };
       }
       case 'CANCELLED':
         throw reservationCancelled(reservation.id);
       case 'EXPIRED':
         throw reservationExpired(reservation.id);
       case 'RESERVED':
-        break;
+        if (!reservation.is_past_expiry) throw new Error(`reservation ${reservation.id} is RESERVED within its TTL, yet was not captured`);
+        await expireHeldReservation(trx, reservation);
+        return { kind: 'expired' as const };
     }
-    if (reservation.is_past_expiry) {
-      await expireHeldReservation(trx, reservation);
-      return { kind: 'expired' as const };
-    }
-    await repo.insertBarrier(trx, reservation.order_id, 'confirm', 'confirm');
-    const transactionId = `TXN-${randomUUID()}`;
-    await repo.captureHeldFunds(trx, reservation.customer_id, reservation.amount_minor);
-    const payment = await repo.insertPayment(trx, { reservation, paymentMethod, transactionId });
-    await repo.markReservation(trx, reservation.id, { status: 'CONFIRMED', transactionId });
-    await appendOutboxEvent(trx, {
-      eventType: 'PAYMENT_COMPLETED',
-      aggregateId: payment.order_id,
-      payload: {
-        paymentId: payment.id,
-        reservationId: reservation.id,
-        orderId: payment.order_id,
-        amount: formatMinor(payment.amount_minor),
-        currency: payment.currency as Currency,
-        transactionId,
-        paymentMethod,
-      },
-      correlationId: payment.order_id,
-    });
-    return { kind: 'confirmed' as const, payment, created: true };
   });
   // Thrown after the commit, so the expiry stands while the confirm is refused.
   if (outcome.kind === 'expired') throw reservationExpired(reservationId);
@@ -200,8 +198,7 @@ export async function cancelReservation(db: Db, by: { reservationId: string } | 
         await repo.insertBarrier(trx, by.orderId, 'cancel', 'cancel');
         return { orderId: by.orderId, reservationId: null, status: 'cancelled', released: false };
       }
-      const tryBarrier = await repo.findBarrier(trx, by.orderId, 'try');
-      if (tryBarrier?.reason === 'cancel') return { orderId: by.orderId, reservationId: null, status: 'cancelled', released: false };
+      if ((await repo.tryBarrierReason(trx, by.orderId)) === 'cancel') return { orderId: by.orderId, reservationId: null, status: 'cancelled', released: false };
     }
     const reservation = await repo.lockReservation(trx, 'orderId' in by ? { orderId: by.orderId } : { id: by.reservationId });
     if (!reservation) {
@@ -252,17 +249,22 @@ async function expireHeldReservation(trx: Trx, reservation: ReservationRow): Pro
 }
 
 /**
- * One sweep: expires up to `batchSize` overdue holds in one transaction and returns how many.
- * SKIP LOCKED leaves holds being confirmed or cancelled right now (and other sweepers' batches)
- * alone; accounts are updated in customer order so two sweepers never deadlock on them.
+ * Expires every overdue hold, `batchSize` per transaction, and returns how many. SKIP LOCKED leaves
+ * holds being confirmed or cancelled right now (and other sweepers' batches) alone; accounts are
+ * updated in customer order so two sweepers never deadlock on them.
  */
 export async function expirePaymentReservations(db: Db, batchSize = 100): Promise<number> {
-  return db.transaction().execute(async (trx) => {
-    const overdue = await repo.lockExpiredReservations(trx, batchSize);
-    overdue.sort((a, b) => (a.customer_id < b.customer_id ? -1 : a.customer_id > b.customer_id ? 1 : 0));
-    for (const reservation of overdue) await expireHeldReservation(trx, reservation);
-    return overdue.length;
-  });
+  let expired = 0;
+  for (;;) {
+    const released = await db.transaction().execute(async (trx) => {
+      const overdue = await repo.lockExpiredReservations(trx, batchSize);
+      overdue.sort((a, b) => (a.customer_id < b.customer_id ? -1 : a.customer_id > b.customer_id ? 1 : 0));
+      for (const reservation of overdue) await expireHeldReservation(trx, reservation);
+      return overdue.length;
+    });
+    expired += released;
+    if (released < batchSize) return expired;
+  }
 }
 
 // ---- payments and refunds -------------------------------------------------------------------

@@ -12,6 +12,7 @@ import type {
   RefundsTable,
 } from '../../db/payment/schema';
 import type { TccPhase } from '../../db/shared-tables';
+import { insertBarrier as insertTccBarrier, insertBarrierStatement, tryBarrierWriter, type TccBranch } from '../shared/tcc-barrier';
 
 type Db = Kysely<PaymentDatabase> | Transaction<PaymentDatabase>;
 type Trx = Transaction<PaymentDatabase>;
@@ -20,9 +21,6 @@ export type AccountRow = Selectable<CustomerAccountsTable>;
 export type ReservationRow = Selectable<PaymentReservationsTable>;
 export type PaymentRow = Selectable<PaymentsTable>;
 export type RefundRow = Selectable<RefundsTable>;
-
-/** The branch id this participant uses in tcc_barriers; the transaction id is the order id. */
-export const PAYMENT_BRANCH = 'payment';
 
 // ---- accounts -------------------------------------------------------------------------------
 
@@ -40,34 +38,10 @@ export async function findAccount(db: Db, customerId: string): Promise<AccountRo
   return db.selectFrom('customer_accounts').selectAll().where('customer_id', '=', customerId).executeTakeFirst();
 }
 
-/**
- * Holds `amountMinor` only if that much is available, in one conditional UPDATE: concurrent tries
- * against one account serialise on its row and each re-checks the condition against the committed
- * balance, so no two can hold the same money. undefined when not enough is available.
- */
-export async function holdFunds(trx: Trx, customerId: string, amountMinor: number): Promise<AccountRow | undefined> {
-  return trx
-    .updateTable('customer_accounts')
-    .set((eb) => ({ held_minor: eb('held_minor', '+', amountMinor), updated_at: sql`now()` }))
-    .where('customer_id', '=', customerId)
-    .where(sql<boolean>`balance_minor - held_minor >= ${amountMinor}`)
-    .returningAll()
-    .executeTakeFirst();
-}
-
 export async function releaseHeldFunds(trx: Trx, customerId: string, amountMinor: number): Promise<void> {
   await trx
     .updateTable('customer_accounts')
     .set((eb) => ({ held_minor: eb('held_minor', '-', amountMinor), updated_at: sql`now()` }))
-    .where('customer_id', '=', customerId)
-    .executeTakeFirstOrThrow();
-}
-
-/** The held money leaves the account: balance and held both drop by the amount. */
-export async function captureHeldFunds(trx: Trx, customerId: string, amountMinor: number): Promise<void> {
-  await trx
-    .updateTable('customer_accounts')
-    .set((eb) => ({ balance_minor: eb('balance_minor', '-', amountMinor), held_minor: eb('held_minor', '-', amountMinor), updated_at: sql`now()` }))
     .where('customer_id', '=', customerId)
     .executeTakeFirstOrThrow();
 }
@@ -81,25 +55,6 @@ export async function creditBalance(trx: Trx, customerId: string, amountMinor: n
 }
 
 // ---- reservations ---------------------------------------------------------------------------
-
-export async function insertReservation(
-  trx: Trx,
-  reservation: { orderId: string; customerId: string; amountMinor: number; currency: string; ttlSeconds: number },
-): Promise<ReservationRow> {
-  return trx
-    .insertInto('payment_reservations')
-    .values({
-      order_id: reservation.orderId,
-      customer_id: reservation.customerId,
-      amount_minor: reservation.amountMinor,
-      currency: reservation.currency,
-      created_at: sql`now()`,
-      // Database time, so the expiry the sweeper and confirm compare against is one clock.
-      expires_at: sql`now() + make_interval(secs => ${reservation.ttlSeconds})`,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
-}
 
 /** Payment holds RESERVED: the payment participant's open TCC transactions. */
 export async function countReservedReservations(db: Db): Promise<number> {
@@ -124,18 +79,11 @@ export async function lockReservation(trx: Trx, by: { id: string } | { orderId: 
   return query.forUpdate().executeTakeFirst();
 }
 
-export async function markReservation(
-  trx: Trx,
-  id: string,
-  change: { status: 'CONFIRMED'; transactionId: string } | { status: 'CANCELLED' | 'EXPIRED' },
-): Promise<void> {
+/** Ends a RESERVED hold without a capture (a confirm marks it in captureInOneStatement). */
+export async function markReservation(trx: Trx, id: string, change: { status: 'CANCELLED' | 'EXPIRED' }): Promise<void> {
   await trx
     .updateTable('payment_reservations')
-    .set(
-      change.status === 'CONFIRMED'
-        ? { status: 'CONFIRMED', confirmed_at: sql`now()`, transaction_id: change.transactionId }
-        : { status: change.status, cancelled_at: sql`now()` },
-    )
+    .set({ status: change.status, cancelled_at: sql`now()` })
     .where('id', '=', id)
     .where('status', '=', 'RESERVED')
     .executeTakeFirstOrThrow();
@@ -156,28 +104,6 @@ export async function lockExpiredReservations(trx: Trx, limit: number): Promise<
 }
 
 // ---- payments and refunds -------------------------------------------------------------------
-
-export async function insertPayment(
-  trx: Trx,
-  payment: { reservation: ReservationRow; paymentMethod: string; transactionId: string },
-): Promise<PaymentRow> {
-  const { reservation } = payment;
-  return trx
-    .insertInto('payments')
-    .values({
-      reservation_id: reservation.id,
-      order_id: reservation.order_id,
-      customer_id: reservation.customer_id,
-      amount_minor: reservation.amount_minor,
-      currency: reservation.currency,
-      payment_method: payment.paymentMethod,
-      transaction_id: payment.transactionId,
-      created_at: sql`now()`,
-      updated_at: sql`now()`,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
-}
 
 export async function findPaymentByReservation(db: Db, reservationId: string): Promise<PaymentRow | undefined> {
   return db.selectFrom('payments').selectAll().where('reservation_id', '=', reservationId).executeTakeFirst();
@@ -241,29 +167,67 @@ export async function insertRefund(
   return { refund: inserted, payment: updated };
 }
 
-// ---- TCC barrier ----------------------------------------------------------------------------
+// ---- TCC barrier and the two hot statements ----
+
+/** The branch id this participant uses in tcc_barriers; the transaction id is the order id. */
+export const PAYMENT_BRANCH = 'payment' satisfies TccBranch;
+
+export const insertBarrier = (trx: Trx, orderId: string, operation: TccPhase, reason: TccPhase) => insertTccBarrier(trx, PAYMENT_BRANCH, orderId, operation, reason);
+/** Who wrote the order's TRY row (a try, or a cancel that came first); read after the barrier insert waited for its writer. */
+export const tryBarrierReason = (trx: Trx, orderId: string) => tryBarrierWriter(trx, PAYMENT_BRANCH, orderId, { lock: false });
 
 /**
- * Writes one barrier row (dtm's branch barrier) in the caller's transaction. Returns false when
- * the row was already there. A concurrent writer of the same row blocks here until the other
- * transaction ends, which is what serialises a try against a cancel for the same order.
+ * A try's writes in one statement: the TRY barrier row (written, or the statement does nothing
+ * more), then the hold, taken with a conditional UPDATE only if the account has the currency and
+ * the money available (concurrent tries on one account serialise on its row, and each re-checks
+ * the condition against the committed balance, so no two hold the same money), then the
+ * reservation, only if the hold was taken. `first` is false when the
+ * barrier row was already there (nothing was written); `first` without a reservation means no hold
+ * was possible: only the barrier row was written, and the caller rolls back.
  */
-export async function insertBarrier(trx: Trx, orderId: string, operation: TccPhase, reason: TccPhase): Promise<boolean> {
-  const inserted = await trx
-    .insertInto('tcc_barriers')
-    .values({ transaction_id: orderId, branch_id: PAYMENT_BRANCH, operation, reason, created_at: sql`now()` })
-    .onConflict((oc) => oc.columns(['transaction_id', 'branch_id', 'operation']).doNothing())
-    .returning('operation')
-    .executeTakeFirst();
-  return inserted !== undefined;
+export async function holdInOneStatement(
+  trx: Trx,
+  reservation: { orderId: string; customerId: string; amountMinor: number; currency: string; ttlSeconds: number },
+): Promise<{ first: boolean; reservation: ReservationRow | undefined }> {
+  const { orderId, customerId, amountMinor, currency, ttlSeconds } = reservation;
+  const { rows } = await sql<{ first: boolean } & { [K in keyof ReservationRow]: ReservationRow[K] | null }>`
+    WITH barrier AS (${insertBarrierStatement(PAYMENT_BRANCH, orderId, 'try', 'try')}),
+    held AS (
+      UPDATE customer_accounts SET held_minor = held_minor + ${amountMinor}, updated_at = now()
+      WHERE customer_id = ${customerId} AND currency = ${currency} AND balance_minor - held_minor >= ${amountMinor} AND EXISTS (SELECT FROM barrier)
+      RETURNING customer_id),
+    reserved AS (
+      INSERT INTO payment_reservations (order_id, customer_id, amount_minor, currency, created_at, expires_at)
+      SELECT ${orderId}, customer_id, ${amountMinor}, ${currency}, now(), now() + make_interval(secs => ${ttlSeconds}) FROM held
+      RETURNING *)
+    SELECT EXISTS (SELECT FROM barrier) AS first, reserved.* FROM (SELECT) AS one LEFT JOIN reserved ON true`.execute(trx);
+  const [{ first, ...row }] = rows as [(typeof rows)[number]];
+  return { first, reservation: row.id === null ? undefined : (row as ReservationRow) };
 }
 
-export async function findBarrier(db: Db, orderId: string, operation: TccPhase): Promise<{ reason: TccPhase } | undefined> {
-  return db
-    .selectFrom('tcc_barriers')
-    .select('reason')
-    .where('transaction_id', '=', orderId)
-    .where('branch_id', '=', PAYMENT_BRANCH)
-    .where('operation', '=', operation)
-    .executeTakeFirst();
+/**
+ * A confirm's writes in one statement, in the lock order above: the reservation row, and only when
+ * it is RESERVED and within its TTL, the CONFIRM barrier row, the capture from the account, the
+ * payment and the reservation marked CONFIRMED. `payment` is undefined when nothing was written
+ * (the caller decides why from the locked reservation).
+ */
+export async function captureInOneStatement(trx: Trx, reservationId: string, { paymentMethod, transactionId }: { paymentMethod: string; transactionId: string }): Promise<PaymentRow | undefined> {
+  const { rows } = await sql<PaymentRow>`
+    WITH reservation AS MATERIALIZED (
+      SELECT * FROM payment_reservations WHERE id = ${reservationId} AND status = 'RESERVED' AND expires_at > now() FOR UPDATE),
+    barrier AS (${insertBarrierStatement(PAYMENT_BRANCH, sql`(SELECT order_id FROM reservation)`, 'confirm', 'confirm', sql<boolean>`EXISTS (SELECT FROM reservation)`)}),
+    captured AS (
+      UPDATE customer_accounts a SET balance_minor = a.balance_minor - r.amount_minor, held_minor = a.held_minor - r.amount_minor, updated_at = now()
+      FROM reservation r WHERE a.customer_id = r.customer_id
+      RETURNING a.customer_id),
+    payment AS (
+      INSERT INTO payments (reservation_id, order_id, customer_id, amount_minor, currency, payment_method, transaction_id, created_at, updated_at)
+      SELECT r.id, r.order_id, r.customer_id, r.amount_minor, r.currency, ${paymentMethod}, ${transactionId}, now(), now()
+      FROM reservation r WHERE EXISTS (SELECT FROM captured)
+      RETURNING *),
+    marked AS (
+      UPDATE payment_reservations SET status = 'CONFIRMED', confirmed_at = now(), transaction_id = ${transactionId}
+      WHERE id IN (SELECT reservation_id FROM payment))
+    SELECT * FROM payment`.execute(trx);
+  return rows[0];
 }

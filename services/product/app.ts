@@ -5,11 +5,12 @@ import { buildServiceApp } from '../shared/http/app';
 import { createAuthenticator } from '../shared/http/auth';
 import { registerIdempotency } from '../shared/http/idempotency-plugin';
 import type { ServiceContext } from '../shared/run-service';
+import { startReservationSweeper, type ReservationSweeper } from '../shared/reservation-sweeper';
 import { createTccMetrics } from '../shared/tcc-metrics';
 import { countReservedOrders } from './repository';
-import { startReservationSweeper } from './reservation-sweeper';
 import { productRoutes } from './routes/products';
 import { stockRoutes } from './routes/stock';
+import { expireStockReservations } from './stock-tcc';
 
 export type ProductAppDependencies = Omit<ServiceContext<'product'>, 'logger'> & { logger: Logger | false };
 
@@ -32,9 +33,9 @@ export async function buildProductApp({ config, db, redis, logger, metrics }: Pr
 
   // The sweeper runs only while the app does: it starts when the app is ready (listen or inject)
   // and stops, waiting for a sweep in progress, before the app's dependencies close.
-  let sweeper: ReturnType<typeof startReservationSweeper> | undefined;
+  let sweeper: ReservationSweeper | undefined;
   app.addHook('onReady', async () => {
-    sweeper = startReservationSweeper(db, { intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, logger: app.log, metrics: tccMetrics });
+    sweeper = startReservationSweeper({ expireOverdue: () => expireStockReservations(db), intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, log: app.log, metrics: tccMetrics });
   });
   app.addHook('onClose', async () => sweeper?.stop());
   return app;

@@ -10,6 +10,7 @@ import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { TccPhase } from '../../db/shared-tables';
 import type { ProductDatabase, ProductsTable, StockReservationsTable, StockReservationStatus } from '../../db/product/schema';
 import { afterCursor, keysetCreatedAt, keysetDirection, toPage } from '../shared/keyset';
+import { insertBarrier as insertBarrier_, tryBarrierWriter } from '../shared/tcc-barrier';
 import { STOCK_BRANCH_ID } from './contract';
 
 export type ProductRow = Selectable<ProductsTable>;
@@ -168,37 +169,10 @@ export async function markRestocked(trx: Transaction<ProductDatabase>, reservati
 
 // ---- TCC barrier ----
 
-/**
- * Inserts a barrier row for this order's stock branch; false when the row already exists.
- * A concurrent insert of the same row waits for the other transaction, so the answer is final.
- */
-export async function insertBarrier(
-  trx: Transaction<ProductDatabase>,
-  orderId: string,
-  operation: TccPhase,
-  reason: TccPhase,
-): Promise<boolean> {
-  const inserted = await trx
-    .insertInto('tcc_barriers')
-    .values({ transaction_id: orderId, branch_id: STOCK_BRANCH_ID, operation, reason })
-    .onConflict((oc) => oc.columns(['transaction_id', 'branch_id', 'operation']).doNothing())
-    .returning('reason')
-    .executeTakeFirst();
-  return inserted !== undefined;
-}
-
-/** Locks the order's TRY barrier row (the per-order mutex) and says who wrote it: a try, or a cancel that came first. */
-export async function lockTryBarrier(trx: Transaction<ProductDatabase>, orderId: string): Promise<TccPhase | undefined> {
-  const row = await trx
-    .selectFrom('tcc_barriers')
-    .select('reason')
-    .where('transaction_id', '=', orderId)
-    .where('branch_id', '=', STOCK_BRANCH_ID)
-    .where('operation', '=', 'try')
-    .forUpdate()
-    .executeTakeFirst();
-  return row?.reason;
-}
+/** The order's TRY barrier row, locked: the per-order mutex (see ../shared/tcc-barrier.ts). */
+export const lockTryBarrier = (trx: Transaction<ProductDatabase>, orderId: string) => tryBarrierWriter(trx, STOCK_BRANCH_ID, orderId, { lock: true });
+export const insertBarrier = (trx: Transaction<ProductDatabase>, orderId: string, operation: TccPhase, reason: TccPhase) =>
+  insertBarrier_(trx, STOCK_BRANCH_ID, orderId, operation, reason);
 
 /**
  * Claims up to `limit` orders with RESERVED reservations past their expiry, by locking their TRY

@@ -22,6 +22,14 @@ export type TccOperation = TccPhase | 'expire' | 'restock' | 'refund';
 /** applied: the call changed state; noop: an idempotent repeat; barrier: a cancel before its try recorded the barrier. */
 export type TccEffect = 'applied' | 'noop' | 'barrier';
 
+/**
+ * The TCC routes log at warn: the saga worker calls them four times per order, every call is
+ * already counted here and in the HTTP duration histogram by route and status, and a refusal is an
+ * answer the worker acts on. Two access-log lines per call cost several percent of a participant's CPU;
+ * server errors are still logged, with their request id.
+ */
+export const TCC_ROUTE_LOG_LEVEL = 'warn';
+
 /** The effect of a call that reports only whether it changed something. */
 export const appliedIf = (changed: boolean): TccEffect => (changed ? 'applied' : 'noop');
 

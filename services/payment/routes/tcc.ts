@@ -6,6 +6,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { errorBodySchema } from '../../shared/http/error-body';
 import { requireScope, serviceCredentialSecurity } from '../../shared/http/auth';
 import { SERVICE_SCOPES } from '../../shared/http/service-auth';
+import { TCC_ROUTE_LOG_LEVEL } from '../../shared/tcc-metrics';
 import { appliedIf } from '../../shared/tcc-metrics';
 import { confirmationView, reservationView } from '../domain';
 import { cancelReservation, confirmReservation, tryReservePayment, type CancelOutcome } from '../ledger';
@@ -30,6 +31,7 @@ export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app,
     '/payments/try',
     {
       onRequest: reserve,
+      logLevel: TCC_ROUTE_LOG_LEVEL,
       config: { idempotent: true },
       schema: {
         tags: ['tcc'],
@@ -64,6 +66,7 @@ export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app,
     '/payments/confirm/:reservationId',
     {
       onRequest: reserve,
+      logLevel: TCC_ROUTE_LOG_LEVEL,
       config: { idempotent: true },
       schema: {
         tags: ['tcc'],
@@ -88,6 +91,7 @@ export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app,
     '/payments/cancel/:reservationId',
     {
       onRequest: reserve,
+      logLevel: TCC_ROUTE_LOG_LEVEL,
       config: { idempotent: true },
       schema: {
         tags: ['tcc'],
@@ -106,6 +110,7 @@ export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app,
     '/payments/cancel-by-order/:orderId',
     {
       onRequest: reserve,
+      logLevel: TCC_ROUTE_LOG_LEVEL,
       config: { idempotent: true },
       schema: {
         tags: ['tcc'],

@@ -4,6 +4,7 @@ import type { Kysely } from 'kysely';
 import type { ProductDatabase } from '../../../db/product/schema';
 import { requireScope, serviceCredentialSecurity } from '../../shared/http/auth';
 import { SERVICE_SCOPES } from '../../shared/http/service-auth';
+import { TCC_ROUTE_LOG_LEVEL } from '../../shared/tcc-metrics';
 import type { TccMetrics, TccOperation } from '../../shared/tcc-metrics';
 import {
   cancelStockResponseSchema,
@@ -31,6 +32,7 @@ export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app
     '/stock/try',
     {
       onRequest: reserve,
+      logLevel: TCC_ROUTE_LOG_LEVEL,
       config: { idempotent: true },
       schema: {
         tags: ['stock TCC'],
@@ -54,6 +56,7 @@ export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app
     '/stock/confirm/:orderId',
     {
       onRequest: reserve,
+      logLevel: TCC_ROUTE_LOG_LEVEL,
       config: { idempotent: true },
       schema: {
         tags: ['stock TCC'],
@@ -71,6 +74,7 @@ export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app
     '/stock/cancel/:orderId',
     {
       onRequest: reserve,
+      logLevel: TCC_ROUTE_LOG_LEVEL,
       config: { idempotent: true },
       schema: {
         tags: ['stock TCC'],
@@ -88,6 +92,7 @@ export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app
     '/stock/restock/:orderId',
     {
       onRequest: requireScope(SERVICE_SCOPES.stockRestock),
+      logLevel: TCC_ROUTE_LOG_LEVEL,
       config: { idempotent: true },
       schema: {
         tags: ['stock TCC'],
