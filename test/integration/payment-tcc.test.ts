@@ -150,7 +150,8 @@ describe('try', () => {
 
     const events = await outboxEvents(orderId);
     expect(events.map((e) => e.eventType)).toEqual(['PAYMENT_RESERVED']);
-    expect(events[0]).toMatchObject({ aggregateType: 'PAYMENT', correlationId: orderId, payload: { reservationId: response.body.reservationId, amount: '30.25' } });
+    // The event's correlation id is the request's id (the saga's, when the worker calls).
+    expect(events[0]).toMatchObject({ aggregateType: 'PAYMENT', correlationId: response.headers['x-request-id'], payload: { reservationId: response.body.reservationId, amount: '30.25' } });
     expect(await barriers(orderId)).toEqual(['try:try']);
   });
 

@@ -117,7 +117,8 @@ describe('product service: stock TCC', () => {
     expect(await stockOf(service.db, a)).toEqual({ stock: 10, reserved: 0, available: 10 });
     expect(await outboxEventTypes(service.db, orderId)).toEqual(['STOCK_RESERVED', 'STOCK_RELEASED']);
     const released = await service.db.selectFrom('outbox_events').select('payload').where('aggregate_id', '=', orderId).where('event_type', '=', 'STOCK_RELEASED').executeTakeFirstOrThrow();
-    expect(released.payload).toMatchObject({ eventType: 'STOCK_RELEASED', aggregateType: 'STOCK_RESERVATION', correlationId: orderId, version: 1, payload: { reason: 'CANCELLED' } });
+    // Written by the first cancel, under that request's id.
+    expect(released.payload).toMatchObject({ eventType: 'STOCK_RELEASED', aggregateType: 'STOCK_RESERVATION', correlationId: cancel.headers['x-request-id'], version: 1, payload: { reason: 'CANCELLED' } });
     expect(await reservationsOf(orderId)).toHaveLength(2);
     expect((await reservationsOf(orderId)).every((row) => row.status === 'CANCELLED')).toBe(true);
   });
