@@ -34,7 +34,7 @@ export default tseslint.config(
           paths: nodeBuiltins.map((name) => ({ name, message: 'Workflow code runs in a deterministic sandbox: no Node built-ins.' })),
           patterns: [
             {
-              group: ['**/activities/**', '**/services/**', '**/db/**', '**/workers/**', 'pg', 'kysely', 'kafkajs', 'ioredis', 'fastify*', '@temporalio/client', '@temporalio/worker', '@temporalio/activity'],
+              group: ['**/activities/**', '**/services/**', '**/lib/**', '**/db/**', '**/workers/**', 'pg', 'kysely', 'kafkajs', 'ioredis', 'fastify*', '@temporalio/client', '@temporalio/worker', '@temporalio/activity'],
               allowTypeImports: true,
               message: 'Workflows may import these only as types; do I/O in activities.',
             },

@@ -5,7 +5,7 @@
  * (2xx to a result, the participant's 4xx codes to non-retryable business failures).
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { currentCorrelationId, REQUEST_ID_HEADER } from '../services/shared/correlation';
+import { currentCorrelationId, REQUEST_ID_HEADER } from '../lib/correlation';
 import { FAILURE_TYPES } from '../workflows/order-contract';
 
 export interface JsonHttpClientOptions {

@@ -11,9 +11,9 @@ import { Context } from '@temporalio/activity';
 import { WorkflowFailedError } from '@temporalio/client';
 import { sql, type Kysely, type Updateable } from 'kysely';
 import type { OrderDatabase, OrdersTable, OrderStatus } from '../db/order/schema';
-import { currencyCode, formatMinor } from '../services/shared/money';
-import type { EventPayload, EventType } from '../services/shared/events';
-import { appendOutboxEvent } from '../services/shared/outbox';
+import { currencyCode, formatMinor } from '../lib/money';
+import type { EventPayload, EventType } from '../lib/events';
+import { appendOutboxEvent } from '../lib/outbox';
 import { createOrderWorkflowId, customerFailureReason, FAILURE_TYPES } from '../workflows/order-contract';
 
 export interface OrderActivitiesDependencies {

@@ -6,7 +6,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
-import { formatMinor } from '../services/shared/money';
+import { formatMinor } from '../lib/money';
 import { FAILURE_TYPES } from '../workflows/order-contract';
 import type { JsonHttpClient } from './http';
 import { COMMON_DECLINES, createTccParticipantClient } from './tcc-participant';

@@ -4,7 +4,7 @@
  * once, as its first step (a local activity, recorded in its history), and keeps them for its whole
  * life, so a saga retried hours later on another worker runs with the bounds it started with.
  */
-import type { Config } from '../services/shared/config';
+import type { Config } from '../lib/config';
 import { sagaTimeoutsFor, type SagaTimeouts } from '../workflows/order-contract';
 
 export function createSagaPolicyActivities(config: Pick<Config, 'HTTP_CLIENT_TIMEOUT_MS' | 'SAGA_COMPENSATION_RETRY_HORIZON_SECONDS'>) {

@@ -24,7 +24,7 @@ export interface SessionTimeouts {
   idleInTransactionMs: number;
 }
 
-/** Without configuration (tools, tests): the defaults of services/shared/config.ts. */
+/** Without configuration (tools, tests): the defaults of lib/config.ts. */
 export const DEFAULT_SESSION_TIMEOUTS: SessionTimeouts = { acquireMs: 5_000, statementMs: 10_000, lockMs: 5_000, idleInTransactionMs: 60_000 };
 
 /** Migrations may rewrite a table or wait for another migrator's lock: no statement or lock bound. */

@@ -3,7 +3,7 @@
  * its database's owner role, the worker as oms_worker (db/roles.ts says what each may do).
  */
 import type { Kysely } from 'kysely';
-import type { Config } from '../services/shared/config';
+import type { Config } from '../lib/config';
 import { createDatabase, MIGRATION_SESSION_TIMEOUTS, type DatabaseOptions, type SessionTimeouts } from './connection';
 import type { ServiceName } from './migrator';
 import type { OrderDatabase } from './order/schema';

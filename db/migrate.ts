@@ -1,5 +1,5 @@
 /** `tsx db/migrate.ts [order|product|payment ...]`: migrates the named service databases (default: all), as their owners. */
-import { loadConfig } from '../services/shared/config';
+import { loadConfig } from '../lib/config';
 import { openMigrationDatabase } from './databases';
 import { migrateToLatest, SERVICE_NAMES, type ServiceName } from './migrator';
 

@@ -8,7 +8,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
-import { loadConfig, type Config } from '../services/shared/config';
+import { loadConfig, type Config } from '../lib/config';
 import { databaseUrl, workerDatabaseUrl } from './databases';
 import { SERVICE_NAMES, type ServiceName } from './migrator';
 import { WORKER_ROLE } from './roles';

@@ -11,7 +11,7 @@ import type { ServiceName } from './migrator';
 /** The worker's role on every service database (the user of the WORKER_*_DATABASE_URL variables). */
 export const WORKER_ROLE = 'oms_worker';
 
-// What the outbox relay does on every database (services/shared/outbox-relay-store.ts): claim and
+// What the outbox relay does on every database (workers/outbox-relay/store.ts): claim and
 // count rows, record each attempt's outcome, purge published rows. It never inserts.
 const outboxRelayPrivileges = [
   'SELECT, DELETE ON outbox_events',

@@ -19,7 +19,7 @@ export interface OutboxEventsTable {
   /** Kafka message key, so one aggregate's events stay in one partition, in order. */
   aggregate_id: string;
   event_type: string;
-  /** The whole event envelope (services/shared/events.ts): exactly what the relay publishes. */
+  /** The whole event envelope (lib/events.ts): exactly what the relay publishes. */
   payload: JSONColumnType<Record<string, unknown>>;
   correlation_id: string | null;
   created_at: Timestamp;

@@ -10,7 +10,7 @@
  */
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { loadConfig } from '../services/shared/config';
+import { loadConfig } from '../lib/config';
 import { DEV_JWT_ALGORITHM, ensureDevKeyPair, loadDevSigningKey, signAccessToken, type TokenSubject } from './dev-auth';
 
 const USAGE = 'usage: ./oms token --customer <customer id> [--ttl 1h] | --operator [--subject NAME] [--ttl 1h]';

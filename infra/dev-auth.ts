@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, w
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SignJWT } from 'jose';
-import { DEV_JWT_PUBLIC_KEY_FILENAME } from '../services/shared/config';
+import { DEV_JWT_PUBLIC_KEY_FILENAME } from '../lib/config';
 import { OPERATOR_SCOPE } from '../services/shared/http/auth';
 
 /** The development key is P-256, so the services must accept ES256 (the default of AUTH_JWT_ALGORITHMS). */

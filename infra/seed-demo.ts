@@ -15,7 +15,7 @@ import { findCustomer } from '../services/order/repository';
 import { openAccount } from '../services/payment/ledger';
 import { createProduct } from '../services/product/catalogue';
 import { findProductById } from '../services/product/repository';
-import { loadConfig } from '../services/shared/config';
+import { loadConfig } from '../lib/config';
 
 export const DEMO = {
   customers: [

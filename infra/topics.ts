@@ -1,6 +1,6 @@
 /** `tsx infra/topics.ts`: creates the OMS Kafka topics that are missing and deletes retired ones (idempotent). */
-import { createKafka, ensureTopics } from '../services/shared/kafka';
-import { loadConfig } from '../services/shared/config';
+import { createKafka, ensureTopics } from '../lib/kafka';
+import { loadConfig } from '../lib/config';
 
 const config = loadConfig();
 const { created, existing, deleted } = await ensureTopics(createKafka(config, 'oms-topics'), config);

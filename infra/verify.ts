@@ -9,12 +9,12 @@ import { Client, Connection } from '@temporalio/client';
 import { sql } from 'kysely';
 import { openServiceDatabase } from '../db/databases';
 import { SERVICE_NAMES } from '../db/migrator';
-import { loadConfig } from '../services/shared/config';
+import { loadConfig } from '../lib/config';
 import { devKeyFiles, loadDevSigningKey, signAccessToken } from './dev-auth';
 import { SEARCH_ATTRIBUTE_NAMES } from './search-attributes';
-import { createKafka, createTopicsWithLeaders, RETIRED_TOPICS, TOPIC_SPECS } from '../services/shared/kafka';
-import { connectRedis } from '../services/shared/redis';
-import { temporalConnectionOptions } from '../services/shared/temporal-connection';
+import { createKafka, createTopicsWithLeaders, RETIRED_TOPICS, TOPIC_SPECS } from '../lib/kafka';
+import { connectRedis } from '../lib/redis';
+import { temporalConnectionOptions } from '../lib/temporal-connection';
 
 /** Custom search attributes the sagas keep current (registered by infra/stack.sh when Temporal starts). */
 const VERIFY_TOPIC = 'oms.infra.verify';

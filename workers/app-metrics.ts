@@ -7,7 +7,7 @@
 import { createServer } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import type { Config } from '../services/shared/config';
+import type { Config } from '../lib/config';
 import { bearerTokenMatches } from '../services/shared/http/metrics';
 import { nodeServerTimeouts } from '../services/shared/http/server-timeouts';
 

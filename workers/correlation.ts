@@ -5,7 +5,7 @@
  */
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { ActivityInterceptorsFactory } from '@temporalio/worker';
-import { withCorrelationId } from '../services/shared/correlation';
+import { withCorrelationId } from '../lib/correlation';
 import { CORRELATION_ID_HEADER } from '../workflows/order-contract';
 
 export const correlationActivityInterceptor: ActivityInterceptorsFactory = () => {

@@ -6,10 +6,10 @@
 import { hostname } from 'node:os';
 import { Client } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, makeTelemetryFilterString, type Worker } from '@temporalio/worker';
-import { loadConfig } from '../services/shared/config';
-import { createMetricsRegistry } from '../services/shared/metrics';
+import { loadConfig } from '../lib/config';
+import { createMetricsRegistry } from '../lib/metrics';
 import { startOrExit } from '../services/shared/run-service';
-import { temporalConnectionOptions } from '../services/shared/temporal-connection';
+import { temporalConnectionOptions } from '../lib/temporal-connection';
 import { createSagaMetrics } from './saga-metrics';
 import { startWorkerSagaStarter } from './saga-starter';
 import { createSagaWorker } from './saga-worker';

@@ -15,10 +15,10 @@ import type { Consumer, Kafka, KafkaMessage, Producer } from 'kafkajs';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { OrderDatabase } from '../db/order/schema';
-import { parseEvent, type EventEnvelope } from '../services/shared/events';
-import { TOPICS } from '../services/shared/kafka';
-import { deadLetterHeaders, deadLetterValue, errorMessage, headerString } from '../services/shared/outbox-relay';
-import type { ConsumerMetrics } from '../services/shared/outbox-relay-metrics';
+import { parseEvent, type EventEnvelope } from '../lib/events';
+import { TOPICS } from '../lib/kafka';
+import { deadLetterHeaders, deadLetterValue, errorMessage, headerString } from './outbox-relay/relay';
+import type { ConsumerMetrics } from './outbox-relay/metrics';
 import { applyCatalogueEvent, isCatalogueEvent } from '../services/order/product-catalog';
 import { recordTimelineEvents, type ConsumedEvent } from '../services/order/timeline';
 

@@ -11,12 +11,12 @@ import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { databaseOptions, openWorkerDatabase, workerDatabaseUrl } from '../db/databases';
 import type { SharedTables } from '../db/shared-tables';
-import { createOutboxRelayActivities, type OutboxRelayDependencies, type OutboxSource } from '../activities/outbox-relay';
-import type { Config } from '../services/shared/config';
-import { consumerGroupLag, createKafka, ensureTopics } from '../services/shared/kafka';
-import { loggerOptions } from '../services/shared/logger';
-import { temporalConnectionOptions } from '../services/shared/temporal-connection';
-import { createConsumerMetrics, createOutboxMetrics } from '../services/shared/outbox-relay-metrics';
+import { createOutboxRelayActivities, type OutboxRelayDependencies, type OutboxSource } from './outbox-relay/activities';
+import type { Config } from '../lib/config';
+import { consumerGroupLag, createKafka, ensureTopics } from '../lib/kafka';
+import { loggerOptions } from '../lib/logger';
+import { temporalConnectionOptions } from '../lib/temporal-connection';
+import { createConsumerMetrics, createOutboxMetrics } from './outbox-relay/metrics';
 import type { outboxRelayWorkflow } from '../workflows/outbox-relay';
 import {
   OUTBOX_DATABASES,

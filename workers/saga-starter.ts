@@ -25,10 +25,10 @@ import { orderSagasFor } from '../services/order/app';
 import type { OrderSagas } from '../services/order/order-sagas';
 import { createOrderInputOf } from '../services/order/orders';
 import { claimDueIntents, deleteIntents, findOrdersWithItems, postponeIntent, type ClaimedIntent, type OrderDb, type OrderWithItems } from '../services/order/repository';
-import type { Config } from '../services/shared/config';
-import { withCorrelationId } from '../services/shared/correlation';
-import { loggerOptions } from '../services/shared/logger';
-import { errorMessage, retryDelayMs } from '../services/shared/outbox-relay';
+import type { Config } from '../lib/config';
+import { withCorrelationId } from '../lib/correlation';
+import { loggerOptions } from '../lib/logger';
+import { errorMessage, retryDelayMs } from './outbox-relay/relay';
 
 export type StartOutcome = 'started' | 'already_started' | 'dropped' | 'failed';
 

@@ -15,7 +15,7 @@ import { createOrderActivities } from '../activities/order';
 import { createPaymentActivities } from '../activities/payment';
 import { createSagaPolicyActivities } from '../activities/saga-policy';
 import { createStockActivities } from '../activities/stock';
-import type { Config } from '../services/shared/config';
+import type { Config } from '../lib/config';
 import { createSagaMetrics, type SagaMetrics } from './saga-metrics';
 import { baseWorkerOptions } from './worker-options';
 

@@ -16,7 +16,7 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
-import type { ConsumerMetrics } from '../services/shared/outbox-relay-metrics';
+import type { ConsumerMetrics } from './outbox-relay/metrics';
 import { OUTBOX_DATABASES, outboxRelayWorkflowId, type OutboxDatabaseName } from '../workflows/outbox-relay-contract';
 import type { RunningConsumer } from './order-events-consumer';
 import { startOutboxRelays, type OutboxRelayStartOptions } from './outbox-worker';

@@ -1,6 +1,6 @@
 /** What every OMS Temporal worker shares: namespace, identity, workflow code, limits from configuration. */
 import type { NativeConnection, WorkerOptions } from '@temporalio/worker';
-import type { Config } from '../services/shared/config';
+import type { Config } from '../lib/config';
 import { correlationActivityInterceptor } from './correlation';
 import { workflowSource } from './workflow-bundle';
 

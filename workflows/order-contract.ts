@@ -145,7 +145,7 @@ export const SEARCH_ATTRIBUTES = {
 } as const;
 
 /**
- * Where a saga keeps the correlation id of the request that started it (services/shared/correlation.ts):
+ * Where a saga keeps the correlation id of the request that started it (lib/correlation.ts):
  * in its memo (the Web UI and `temporal workflow describe` show it), passed on to each child
  * workflow's memo and to each activity as a Temporal header (workflows/correlation-interceptor.ts).
  */

@@ -5,7 +5,7 @@
  * worker; if Kafka is down, the activity fails and is retried with backoff. Never completes.
  */
 import { continueAsNew, log, proxyActivities, setHandler } from '@temporalio/workflow';
-import type { OutboxRelayActivities } from '../activities/outbox-relay';
+import type { OutboxRelayActivities } from '../workers/outbox-relay/activities';
 import { getOutboxRelayStatusQuery, type OutboxRelayInput, type OutboxRelayTotals } from './outbox-relay-contract';
 
 const DEFAULT_RUN_FOR_MS = 4 * 60_000;

@@ -220,7 +220,7 @@ export const orderInFlightIndexDropMigration: Migration = {
 };
 
 /**
- * The correlation id (services/shared/correlation.ts) of the request behind each saga start and each
+ * The correlation id (lib/correlation.ts) of the request behind each saga start and each
  * timeline entry: the starter starts the saga with it, and GET /orders/:id/events shows it.
  */
 export const requestCorrelationMigration: Migration = {

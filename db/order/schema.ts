@@ -54,7 +54,7 @@ export interface SagaStartIntentsTable {
   next_attempt_at: Timestamp;
   last_error: string | null;
   created_at: Timestamp;
-  /** The request's correlation id, which the saga is started with (services/shared/correlation.ts). */
+  /** The request's correlation id, which the saga is started with (lib/correlation.ts). */
   correlation_id: string | null;
 }
 

@@ -5,7 +5,7 @@
  * settled (or the time is up), for use right after a fault or a load test.
  */
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../../services/shared/config';
+import { loadConfig } from '../../lib/config';
 import { checkInvariantsSettled, connectInvariantSources } from './invariants';
 
 const USAGE = 'usage: ./oms check [--wait SECONDS] [--grace SECONDS] [--saga-bound SECONDS] [--json]';

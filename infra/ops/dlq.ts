@@ -24,9 +24,9 @@ import { appendFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Kafka } from 'kafkajs';
-import { loadConfig } from '../../services/shared/config';
-import { createKafka, TOPICS } from '../../services/shared/kafka';
-import { DEAD_LETTER_RECORD_HEADER, parseDeadLetter, republishHeaders, republishRefusal, type DeadLetter } from '../../services/shared/outbox-relay';
+import { loadConfig } from '../../lib/config';
+import { createKafka, TOPICS } from '../../lib/kafka';
+import { DEAD_LETTER_RECORD_HEADER, parseDeadLetter, republishHeaders, republishRefusal, type DeadLetter } from '../../workers/outbox-relay/relay';
 
 const USAGE = `usage:
   ./oms dlq list [--limit N] [--json]

@@ -23,9 +23,9 @@ import { openServiceDatabase } from '../../db/databases';
 import type { OrderDatabase } from '../../db/order/schema';
 import type { PaymentDatabase } from '../../db/payment/schema';
 import type { ProductDatabase } from '../../db/product/schema';
-import type { Config } from '../../services/shared/config';
-import { createKafka } from '../../services/shared/kafka';
-import { temporalConnectionOptions } from '../../services/shared/temporal-connection';
+import type { Config } from '../../lib/config';
+import { createKafka } from '../../lib/kafka';
+import { temporalConnectionOptions } from '../../lib/temporal-connection';
 import { ORDER_TIMELINE_GROUP, ORDER_TIMELINE_TOPICS } from '../../workers/order-events-consumer';
 import { createOrderWorkflowId, SEARCH_ATTRIBUTES, WORKFLOW_TYPES } from '../../workflows/order-contract';
 

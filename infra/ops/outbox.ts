@@ -13,8 +13,8 @@ import { parseArgs } from 'node:util';
 import type { Kysely } from 'kysely';
 import { openServiceDatabase } from '../../db/databases';
 import type { SharedTables } from '../../db/shared-tables';
-import { loadConfig } from '../../services/shared/config';
-import { countByStatus, requeueFailed } from '../../services/shared/outbox-relay-store';
+import { loadConfig } from '../../lib/config';
+import { countByStatus, requeueFailed } from '../../workers/outbox-relay/store';
 import { OUTBOX_DATABASES, type OutboxDatabaseName } from '../../workflows/outbox-relay-contract';
 
 const USAGE = 'usage: ./oms outbox status | ./oms outbox requeue [--db order|product|payment] [--id N]';

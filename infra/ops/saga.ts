@@ -39,8 +39,8 @@ import { parseArgs } from 'node:util';
 import { Client, Connection, WorkflowIdReusePolicy, WorkflowNotFoundError, type WorkflowExecutionInfo } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { loadConfig } from '../../services/shared/config';
-import { temporalConnectionOptions } from '../../services/shared/temporal-connection';
+import { loadConfig } from '../../lib/config';
+import { temporalConnectionOptions } from '../../lib/temporal-connection';
 import {
   cancelOrderWorkflowId,
   createOrderWorkflowId,

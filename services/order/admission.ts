@@ -11,7 +11,7 @@
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import { ApiError } from '../shared/errors';
-import { ORDER_ERROR_CODES } from './contract';
+import { ORDER_ERROR_CODES } from './schemas';
 import { countSagaBacklog, type OrderDb } from './repository';
 
 export interface AdmissionControl {

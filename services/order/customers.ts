@@ -1,7 +1,7 @@
 /** Customers as the order service writes them: each with its CUSTOMER_CREATED event, in one transaction. */
 import { ConflictError } from '../shared/errors';
-import { appendOutboxEvent } from '../shared/outbox';
-import { ORDER_ERROR_CODES } from './contract';
+import { appendOutboxEvent } from '../../lib/outbox';
+import { ORDER_ERROR_CODES } from './schemas';
 import { insertCustomer, type CustomerRow, type NewCustomer, type OrderDb } from './repository';
 
 function isEmailTaken(error: unknown): boolean {

@@ -1,6 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { runService, startOrExit } from '../shared/run-service';
-import { temporalConnectionOptions } from '../shared/temporal-connection';
+import { temporalConnectionOptions } from '../../lib/temporal-connection';
 import { buildOrderApp } from './app';
 
 startOrExit(() =>

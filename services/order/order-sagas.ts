@@ -28,10 +28,10 @@ import {
   type SagaProgress,
   type SagaState,
 } from '../../workflows/order-contract';
-import type { Config } from '../shared/config';
-import { currentCorrelationId } from '../shared/correlation';
+import type { Config } from '../../lib/config';
+import { currentCorrelationId } from '../../lib/correlation';
 import { ApiError } from '../shared/errors';
-import { ORDER_ERROR_CODES } from './contract';
+import { ORDER_ERROR_CODES } from './schemas';
 
 const { orderId: ORDER_ID_KEY, customerId: CUSTOMER_ID_KEY, sagaState: SAGA_STATE_KEY } = SEARCH_ATTRIBUTES;
 

@@ -19,9 +19,9 @@ import {
 import { ApiError, ConflictError, ForbiddenError, NotFoundError } from '../shared/errors';
 import { mayActForCustomer } from '../shared/http/auth';
 import type { Principal } from '../shared/http/principal';
-import { formatMinor, MAX_AMOUNT_MINOR } from '../shared/money';
-import { outboxEventRow } from '../shared/outbox';
-import { ORDER_ERROR_CODES, type CreateOrderBody, type OrderResponse, type SagaResponse, type SagaRunResponse } from './contract';
+import { formatMinor, MAX_AMOUNT_MINOR } from '../../lib/money';
+import { outboxEventRow } from '../../lib/outbox';
+import { ORDER_ERROR_CODES, type CreateOrderBody, type OrderResponse, type SagaResponse, type SagaRunResponse } from './schemas';
 import type { OrderSagas, SagaSnapshot } from './order-sagas';
 import type { ProductCatalog } from './product-catalog';
 import {

@@ -17,9 +17,9 @@ import type { Kysely } from 'kysely';
 import { z } from 'zod';
 import type { OrderDatabase } from '../../db/order/schema';
 import { ApiError } from '../shared/errors';
-import type { EventEnvelope, EventPayload } from '../shared/events';
-import { currencyCode, moneyInput, type SUPPORTED_CURRENCIES } from '../shared/money';
-import { ORDER_ERROR_CODES } from './contract';
+import type { EventEnvelope, EventPayload } from '../../lib/events';
+import { currencyCode, moneyInput, type SUPPORTED_CURRENCIES } from '../../lib/money';
+import { ORDER_ERROR_CODES } from './schemas';
 
 /** A product as an order is priced from it. */
 export interface CatalogueProduct {

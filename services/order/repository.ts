@@ -6,7 +6,7 @@
 import { sql, type Insertable, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { CustomerStatus, OrderDatabase, OrderItemsTable, OrderStatus, OrdersTable, CustomersTable } from '../../db/order/schema';
 import type { OutboxEventsTable, SharedTables } from '../../db/shared-tables';
-import { appendOutboxEvent } from '../shared/outbox';
+import { appendOutboxEvent } from '../../lib/outbox';
 import { afterCursor, keysetCreatedAt, keysetDirection, toPage } from '../shared/keyset';
 
 export type OrderDb = Kysely<OrderDatabase>;
@@ -137,7 +137,7 @@ export async function insertAcceptedOrder(db: OrderDb | OrderTrx, { order, event
       ),
     )
     .with('new_event', (qb) => (qb as unknown as Kysely<SharedTables>).insertInto('outbox_events').values(event))
-    // The saga starts with the correlation id its ORDER_CREATED carries: the request's (services/shared/correlation.ts).
+    // The saga starts with the correlation id its ORDER_CREATED carries: the request's (lib/correlation.ts).
     .with('new_intent', (qb) => qb.insertInto('saga_start_intents').values({ order_id: order.id, last_error: null, correlation_id: event.correlation_id ?? null }));
   const written = sql<number>`1`.as('written');
   if (!requestKey) {

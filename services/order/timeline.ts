@@ -9,7 +9,7 @@ import { z } from 'zod';
 import type { OrderDatabase } from '../../db/order/schema';
 import { bearerJwtSecurity, principalOf, requireCustomerOrOperator } from '../shared/http/auth';
 import { errorBodySchema } from '../shared/http/error-body';
-import type { EventEnvelope } from '../shared/events';
+import type { EventEnvelope } from '../../lib/events';
 import { uuidInput } from '../shared/ids';
 import { requireVisibleOrder } from './orders';
 

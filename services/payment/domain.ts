@@ -3,7 +3,7 @@
  * amounts as exact decimal strings, statuses in lower case.
  */
 import type { z } from 'zod';
-import { formatMinor, type currencyCode } from '../shared/money';
+import { formatMinor, type currencyCode } from '../../lib/money';
 import { ApiError, ConflictError } from '../shared/errors';
 import type { AccountRow, PaymentRow, RefundRow, ReservationRow } from './repository';
 

@@ -13,8 +13,8 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import type { PaymentDatabase } from '../../db/payment/schema';
 import { ApiError, ConflictError, NotFoundError } from '../shared/errors';
-import { formatMinor } from '../shared/money';
-import { appendOutboxEvent } from '../shared/outbox';
+import { formatMinor } from '../../lib/money';
+import { appendOutboxEvent } from '../../lib/outbox';
 import {
   type Currency,
   CurrencyMismatchError,

@@ -2,9 +2,9 @@
 import type { Kysely } from 'kysely';
 import type { ProductDatabase } from '../../db/product/schema';
 import { ConflictError, NotFoundError } from '../shared/errors';
-import { formatMinor } from '../shared/money';
-import { appendOutboxEvent } from '../shared/outbox';
-import { PRODUCT_ERROR_CODES, type ChangePriceBody, type CreateProductBody, type Product } from './contract';
+import { formatMinor } from '../../lib/money';
+import { appendOutboxEvent } from '../../lib/outbox';
+import { PRODUCT_ERROR_CODES, type ChangePriceBody, type CreateProductBody, type Product } from './schemas';
 import { findProductById, insertProduct, listProducts, updateProductPrice, type ProductRow } from './repository';
 
 type ProductDb = Kysely<ProductDatabase>;

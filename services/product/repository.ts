@@ -11,7 +11,7 @@ import type { TccPhase } from '../../db/shared-tables';
 import type { ProductDatabase, ProductsTable, StockReservationsTable, StockReservationStatus } from '../../db/product/schema';
 import { afterCursor, keysetCreatedAt, keysetDirection, toPage } from '../shared/keyset';
 import { insertBarrier as insertBarrier_, tryBarrierWriter } from '../shared/tcc-barrier';
-import { STOCK_BRANCH_ID } from './contract';
+import { STOCK_BRANCH_ID } from './schemas';
 
 export type ProductRow = Selectable<ProductsTable>;
 export type StockReservationRow = Selectable<StockReservationsTable>;

@@ -8,7 +8,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { ProductDatabase } from '../../db/product/schema';
 import { ApiError, ConflictError } from '../shared/errors';
-import { appendOutboxEvent } from '../shared/outbox';
+import { appendOutboxEvent } from '../../lib/outbox';
 import {
   PRODUCT_ERROR_CODES as CODES,
   type CancelStockResponse,
@@ -16,7 +16,7 @@ import {
   type RestockResponse,
   type TryStockBody,
   type TryStockResponse,
-} from './contract';
+} from './schemas';
 import {
   adjustProductQuantities,
   claimExpiredOrders,

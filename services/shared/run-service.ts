@@ -8,12 +8,12 @@ import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { openMigrationDatabase, openServiceDatabase, type DatabaseByService } from '../../db/databases';
 import { migrateToLatest, type ServiceName } from '../../db/migrator';
-import { loadConfig, type Config } from './config';
+import { loadConfig, type Config } from '../../lib/config';
 import type { ServiceApp } from './http/app';
-import { loggerOptions } from './logger';
-import { createMetricsRegistry } from './metrics';
+import { loggerOptions } from '../../lib/logger';
+import { createMetricsRegistry } from '../../lib/metrics';
 import { onShutdown, type Closer } from './process';
-import { createRedis } from './redis';
+import { createRedis } from '../../lib/redis';
 
 export interface ServiceContext<S extends ServiceName> {
   config: Config;

@@ -11,7 +11,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureDevKeyPair, loadDevSigningKey, signAccessToken } from '../../infra/dev-auth';
-import { loadConfig } from '../../services/shared/config';
+import { loadConfig } from '../../lib/config';
 import { formatAcceptResult, runAcceptScenario, type AcceptScenarioResult } from './accept-scenario';
 
 const { values } = parseArgs({

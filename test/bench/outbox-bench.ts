@@ -9,7 +9,7 @@
  *     producer when it sends) minus the row's created_at; commit-to-consumer as well (a consumer in
  *     this process receives every event).
  *
- * Ours is the real activity (activities/outbox-relay.ts, run in a mock activity context, logging at
+ * Ours is the real activity (workers/outbox-relay/activities.ts, run in a mock activity context, logging at
  * info to /dev/null as in production). The naive relay is built the way the design guide describes
  * it: every second, one transaction claims up to 100 PENDING rows, publishes each and waits for the
  * broker, and marks each row. It cannot go faster than 100 events/s, so it gets a smaller backlog
@@ -27,13 +27,13 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { destination, pino } from 'pino';
 import { Registry } from 'prom-client';
-import { createOutboxRelayActivities, type OutboxRelayConfig } from '../../activities/outbox-relay';
+import { createOutboxRelayActivities, type OutboxRelayConfig } from '../../workers/outbox-relay/activities';
 import { outboxMigration } from '../../db/shared-migrations';
 import type { SharedTables } from '../../db/shared-tables';
-import { loadConfig } from '../../services/shared/config';
-import { createKafka, TOPICS } from '../../services/shared/kafka';
-import { eventHeaders, topicForEventType } from '../../services/shared/outbox-relay';
-import { createOutboxMetrics } from '../../services/shared/outbox-relay-metrics';
+import { loadConfig } from '../../lib/config';
+import { createKafka, TOPICS } from '../../lib/kafka';
+import { eventHeaders, topicForEventType } from '../../workers/outbox-relay/relay';
+import { createOutboxMetrics } from '../../workers/outbox-relay/metrics';
 import { formatCpu, formatLatency, isMain, latencySummary, machineLine, measureCpu, stackProcesses, type CpuSample, type LatencySummary } from './bench-stats';
 
 export interface OutboxBenchOptions {

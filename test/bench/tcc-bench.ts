@@ -12,7 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ensureDevKeyPair, loadDevSigningKey, signAccessToken } from '../../infra/dev-auth';
-import { loadConfig } from '../../services/shared/config';
+import { loadConfig } from '../../lib/config';
 import { formatCpu, formatLatency, isMain, latencySummary, machineLine, measureCpu, stackProcesses, type CpuSample, type LatencySummary } from './bench-stats';
 
 export interface TccBenchOptions {

@@ -14,7 +14,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkInvariantsSettled, connectInvariantSources, type Violation } from '../../infra/ops/invariants';
-import { temporalConnectionOptions } from '../../services/shared/temporal-connection';
+import { temporalConnectionOptions } from '../../lib/temporal-connection';
 import { OUTBOX_DATABASES, OUTBOX_RELAY_WORKFLOW_TYPE, OUTBOX_TASK_QUEUE } from '../../workflows/outbox-relay-contract';
 import type { FaultRule } from '../helpers/fault-proxy';
 import { eventually } from '../helpers/kafka-probe';

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { loadDevSigningKey } from '../../infra/dev-auth';
-import { loadConfig, type Config } from '../../services/shared/config';
+import { loadConfig, type Config } from '../../lib/config';
 import { buildWorkflowBundle } from '../../workers/workflow-bundle';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy';
 import { eventually } from '../helpers/kafka-probe';

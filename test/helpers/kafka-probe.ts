@@ -5,9 +5,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Kafka, Producer } from 'kafkajs';
-import type { EventEnvelope } from '../../services/shared/events';
-import { createTopicsWithLeaders, TOPICS } from '../../services/shared/kafka';
-import { eventHeaders, topicForEventType } from '../../services/shared/outbox-relay';
+import type { EventEnvelope } from '../../lib/events';
+import { createTopicsWithLeaders, TOPICS } from '../../lib/kafka';
+import { eventHeaders, topicForEventType } from '../../workers/outbox-relay/relay';
 
 export interface ProbedMessage {
   topic: string;

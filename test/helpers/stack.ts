@@ -1,6 +1,6 @@
 /** Configuration for tests: the defaults, pointed at the stack global setup found, with quiet logs and the test identities. */
 import { inject } from 'vitest';
-import { loadConfig, type Config } from '../../services/shared/config';
+import { loadConfig, type Config } from '../../lib/config';
 import { testAuthEnv } from './auth';
 
 /**

@@ -11,8 +11,8 @@ import { z } from 'zod';
 import { buildServiceApp, type ServiceApp } from '../../services/shared/http/app';
 import { createAuthenticator } from '../../services/shared/http/auth';
 import type { Principal } from '../../services/shared/http/principal';
-import { createMetricsRegistry } from '../../services/shared/metrics';
-import { connectRedis } from '../../services/shared/redis';
+import { createMetricsRegistry } from '../../lib/metrics';
+import { connectRedis } from '../../lib/redis';
 import { createTestProductService, type TestProductService } from '../helpers/product-service';
 import { testConfig } from '../helpers/stack';
 

@@ -3,7 +3,7 @@
  * each scenario runs end to end and every cycle or event it measures arrives. No timing is asserted.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createKafka } from '../../services/shared/kafka';
+import { createKafka } from '../../lib/kafka';
 import { runOutboxBench } from '../bench/outbox-bench';
 import { runTccBench } from '../bench/tcc-bench';
 import { startTestPaymentService, type TestPaymentService } from '../helpers/payment-service';

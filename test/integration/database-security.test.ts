@@ -10,8 +10,8 @@ import { createDatabase, DEFAULT_SESSION_TIMEOUTS, type SessionTimeouts } from '
 import { openMigrationDatabase, openServiceDatabase } from '../../db/databases';
 import type { ProductDatabase } from '../../db/product/schema';
 import { buildProductApp } from '../../services/product/app';
-import { createMetricsRegistry } from '../../services/shared/metrics';
-import { createRedis } from '../../services/shared/redis';
+import { createMetricsRegistry } from '../../lib/metrics';
+import { createRedis } from '../../lib/redis';
 import { createTestDatabase, urlForDatabase, type TestDatabase } from '../helpers/database';
 import { testConfig } from '../helpers/stack';
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKafka, createTopicsWithLeaders, ensureTopics, RETIRED_TOPICS, TOPIC_SPECS } from '../../services/shared/kafka';
+import { createKafka, createTopicsWithLeaders, ensureTopics, RETIRED_TOPICS, TOPIC_SPECS } from '../../lib/kafka';
 import { testConfig } from '../helpers/stack';
 
 // Proves the broker this project installs (Kafka 3.9 from Maven jars) speaks the protocol versions

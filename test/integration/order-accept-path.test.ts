@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyCatalogueEvent } from '../../services/order/product-catalog';
-import { connectRedis } from '../../services/shared/redis';
+import { connectRedis } from '../../lib/redis';
 import { sampleSum } from '../helpers/metrics';
 import { startTestOrderService, type TestOrderService } from '../helpers/order-service';
 import { createTestProduct, startTestProductService, type TestProductService } from '../helpers/product-service';

@@ -16,7 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TOPICS } from '../../services/shared/kafka';
+import { TOPICS } from '../../lib/kafka';
 import { eventually, positionGroupAtEnd, startKafkaProbe, type KafkaProbe } from '../helpers/kafka-probe';
 import { commitOrderEvent, startRelayHarness, type RelayHarness } from '../helpers/outbox-relay';
 

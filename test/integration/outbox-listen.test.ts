@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TOPICS } from '../../services/shared/kafka';
+import { TOPICS } from '../../lib/kafka';
 import { startKafkaProbe, type KafkaProbe } from '../helpers/kafka-probe';
 import { commitOrderEvent, startRelayHarness, type RelayHarness } from '../helpers/outbox-relay';
 

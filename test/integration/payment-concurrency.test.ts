@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expirePaymentReservations } from '../../services/payment/ledger';
-import { formatMinor } from '../../services/shared/money';
+import { formatMinor } from '../../lib/money';
 import { startTestPaymentService, type TestPaymentService } from '../helpers/payment-service';
 import { seededRandom } from '../helpers/random';
 

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expirePaymentReservations } from '../../services/payment/ledger';
-import { parseEvent } from '../../services/shared/events';
+import { parseEvent } from '../../lib/events';
 import { idempotencyStoreKey } from '../../services/shared/http/idempotency-plugin';
 import { testOperator } from '../helpers/auth';
 import { startTestPaymentService, type TestPaymentService } from '../helpers/payment-service';

@@ -15,9 +15,9 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { clientConfig } from '../../db/connection';
 import { openServiceDatabase } from '../../db/databases';
-import { loadConfig } from '../../services/shared/config';
-import { connectRedis } from '../../services/shared/redis';
-import { temporalConnectionOptions } from '../../services/shared/temporal-connection';
+import { loadConfig } from '../../lib/config';
+import { connectRedis } from '../../lib/redis';
+import { temporalConnectionOptions } from '../../lib/temporal-connection';
 import { startThrowawayCluster, type ThrowawayCluster } from '../helpers/throwaway-postgres';
 import { createTestCertificates, type TestCertificates } from '../helpers/tls';
 

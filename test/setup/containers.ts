@@ -3,7 +3,7 @@
  * Docker engine. Not the default: the machines this project is built on have none.
  */
 import { GenericContainer, Wait, type StartedTestContainer } from 'testcontainers';
-import { ensureTopics, createKafka } from '../../services/shared/kafka';
+import { ensureTopics, createKafka } from '../../lib/kafka';
 import { searchAttributeArguments } from '../../infra/search-attributes';
 import type { StackEnv } from './stack-env';
 

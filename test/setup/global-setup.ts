@@ -2,7 +2,7 @@
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { ensureLoginRoles, loginRoles } from '../../db/provision';
-import { loadConfig } from '../../services/shared/config';
+import { loadConfig } from '../../lib/config';
 import './stack-env';
 import type { StackEnv } from './stack-env';
 import { useLocalStack } from './local-stack';

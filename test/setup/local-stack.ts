@@ -1,9 +1,9 @@
 /** The default path: the stack `./oms test` started as local processes. We only check that it answers. */
 import { Connection } from '@temporalio/client';
 import pg from 'pg';
-import { loadConfig } from '../../services/shared/config';
-import { createKafka } from '../../services/shared/kafka';
-import { connectRedis } from '../../services/shared/redis';
+import { loadConfig } from '../../lib/config';
+import { createKafka } from '../../lib/kafka';
+import { connectRedis } from '../../lib/redis';
 import type { StackEnv } from './stack-env';
 
 async function reachable(component: string, where: string, probe: () => Promise<unknown>): Promise<void> {

@@ -15,8 +15,8 @@ import type { Kysely } from 'kysely';
 import { openServiceDatabase } from '../../db/databases';
 import type { SharedTables } from '../../db/shared-tables';
 import { ensureDevKeyPair, loadDevSigningKey, signAccessToken, stateDir } from '../../infra/dev-auth';
-import { loadConfig } from '../../services/shared/config';
-import { temporalConnectionOptions } from '../../services/shared/temporal-connection';
+import { loadConfig } from '../../lib/config';
+import { temporalConnectionOptions } from '../../lib/temporal-connection';
 import { createOrderWorkflowId } from '../../workflows/order-contract';
 import { eventually } from '../helpers/kafka-probe';
 

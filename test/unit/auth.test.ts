@@ -7,11 +7,11 @@ import { join } from 'node:path';
 import { exportJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { ConfigError, loadConfig } from '../../services/shared/config';
+import { ConfigError, loadConfig } from '../../lib/config';
 import { buildServiceApp, type ServiceApp } from '../../services/shared/http/app';
 import { createAuthenticator, requireCustomerOrOperator, requireOperator, requireScope } from '../../services/shared/http/auth';
 import { SERVICE_SCOPES } from '../../services/shared/http/service-auth';
-import { createMetricsRegistry } from '../../services/shared/metrics';
+import { createMetricsRegistry } from '../../lib/metrics';
 import { asWorker, bearer, craftToken, customerToken, operatorToken, testAuthEnv, TEST_JWT_AUDIENCE, TEST_JWT_ISSUER } from '../helpers/auth';
 
 const principalSchema = z.object({ principal: z.unknown() });

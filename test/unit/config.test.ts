@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, DEV_WORKER_SERVICE_TOKEN, isLoopbackHost, jwtKeySource, loadConfig } from '../../services/shared/config';
+import { ConfigError, DEV_WORKER_SERVICE_TOKEN, isLoopbackHost, jwtKeySource, loadConfig } from '../../lib/config';
 
 /** Database URLs without the development passwords, which production refuses (see infrastructure-security.test.ts). */
 const PRODUCTION_DATABASE_URLS = Object.fromEntries(

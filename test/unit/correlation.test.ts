@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { currentCorrelationId, usableRequestId, withCorrelationId } from '../../services/shared/correlation';
+import { currentCorrelationId, usableRequestId, withCorrelationId } from '../../lib/correlation';
 
 describe('correlation id', () => {
   it("keeps a client's request id only when it is a plain token of 8 to 100 characters", () => {

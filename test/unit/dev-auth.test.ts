@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ensureDevKeyPair } from '../../infra/dev-auth';
-import { loadConfig } from '../../services/shared/config';
+import { loadConfig } from '../../lib/config';
 import { createAuthenticator } from '../../services/shared/http/auth';
 
 const run = promisify(execFile);

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ConflictError } from '../../services/shared/errors';
-import { loadConfig } from '../../services/shared/config';
+import { loadConfig } from '../../lib/config';
 import { buildServiceApp, type ServiceApp } from '../../services/shared/http/app';
 import { createAuthenticator } from '../../services/shared/http/auth';
-import { createMetricsRegistry } from '../../services/shared/metrics';
+import { createMetricsRegistry } from '../../lib/metrics';
 import { testAuthEnv } from '../helpers/auth';
 
 // Every service gets its error format from buildServiceApp; this exercises it with a tiny route.

@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { clientConfig, databaseTimeoutKind, MIGRATION_SESSION_TIMEOUTS } from '../../db/connection';
 import { databaseOptions, sessionTimeouts } from '../../db/databases';
-import { ConfigError, isLoopbackHost, loadConfig } from '../../services/shared/config';
-import { kafkaSecurityOptions } from '../../services/shared/kafka';
-import { redisOptions } from '../../services/shared/redis';
-import { temporalConnectionOptions } from '../../services/shared/temporal-connection';
+import { ConfigError, isLoopbackHost, loadConfig } from '../../lib/config';
+import { kafkaSecurityOptions } from '../../lib/kafka';
+import { redisOptions } from '../../lib/redis';
+import { temporalConnectionOptions } from '../../lib/temporal-connection';
 
 const dir = mkdtempSync(join(tmpdir(), 'oms-config-'));
 const file = (name: string, content: string) => {

@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@temporalio/client';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { createMetricsRegistry } from '../../services/shared/metrics';
-import { createConsumerMetrics, createOutboxMetrics } from '../../services/shared/outbox-relay-metrics';
+import { createMetricsRegistry } from '../../lib/metrics';
+import { createConsumerMetrics, createOutboxMetrics } from '../../workers/outbox-relay/metrics';
 import { createTccMetrics } from '../../services/shared/tcc-metrics';
 import { createSagaMetrics } from '../../workers/saga-metrics';
 

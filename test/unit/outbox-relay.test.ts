@@ -1,6 +1,6 @@
 import { KafkaJSConnectionError, KafkaJSNonRetriableError, KafkaJSNumberOfRetriesExceeded, KafkaJSProtocolError } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
-import { TOPICS } from '../../services/shared/kafka';
+import { TOPICS } from '../../lib/kafka';
 import {
   MAX_DEAD_LETTER_VALUE_BYTES,
   classifyPublishFailure,
@@ -11,7 +11,7 @@ import {
   publishFailureType,
   retryDelayMs,
   topicForEventType,
-} from '../../services/shared/outbox-relay';
+} from '../../workers/outbox-relay/relay';
 
 describe('topicForEventType (the event router)', () => {
   it.each([

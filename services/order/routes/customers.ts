@@ -6,7 +6,7 @@ import { createCustomer } from '../customers';
 import { ForbiddenError, NotFoundError } from '../../shared/errors';
 import { errorBodySchema } from '../../shared/http/error-body';
 import { bearerJwtSecurity, mayActForCustomer, principalOf, requireAuthenticated, requireOperator } from '../../shared/http/auth';
-import { createCustomerBodySchema, customerSchema, idParamsSchema, updateCustomerStatusBodySchema, type CustomerResponse } from '../contract';
+import { createCustomerBodySchema, customerSchema, idParamsSchema, updateCustomerStatusBodySchema, type CustomerResponse } from '../schemas';
 
 export interface CustomerRoutesOptions {
   db: OrderDb;

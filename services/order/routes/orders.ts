@@ -15,7 +15,7 @@ import {
   orderListSchema,
   orderSchema,
   sagaSchema,
-} from '../contract';
+} from '../schemas';
 import {
   confirmOrder,
   getOrder,

@@ -6,7 +6,7 @@ import { bearerJwtSecurity, mayActForCustomer, principalOf, requireAuthenticated
 import { accountView } from '../domain';
 import { getAccount, openAccount } from '../ledger';
 import type { PaymentRouteOptions } from './options';
-import { accountSchema, customerParamsSchema, openAccountBodySchema } from './schemas';
+import { accountSchema, customerParamsSchema, openAccountBodySchema } from '../schemas';
 
 export const accountRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app, { db }) => {
   app.post(

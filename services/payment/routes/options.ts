@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { PaymentDatabase } from '../../../db/payment/schema';
-import type { Config } from '../../shared/config';
+import type { Config } from '../../../lib/config';
 import type { TccMetrics } from '../../shared/tcc-metrics';
 
 /** What every payment route plugin is given. */

@@ -17,7 +17,7 @@ import {
   refundBodySchema,
   refundByOrderBodySchema,
   refundResponseSchema,
-} from './schemas';
+} from '../schemas';
 
 export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app, { db, metrics }) => {
   app.get(

@@ -19,7 +19,7 @@ import {
   reservationParamsSchema,
   reservationSchema,
   tryBodySchema,
-} from './schemas';
+} from '../schemas';
 
 const cancelView = (outcome: CancelOutcome) => ({ reservationId: outcome.reservationId, orderId: outcome.orderId, status: outcome.status });
 

@@ -4,7 +4,7 @@ import type { Kysely } from 'kysely';
 import type { ProductDatabase } from '../../../db/product/schema';
 import { bearerJwtSecurity, requireOperator } from '../../shared/http/auth';
 import { changeProductPrice, createProduct, getProduct, listCatalogue } from '../catalogue';
-import { changePriceBodySchema, createProductBodySchema, listProductsQuerySchema, productIdParamsSchema, productListSchema, productSchema } from '../contract';
+import { changePriceBodySchema, createProductBodySchema, listProductsQuerySchema, productIdParamsSchema, productListSchema, productSchema } from '../schemas';
 import { errorResponses } from './responses';
 
 export interface ProductRoutesOptions {

@@ -13,7 +13,7 @@ import {
   restockResponseSchema,
   tryStockBodySchema,
   tryStockResponseSchema,
-} from '../contract';
+} from '../schemas';
 import { cancelStock, confirmStock, restockOrder, tryReserveStock, type Outcome } from '../stock-tcc';
 import { errorResponses } from './responses';
 

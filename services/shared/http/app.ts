@@ -17,8 +17,8 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import type { Registry } from 'prom-client';
-import type { Config } from '../config';
-import { REQUEST_ID_HEADER, usableRequestId, withCorrelationId } from '../correlation';
+import type { Config } from '../../../lib/config';
+import { REQUEST_ID_HEADER, usableRequestId, withCorrelationId } from '../../../lib/correlation';
 import { authenticationPlugin, securitySchemes, type Authenticator } from './auth';
 import { errorHandlerPlugin, frameworkErrorHandler } from './error-handler';
 import { healthPlugin, type HealthCheck } from './health';
@@ -69,7 +69,7 @@ export async function buildServiceApp(options: ServiceAppOptions) {
     ...serverTimeouts(config),
     bodyLimit: options.bodyLimitBytes ?? 64 * 1024,
     trustProxy: config.TRUST_PROXY,
-    // The request id is the correlation id of everything this request causes (services/shared/correlation.ts):
+    // The request id is the correlation id of everything this request causes (lib/correlation.ts):
     // the caller's X-Request-Id when it is usable, else a new one. It is on every log line of the request.
     requestIdHeader: false,
     genReqId: (request) => usableRequestId(request.headers[REQUEST_ID_HEADER]) ?? crypto.randomUUID(),

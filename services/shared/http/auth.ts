@@ -21,7 +21,7 @@ import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fa
 import fp from 'fastify-plugin';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { z } from 'zod';
-import { ConfigError, jwtKeySource, type Config } from '../config';
+import { ConfigError, jwtKeySource, type Config } from '../../../lib/config';
 import { ApiError, ForbiddenError, UnauthorizedError } from '../errors';
 import { principalKey, type Principal } from './principal';
 import { serviceCallers, serviceCredentialMatcher, type ServiceScope } from './service-auth';

@@ -12,7 +12,7 @@ import { ApiError } from '../errors';
 import type { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
 import type { SharedTables } from '../../../db/shared-tables';
-import type { Config } from '../config';
+import type { Config } from '../../../lib/config';
 import type { ServiceApp } from './app';
 import { principalKey, type Principal } from './principal';
 import { createIdempotencyStore, requestFingerprint, type IdempotencyStore } from '../idempotency';

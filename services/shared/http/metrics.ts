@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Registry } from 'prom-client';
 import { UnauthorizedError } from '../errors';
-import { createHttpDurationHistogram } from '../metrics';
+import { createHttpDurationHistogram } from '../../../lib/metrics';
 
 export interface MetricsOptions {
   registry: Registry;

@@ -4,7 +4,7 @@
  * cut off instead of holding a socket (and the memory behind it) for as long as it likes.
  */
 import type { ServerOptions } from 'node:http';
-import type { Config } from '../config';
+import type { Config } from '../../../lib/config';
 
 type TimeoutConfig = Pick<Config, 'HTTP_REQUEST_TIMEOUT_MS' | 'HTTP_HEADERS_TIMEOUT_MS' | 'HTTP_KEEP_ALIVE_TIMEOUT_MS' | 'HTTP_CONNECTION_TIMEOUT_MS'>;
 

@@ -5,7 +5,7 @@
  * refund arbitrary payments: those are operator actions (a JWT, see auth.ts).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Config } from '../config';
+import type { Config } from '../../../lib/config';
 import type { Principal } from './principal';
 
 /** What an internal endpoint may demand of a service caller; operators hold every scope. */

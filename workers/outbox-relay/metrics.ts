@@ -1,6 +1,6 @@
 /** Prometheus metrics of the outbox relay and of event consumers, registered on the worker's registry. */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { PartitionLag } from './kafka';
+import type { PartitionLag } from '../../lib/kafka';
 
 export function createOutboxMetrics(registry: Registry) {
   return {

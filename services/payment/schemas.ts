@@ -1,7 +1,7 @@
 /** Request and response schemas of the payment API; OpenAPI is generated from these. */
 import { z } from 'zod';
-import { uuidInput } from '../../shared/ids';
-import { currencyCode, moneyInput, moneyString, positiveMoneyInput } from '../../shared/money';
+import { uuidInput } from '../shared/ids';
+import { currencyCode, moneyInput, moneyString, positiveMoneyInput } from '../../lib/money';
 
 const externalId = (what: string) => z.string().trim().min(1).max(100).describe(what);
 

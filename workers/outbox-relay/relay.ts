@@ -4,7 +4,7 @@
  * the broker's, and what a dead letter looks like. No I/O here, so all of it is unit-tested.
  */
 import type { IHeaders } from 'kafkajs';
-import { TOPICS, type TopicName } from './kafka';
+import { TOPICS, type TopicName } from '../../lib/kafka';
 
 /** The event router: by event type prefix to its aggregate's topic, anything unknown to the general topic. */
 export function topicForEventType(eventType: string): TopicName {

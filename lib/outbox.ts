@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Insertable, Transaction } from 'kysely';
-import type { OutboxEventsTable, SharedTables } from '../../db/shared-tables';
+import type { OutboxEventsTable, SharedTables } from '../db/shared-tables';
 import { currentCorrelationId } from './correlation';
 import { EVENT_DEFINITIONS, type EventEnvelope, type EventPayload, type EventType } from './events';
 
@@ -17,7 +17,7 @@ export interface NewDomainEvent<T extends EventType> {
   /**
    * For work that no request or saga started (a sweeper): what ties this event to others, usually
    * the order id. Inside a request or a saga its correlation id is used instead
-   * (services/shared/correlation.ts), so one id follows an order through every service.
+   * (lib/correlation.ts), so one id follows an order through every service.
    */
   correlationId?: string | null;
 }

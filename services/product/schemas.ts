@@ -1,12 +1,12 @@
 /**
- * The product service's HTTP contract: request and response schemas of the catalogue and the
+ * The product service's HTTP schemas: request and response schemas of the catalogue and the
  * stock TCC participant, and the error codes callers branch on. The routes validate with these
  * schemas and the order service's stock activities can import the inferred types.
  */
 import { z } from 'zod';
 import { uuidInput } from '../shared/ids';
 import { keysetQuerySchema, nextCursorSchema } from '../shared/keyset';
-import { currencyCode, moneyString, positiveMoneyInput } from '../shared/money';
+import { currencyCode, moneyString, positiveMoneyInput } from '../../lib/money';
 
 /** TCC branch id of the stock participant in tcc_barriers (the transaction id is the order id). */
 export const STOCK_BRANCH_ID = 'stock';

@@ -1,5 +1,5 @@
 /**
- * The order service's HTTP contract: request and response schemas of customers, orders and their
+ * The order service's HTTP schemas: request and response schemas of customers, orders and their
  * sagas, and the error codes callers branch on. Routes validate with these schemas; OpenAPI is
  * generated from them.
  */
@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { SAGA_STATES } from '../../workflows/order-contract';
 import { uuidInput } from '../shared/ids';
 import { keysetQuerySchema, nextCursorSchema } from '../shared/keyset';
-import { currencyCode, moneyString } from '../shared/money';
+import { currencyCode, moneyString } from '../../lib/money';
 
 /** Error codes of the order service (besides the shared VALIDATION_ERROR, UNAUTHORIZED, ...). */
 export const ORDER_ERROR_CODES = {

@@ -22,11 +22,11 @@ import type { Kafka, Message, Producer } from 'kafkajs';
 import type { Kysely } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { clientConfig, type DatabaseOptions } from '../db/connection';
-import { OUTBOX_NOTIFY_CHANNEL } from '../db/shared-migrations';
-import type { SharedTables } from '../db/shared-tables';
-import type { Config } from '../services/shared/config';
-import { TOPICS, type TopicName } from '../services/shared/kafka';
+import { clientConfig, type DatabaseOptions } from '../../db/connection';
+import { OUTBOX_NOTIFY_CHANNEL } from '../../db/shared-migrations';
+import type { SharedTables } from '../../db/shared-tables';
+import type { Config } from '../../lib/config';
+import { TOPICS, type TopicName } from '../../lib/kafka';
 import {
   classifyPublishFailure,
   deadLetterHeaders,
@@ -37,8 +37,8 @@ import {
   retryDelayMs,
   type PublishFailureKind,
   topicForEventType,
-} from '../services/shared/outbox-relay';
-import type { OutboxMetrics } from '../services/shared/outbox-relay-metrics';
+} from './relay';
+import type { OutboxMetrics } from './metrics';
 import {
   claimDueEvents,
   countPending,
@@ -48,8 +48,8 @@ import {
   purgePublished,
   tryTakeRelayLock,
   type OutboxRow,
-} from '../services/shared/outbox-relay-store';
-import type { OutboxDatabaseName, RelayOutboxEventsInput, RelayRunSummary } from '../workflows/outbox-relay-contract';
+} from './store';
+import type { OutboxDatabaseName, RelayOutboxEventsInput, RelayRunSummary } from '../../workflows/outbox-relay-contract';
 
 /** A service database as the relay needs it: a pool for claims and how to open the relay's own session. */
 export interface OutboxSource {
