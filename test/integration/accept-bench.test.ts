@@ -46,6 +46,9 @@ describe('accept benchmark scenario (smoke)', () => {
     expect(result.latencyMs.p50).toBeLessThanOrEqual(result.latencyMs.p95);
     expect(result.latencyMs.p95).toBeLessThanOrEqual(result.latencyMs.p99);
     const orders = await order.db.selectFrom('orders').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
-    expect(Number(orders.n)).toBe(result.accepted);
+    // Every 202 counted has its order; a request still in flight when the run ended (at most one per
+    // connection) may have written its order without its answer being counted.
+    expect(Number(orders.n)).toBeGreaterThanOrEqual(result.accepted);
+    expect(Number(orders.n)).toBeLessThanOrEqual(result.accepted + 2);
   });
 });
