@@ -140,7 +140,7 @@ for (const { app, what, inShortRun } of PROCESSES) {
   const fault = `SIGKILL ${what} mid-load; restarted`;
   scenario(fault, inShortRun, async (seed) => {
     const verdict = await loadWithFault(`kill-${app}`, seededRandom(seed * 100 + PROCESSES.findIndex((entry) => entry.app === app)), async () => {
-      stack.crash(app);
+      await stack.crash(app);
       await stack.apps('start', app);
     }).finally(() => stack.apps('start', app));
     await judge(fault, seed, verdict, 'PAID');
@@ -150,7 +150,7 @@ for (const { app, what, inShortRun } of PROCESSES) {
 scenario('SIGKILL the Temporal server mid-saga; restarted on its state file', false, async (seed) => {
   const fault = 'SIGKILL the Temporal server mid-saga; restarted on its state file';
   const verdict = await loadWithFault('kill-temporal', seededRandom(seed * 100 + 10), async () => {
-    stack.crash('temporal');
+    await stack.crash('temporal');
     await stack.infra('start', 'temporal');
   }).finally(() => stack.infra('start', 'temporal'));
   await judge(fault, seed, verdict, 'PAID');
@@ -229,7 +229,7 @@ scenario('SIGKILL the worker while it compensates declined orders', false, async
       seededRandom(seed * 100 + 16),
       async () => {
         await eventually(() => (productProxy.log.slice(seen).some((entry) => entry.fault === 'refuse') ? true : undefined), 300_000, 'a refused stock release', 100);
-        stack.crash('worker');
+        await stack.crash('worker');
         productProxy.setRule(PASS);
         await stack.apps('start', 'worker');
       },
@@ -253,7 +253,7 @@ scenario('SIGKILL the worker in the middle of cancels of paid orders', false, as
   try {
     for (const orderId of paid.orderIds) await paid.shop.cancelOrder(orderId);
     await eventually(() => (paymentProxy.log.slice(seen).filter((entry) => entry.fault === 'refuse').length >= paid.orderIds.length ? true : undefined), 300_000, 'a refused refund per order', 100);
-    stack.crash('worker');
+    await stack.crash('worker');
     paymentProxy.setRule(PASS);
     await stack.apps('start', 'worker');
     statuses = await paid.shop.settled(paid.orderIds, SETTLE_MS, new Set(['CANCELLED'])).catch(() => paid.shop.statuses(paid.orderIds));

@@ -91,8 +91,12 @@ export interface PrivateStack {
   paymentProxy: FaultProxy;
   /** Signs a development token for a customer or an operator, with the key this stack trusts. */
   signingKey: () => ReturnType<typeof loadDevSigningKey>;
-  /** SIGKILL, as a crash or an OOM kill would: no shutdown hook runs. Returns the pid it killed. */
-  crash: (name: InfraComponent | App) => number;
+  /**
+   * SIGKILL, as a crash or an OOM kill would: no shutdown hook runs. Resolves with the pid it killed
+   * once that process is gone (a signal is delivered asynchronously: until the kernel has closed its
+   * sockets, a restart would find its ports still taken).
+   */
+  crash: (name: InfraComponent | App) => Promise<number>;
   /** `bash infra/stack.sh ACTION NAME` or `bash infra/apps.sh ACTION NAME` with this stack's environment. */
   infra: (action: 'start' | 'stop' | 'restart', name: InfraComponent) => Promise<void>;
   apps: (action: 'start' | 'stop' | 'restart', name: App) => Promise<void>;
@@ -234,10 +238,11 @@ export async function startPrivateStack(): Promise<PrivateStack> {
     productProxy,
     paymentProxy,
     signingKey: () => loadDevSigningKey(stateDir),
-    crash: (name) => {
+    crash: async (name) => {
       const pid = name === 'postgres' ? readPid(join(stateDir, 'postgres', 'postmaster.pid')) : readPid(join(runDir, `${name}.pid`));
       if (pid === undefined || !alive(pid)) throw new Error(`${name} is not running (no live pid)`);
       process.kill(pid, 'SIGKILL');
+      await eventually(() => (alive(pid) ? undefined : true), 30_000, `${name} (pid ${pid}) to be gone after SIGKILL`, 50);
       return pid;
     },
     infra: (action, name) => script('stack', action, name),
