@@ -16,6 +16,8 @@ export interface FaultProxy {
   setRule: (rule: FaultRule) => void;
   /** What each request met, in arrival order. */
   log: { method: string; path: string; fault: Fault }[];
+  /** Resolves once every request received so far has been answered or dropped (a late one included). */
+  settled: () => Promise<void>;
   close: () => Promise<void>;
 }
 
@@ -31,6 +33,7 @@ export const LATE_DELAY_MS = 6_000;
 export async function startFaultProxy(targetUrl: string, initialRule: FaultRule = () => 'pass', lateDelayMs = LATE_DELAY_MS): Promise<FaultProxy> {
   let rule = initialRule;
   const log: FaultProxy['log'] = [];
+  const inFlight = new Set<Promise<void>>();
   const server = createServer((request, response) => {
     const method = request.method ?? 'GET';
     const path = request.url ?? '/';
@@ -40,7 +43,7 @@ export async function startFaultProxy(targetUrl: string, initialRule: FaultRule 
       request.socket.destroy();
       return;
     }
-    void (async () => {
+    const handled = (async () => {
       const body = await readBody(request);
       // The caller times out and retries meanwhile; this copy still arrives, out of order.
       if (fault === 'late') await new Promise((resolve) => setTimeout(resolve, lateDelayMs));
@@ -54,7 +57,11 @@ export async function startFaultProxy(targetUrl: string, initialRule: FaultRule 
       }
       response.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' });
       response.end(answer);
-    })().catch(() => request.socket.destroy());
+    })().catch(() => {
+      request.socket.destroy();
+    });
+    inFlight.add(handled);
+    void handled.finally(() => inFlight.delete(handled));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -64,6 +71,9 @@ export async function startFaultProxy(targetUrl: string, initialRule: FaultRule 
       rule = next;
     },
     log,
+    settled: async () => {
+      while (inFlight.size > 0) await Promise.all(inFlight);
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

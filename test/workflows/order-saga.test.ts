@@ -35,6 +35,7 @@ import {
 } from './saga-harness';
 import { recordHistory } from './history-recorder';
 import { eventually } from '../helpers/kafka-probe';
+import { sql } from 'kysely';
 import { createOrderActivities } from '../../activities/order';
 
 /** The failure type the client sees when createOrder fails (the decline's, lifted to the top). */
@@ -461,5 +462,92 @@ describe('a capture whose answer is lost, then the payment service down for long
     // The customer reads no internal error text; the saga's progress (for operators) keeps it.
     expect((await orderRow(harness, input.orderId)).failure_reason).toBe(ORDER_FAILED_FALLBACK);
     expect((await handle.describe()).typedSearchAttributes.get(SEARCH_ATTRIBUTES.sagaState)).toBe('COMPENSATED');
+  });
+});
+
+describe('a cancel arriving while a createOrder step is in flight', () => {
+  let harness: SagaHarness;
+  beforeAll(async () => {
+    harness = await startSagaHarness('order-saga-cancel-mid-step', { faultyProducts: true });
+  });
+  afterAll(() => harness?.close());
+
+  it('during validateCustomer: createOrder is cancelled before anything was reserved, the order CANCELLED from PENDING', async () => {
+    const customerId = await createCustomer(harness, { balance: '50.00' });
+    const productId = await createProduct(harness, 3);
+    const input = await placeOrder(harness, { customerId, lines: [{ productId, quantity: 1, unitPriceMinor: 1000 }] });
+    // validateCustomer reads the customer; a table lock held by this test keeps that read waiting.
+    let releaseLock!: () => void;
+    const lockReleased = new Promise<void>((resolve) => (releaseLock = resolve));
+    let lockHeld!: () => void;
+    const lockTaken = new Promise<void>((resolve) => (lockHeld = resolve));
+    const holder = harness.order.db.transaction().execute(async (trx) => {
+      await sql`lock table customers in access exclusive mode`.execute(trx);
+      lockHeld();
+      await lockReleased;
+    });
+    try {
+      await lockTaken;
+      const create = await startCreateOrder(harness, input);
+      await eventually(
+        async () => {
+          const { rows } = await sql<{ waiting: number }>`
+            select count(*)::int as waiting from pg_stat_activity
+            where datname = current_database() and wait_event_type = 'Lock' and query ilike '%from "customers"%'`.execute(harness.order.db);
+          return rows[0]!.waiting > 0 ? true : undefined;
+        },
+        10_000,
+        'validateCustomer waiting on the customers table',
+      );
+
+      const cancel = await startCancelOrder(harness, { orderId: input.orderId, reason: 'too slow' });
+      expect(await cancel.result()).toMatchObject({ status: 'CANCELLED', cancelledFrom: 'PENDING', refundId: null });
+      expect((await create.describe()).status.name).toBe('CANCELLED');
+      expect(await create.query(getSagaProgressQuery)).toMatchObject({ completedSteps: [], compensations: [] });
+      await recordHistory(harness, create.workflowId, 'create-order-cancelled-while-validating');
+      await recordHistory(harness, cancel.workflowId, 'cancel-order-while-validating');
+    } finally {
+      releaseLock();
+      await holder;
+    }
+    // No child ran: nothing was tried at either participant.
+    expect(harness.productProxy!.log.filter(({ path }) => path.includes(input.orderId) || path === '/stock/try')).toEqual([]);
+    expect(await orderRow(harness, input.orderId)).toMatchObject({ status: 'CANCELLED' });
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 3, reserved: 0, available: 3 });
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '50.00', held: '0.00' }));
+    expect(await orderEvents(harness.order.db, input.orderId)).toEqual(['ORDER_CANCELLATION_REQUESTED', 'ORDER_CANCELLED']);
+  });
+
+  it('during the try step: both branches cancelled, the late stock try refused by the barrier, nothing held', async () => {
+    const proxy = harness.productProxy!;
+    const customerId = await createCustomer(harness, { balance: '50.00' });
+    const productId = await createProduct(harness, 3);
+    const input = await placeOrder(harness, { customerId, lines: [{ productId, quantity: 1, unitPriceMinor: 1000 }] });
+    // The stock try reaches the product service only after its caller's timeout, and after the cancel.
+    proxy.setRule(({ path }) => (path === '/stock/try' ? 'late' : 'pass'));
+    try {
+      const create = await startCreateOrder(harness, input);
+      await eventually(() => (proxy.log.some(({ path }) => path === '/stock/try') ? true : undefined), 10_000, 'the stock try in flight');
+
+      const cancel = await startCancelOrder(harness, { orderId: input.orderId, reason: 'too slow' });
+      expect(await cancel.result()).toMatchObject({ status: 'CANCELLED', cancelledFrom: 'PENDING', refundId: null });
+      expect((await create.describe()).status.name).toBe('CANCELLED');
+      const tcc = harness.temporal.client.workflow.getHandle(tccPaymentWorkflowId(input.orderId));
+      expect((await tcc.query(getSagaProgressQuery)).state).toBe('COMPENSATED');
+      await recordHistory(harness, create.workflowId, 'create-order-cancelled-while-trying');
+      await recordHistory(harness, tccPaymentWorkflowId(input.orderId), 'tcc-payment-cancelled-while-trying');
+      await recordHistory(harness, cancel.workflowId, 'cancel-order-while-trying');
+
+      // The delayed try lands now, after the cancel: the barrier must refuse it.
+      await proxy.settled();
+    } finally {
+      proxy.setRule(() => 'pass');
+    }
+    expect(proxy.log.filter(({ path }) => path === '/stock/try').length).toBeGreaterThan(0);
+    expect(await stockReservationStatuses(harness, input.orderId)).not.toContain('RESERVED');
+    expect(await orderRow(harness, input.orderId)).toMatchObject({ status: 'CANCELLED' });
+    expect(await stockOf(harness.product.db, productId)).toEqual({ stock: 3, reserved: 0, available: 3 });
+    expect(await accountOf(harness, customerId)).toEqual(expect.objectContaining({ balance: '50.00', held: '0.00' }));
+    expect(await paymentsOf(harness, input.orderId)).toHaveLength(0);
   });
 });
