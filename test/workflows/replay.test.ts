@@ -23,13 +23,16 @@ describe('workflow replay', () => {
     const histories = await recordedHistories();
     // Every path of every saga: paid; each decline; each compensation (a failed capture, a lost
     // capture answer, an undo that failed past its horizon, before and after that patch);
-    // cancellation before, during and after payment; manual checkout confirmed, cancelled, expired.
+    // cancellation at each step (validating the customer, trying, holding, paying, after payment);
+    // manual checkout confirmed, cancelled, expired.
     expect(histories.map((h) => h.workflowId)).toEqual(
       expect.arrayContaining([
         'create-order-paid',
         'create-order-insufficient-stock',
         'create-order-insufficient-funds',
         'create-order-customer-inactive',
+        'create-order-cancelled-while-validating',
+        'create-order-cancelled-while-trying',
         'create-order-cancelled-while-holding',
         'create-order-cancelled-while-paying',
         'create-order-compensation-failed-before-patch',
@@ -39,9 +42,12 @@ describe('workflow replay', () => {
         'tcc-payment-manual-expired',
         'tcc-payment-manual-cancelled-by-customer',
         'tcc-payment-manual-cancelled-by-cancel-order',
+        'tcc-payment-cancelled-while-trying',
         'tcc-payment-capture-hold-expired',
         'tcc-payment-capture-answer-lost',
         'tcc-payment-hold-within-reservations',
+        'cancel-order-while-validating',
+        'cancel-order-while-trying',
         'cancel-order-paid',
         'cancel-order-awaiting-confirmation',
         'cancel-order-already-cancelling',
