@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
+import { withWakeUps } from './wake-up';
 
 // BIGINT (int8) columns hold money in minor units and counters. node-postgres returns them as
 // strings; we parse them to numbers and refuse values that a JS number cannot hold exactly.
@@ -80,7 +81,12 @@ export function createPool({ poolMax = 10, ...options }: DatabaseOptions): pg.Po
 }
 
 export function createDatabase<DB>(options: DatabaseOptions): Kysely<DB> {
-  return new Kysely<DB>({ dialect: new PostgresDialect({ pool: createPool(options) }) });
+  return databaseOnPool<DB>(createPool(options));
+}
+
+/** Kysely over `pool`; a committed insert into the outbox or the start intents wakes its reader (./wake-up.ts). */
+export function databaseOnPool<DB>(pool: pg.Pool): Kysely<DB> {
+  return new Kysely<DB>({ dialect: withWakeUps(new PostgresDialect({ pool })) });
 }
 
 /**

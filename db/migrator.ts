@@ -8,6 +8,7 @@ import {
   idempotencyMigration,
   inboxMigration,
   outboxMigration,
+  outboxNotifyTriggerDropMigration,
   tccBarrierLowercaseMigration,
   tccBarrierMigration,
 } from './shared-migrations';
@@ -20,6 +21,7 @@ import {
   ordersMigration,
   orderTimelineMigration,
   requestCorrelationMigration,
+  sagaStartNotifyTriggerDropMigration,
 } from './order/migrations';
 import { productCatalogueMigration, productInitialStockMigration, productListKeysetMigration, productVersionMigration, stockReservationsMigration } from './product/migrations';
 import { accountInitialBalanceMigration, paymentLedgerMigration, refundIdempotencyKeyMigration, refundSourceMigration } from './payment/migrations';
@@ -41,6 +43,8 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0030_drop_orders_in_flight_index': orderInFlightIndexDropMigration,
     '0040_order_confirming': orderConfirmingMigration,
     '0050_request_correlation': requestCorrelationMigration,
+    '0055_outbox_wake_up_after_commit': outboxNotifyTriggerDropMigration,
+    '0056_saga_start_wake_up_after_commit': sagaStartNotifyTriggerDropMigration,
   },
   product: {
     '0001_outbox_events': outboxMigration,
@@ -54,6 +58,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0010_product_version': productVersionMigration,
     '0030_drop_processed_events': unusedInboxDropMigration,
     '0041_tcc_barrier_lowercase': tccBarrierLowercaseMigration,
+    '0055_outbox_wake_up_after_commit': outboxNotifyTriggerDropMigration,
   },
   payment: {
     '0001_outbox_events': outboxMigration,
@@ -66,6 +71,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0008_account_initial_balance': accountInitialBalanceMigration,
     '0030_drop_processed_events': unusedInboxDropMigration,
     '0041_tcc_barrier_lowercase': tccBarrierLowercaseMigration,
+    '0055_outbox_wake_up_after_commit': outboxNotifyTriggerDropMigration,
   },
 };
 

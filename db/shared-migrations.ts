@@ -1,8 +1,7 @@
 /** Migrations the service databases share: outbox, idempotency records, consumer inbox, TCC barriers. */
 import { sql, type Kysely, type Migration } from 'kysely';
 
-/** The channel the outbox trigger notifies; the relay LISTENs on it so events leave in milliseconds. */
-export const OUTBOX_NOTIFY_CHANNEL = 'oms_outbox_events';
+import { WAKE_UP_CHANNELS } from './wake-up';
 
 export const outboxMigration: Migration = {
   async up(db: Kysely<unknown>) {
@@ -38,7 +37,7 @@ export const outboxMigration: Migration = {
       .raw(
         `CREATE FUNCTION notify_outbox_event() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
-           PERFORM pg_notify('${OUTBOX_NOTIFY_CHANNEL}', '');
+           PERFORM pg_notify('${WAKE_UP_CHANNELS.outbox}', '');
            RETURN NULL;
          END $$`,
       )
@@ -149,5 +148,30 @@ export const tccBarrierLowercaseMigration: Migration = {
       ALTER TABLE tcc_barriers
         ADD CONSTRAINT chk_tcc_barrier_operation CHECK (operation IN ('TRY', 'CONFIRM', 'CANCEL')),
         ADD CONSTRAINT chk_tcc_barrier_reason CHECK (reason IN ('TRY', 'CONFIRM', 'CANCEL'))`.execute(db);
+  },
+};
+
+/**
+ * The outbox's wake-up moves out of the writing transaction: a NOTIFY there serialised the commits
+ * of every writer in the cluster. Writers now ring after commit (db/wake-up.ts).
+ */
+export const outboxNotifyTriggerDropMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`DROP TRIGGER outbox_events_notify ON outbox_events`.execute(db);
+    await sql`DROP FUNCTION notify_outbox_event()`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql
+      .raw(
+        `CREATE FUNCTION notify_outbox_event() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           PERFORM pg_notify('${WAKE_UP_CHANNELS.outbox}', '');
+           RETURN NULL;
+         END $$`,
+      )
+      .execute(db);
+    await sql`
+      CREATE TRIGGER outbox_events_notify AFTER INSERT ON outbox_events
+      FOR EACH STATEMENT EXECUTE FUNCTION notify_outbox_event()`.execute(db);
   },
 };

@@ -4,7 +4,8 @@
  * Temporal instead of Kafka: the order and its intent exist together or not at all, and the
  * intent is deleted only once the saga exists, so no accepted order is left without its saga.
  *
- * - Woken by NOTIFY when an intent commits; polls as well, so a lost LISTEN connection only slows it.
+ * - Woken when an intent commits (the order service rings after its commit, db/wake-up.ts); polls
+ *   as well, so a lost ring or LISTEN connection only slows it.
  * - Starts many sagas at once (SAGA_STARTER_CONCURRENCY), claimed in batches under a lease, so two
  *   worker processes never start from the same intents and a process that dies mid-batch leaves
  *   them to the next claim when the lease ends.
@@ -20,7 +21,7 @@ import { pino, type Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { clientConfig, type DatabaseOptions } from '../db/connection';
 import { databaseOptions, openWorkerDatabase, workerDatabaseUrl } from '../db/databases';
-import { SAGA_START_NOTIFY_CHANNEL } from '../db/order/migrations';
+import { Doorbell, WAKE_UP_CHANNELS } from '../db/wake-up';
 import { orderSagasFor } from '../services/order/app';
 import type { OrderSagas } from '../services/order/order-sagas';
 import { createOrderInputOf } from '../services/order/orders';
@@ -66,34 +67,6 @@ async function forEachConcurrently<T>(items: readonly T[], limit: number, task: 
     while (next < items.length) await task(items[next++]!);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-}
-
-/** Resolves on a NOTIFY (one that came while a round ran is remembered), on the poll interval, or on stop. */
-function createWakeUp() {
-  let pending = false;
-  let wake: (() => void) | undefined;
-  return {
-    ring() {
-      pending = true;
-      wake?.();
-    },
-    wait(ms: number): Promise<void> {
-      if (pending) {
-        pending = false;
-        return Promise.resolve();
-      }
-      return new Promise((resolve) => {
-        const timer = setTimeout(done, ms);
-        function done() {
-          clearTimeout(timer);
-          wake = undefined;
-          pending = false;
-          resolve();
-        }
-        wake = done;
-      });
-    },
-  };
 }
 
 /**
@@ -152,7 +125,7 @@ export function createSagaStartRound({ db, sagas, config, log, registry }: Omit<
 export function startSagaStarter(options: SagaStarterOptions): SagaStarter {
   const { listener, config, log } = options;
   const drainOnce = createSagaStartRound(options);
-  const wakeUp = createWakeUp();
+  const wakeUp = new Doorbell();
   let stopping = false;
   let listenClient: pg.Client | undefined;
   let reconnectTimer: NodeJS.Timeout | undefined;
@@ -174,7 +147,7 @@ export function startSagaStarter(options: SagaStarterOptions): SagaStarter {
     });
     try {
       await client.connect();
-      await client.query(`LISTEN ${SAGA_START_NOTIFY_CHANNEL}`);
+      await client.query(`LISTEN ${WAKE_UP_CHANNELS.sagaStarts}`);
       // Intents committed while nobody listened are due already: look now.
       wakeUp.ring();
     } catch (error) {

@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Migration } from 'kysely';
+import { WAKE_UP_CHANNELS } from '../wake-up';
 
 export const ordersMigration: Migration = {
   async up(db: Kysely<unknown>) {
@@ -120,8 +121,6 @@ export const orderCompensationFailedMigration: Migration = {
   },
 };
 
-/** Channel the saga starter LISTENs on: a committed start intent wakes it at once instead of at its next poll. */
-export const SAGA_START_NOTIFY_CHANNEL = 'oms_saga_start_intents';
 
 /**
  * The accept path: POST /orders commits the order, its ORDER_CREATED event and a saga start
@@ -147,7 +146,7 @@ export const orderAcceptPathMigration: Migration = {
       .raw(
         `CREATE FUNCTION notify_saga_start_intent() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
-           PERFORM pg_notify('${SAGA_START_NOTIFY_CHANNEL}', '');
+           PERFORM pg_notify('${WAKE_UP_CHANNELS.sagaStarts}', '');
            RETURN NULL;
          END $$`,
       )
@@ -231,5 +230,27 @@ export const requestCorrelationMigration: Migration = {
   async down(db: Kysely<unknown>) {
     await sql`ALTER TABLE saga_start_intents DROP COLUMN correlation_id`.execute(db);
     await sql`ALTER TABLE order_events DROP COLUMN correlation_id`.execute(db);
+  },
+};
+
+/** Start intents ring the starter after commit too (see outboxNotifyTriggerDropMigration). */
+export const sagaStartNotifyTriggerDropMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`DROP TRIGGER saga_start_intents_notify ON saga_start_intents`.execute(db);
+    await sql`DROP FUNCTION notify_saga_start_intent()`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql
+      .raw(
+        `CREATE FUNCTION notify_saga_start_intent() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           PERFORM pg_notify('${WAKE_UP_CHANNELS.sagaStarts}', '');
+           RETURN NULL;
+         END $$`,
+      )
+      .execute(db);
+    await sql`
+      CREATE TRIGGER saga_start_intents_notify AFTER INSERT ON saga_start_intents
+      FOR EACH STATEMENT EXECUTE FUNCTION notify_saga_start_intent()`.execute(db);
   },
 };

@@ -23,12 +23,13 @@ import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import type { Kafka } from 'kafkajs';
-import { Kysely, PostgresDialect, sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { destination, pino } from 'pino';
 import { Registry } from 'prom-client';
 import { createOutboxRelayActivities, type OutboxRelayConfig } from '../../workers/outbox-relay/activities';
-import { outboxMigration } from '../../db/shared-migrations';
+import { databaseOnPool } from '../../db/connection';
+import { outboxMigration, outboxNotifyTriggerDropMigration } from '../../db/shared-migrations';
 import type { SharedTables } from '../../db/shared-tables';
 import { loadConfig } from '../../lib/config';
 import { createKafka, TOPICS } from '../../lib/kafka';
@@ -102,12 +103,14 @@ export async function runOutboxBench(options: OutboxBenchOptions): Promise<Outbo
   const pool = new pg.Pool({ connectionString: url.toString(), max: 10 });
   // An idle connection ended by the server is dropped by the pool; without a listener it would end the bench.
   pool.on('error', () => undefined);
-  const db = new Kysely<SharedTables>({ dialect: new PostgresDialect({ pool }) });
+  const db = databaseOnPool<SharedTables>(pool);
   const received = new Map<string, Received[]>();
   const consumer = options.kafka.consumer({ groupId: `oms-bench-outbox-${runId}`, allowAutoTopicCreation: false });
   const producer = options.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
   try {
+    // The outbox as the services have it: rows wake the relay after their commit, not inside it.
     await outboxMigration.up(db as Kysely<unknown>);
+    await outboxNotifyTriggerDropMigration.up(db as Kysely<unknown>);
     await producer.connect();
     await startConsumer(options.kafka, consumer, `oms-bench-outbox-${runId}`, received);
 

@@ -5,10 +5,10 @@
  * reaches it as oms_worker, so every suite runs on the production privileges (db/roles.ts).
  */
 import { randomBytes } from 'node:crypto';
-import { Kysely, PostgresDialect } from 'kysely';
+import type { Kysely } from 'kysely';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { createPool } from '../../db/connection';
+import { createPool, databaseOnPool } from '../../db/connection';
 import { databaseUrl, workerDatabaseUrl, type DatabaseByService } from '../../db/databases';
 import { migrateToLatest, type ServiceName } from '../../db/migrator';
 import { testConfig } from './stack';
@@ -99,10 +99,10 @@ async function closePool<DB>(db: Kysely<DB>, pool: pg.Pool): Promise<void> {
 export async function createTestDatabase<S extends ServiceName>(service: S): Promise<TestDatabase<S>> {
   const { name, url, drop } = await createEmptyDatabase(service, service);
   const pool = createPool({ connectionString: url, poolMax: 20, applicationName: `oms-test-${service}` });
-  const db = new Kysely<DatabaseByService[S]>({ dialect: new PostgresDialect({ pool }) });
+  const db = databaseOnPool<DatabaseByService[S]>(pool);
   const workerUrl = urlForDatabase(workerDatabaseUrl(testConfig(), service), name);
   const workerPool = createPool({ connectionString: workerUrl, poolMax: 10, applicationName: `oms-test-worker-${service}` });
-  const worker = new Kysely<DatabaseByService[S]>({ dialect: new PostgresDialect({ pool: workerPool }) });
+  const worker = databaseOnPool<DatabaseByService[S]>(workerPool);
   const { privileges } = await migrateToLatest(db, service);
   if (privileges !== 'applied') throw new Error(`${name}: oms_worker's privileges were not applied (${privileges}); global setup provisions the roles`);
   return {

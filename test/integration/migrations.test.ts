@@ -1,9 +1,10 @@
-import { sql } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase } from '../../db/connection';
 import { migrateToLatest, migrationsByService, SERVICE_NAMES } from '../../db/migrator';
-import { OUTBOX_NOTIFY_CHANNEL } from '../../db/shared-migrations';
+import type { ProductDatabase } from '../../db/product/schema';
+import { WAKE_UP_CHANNELS } from '../../db/wake-up';
 import { createEmptyDatabase, createTestDatabase, type TestDatabase } from '../helpers/database';
 
 describe('migrations', () => {
@@ -78,32 +79,41 @@ describe('product_db constraints', () => {
     );
   });
 
-  it('notifies the outbox channel when an event commits, and not when it rolls back', async () => {
+  it('rings the outbox channel after an event commits, never from inside the writing transaction, and not for a rollback', async () => {
     const listener = new pg.Client({ connectionString: product.url });
     await listener.connect();
     // PostgreSQL delivers notifications in commit order: once our own marker has arrived, anything
-    // the rolled-back transaction had sent would have arrived before it.
+    // committed before it would have arrived first.
     const notifications: string[] = [];
     listener.on('notification', (message) => notifications.push(`${message.channel}:${message.payload ?? ''}`));
-    await listener.query(`LISTEN ${OUTBOX_NOTIFY_CHANNEL}`);
+    const channel = WAKE_UP_CHANNELS.outbox;
+    await listener.query(`LISTEN ${channel}`);
+    // A bare Kysely (no wake-ups): whatever arrives was sent by the database itself, inside the transaction.
+    const bare = new Kysely<ProductDatabase>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: product.url, max: 1 }) }) });
+    const marker = async (n: number) => {
+      await sql`SELECT pg_notify(${channel}, ${`marker-${n}`})`.execute(bare);
+      await expect.poll(() => notifications, { timeout: 5_000 }).toContain(`${channel}:marker-${n}`);
+    };
     try {
-      const insert = (trx: typeof product.db, eventId: string) => trx.insertInto('outbox_events').values(outboxRow(eventId)).execute();
+      const insert = (trx: Kysely<ProductDatabase>, eventId: string) => trx.insertInto('outbox_events').values(outboxRow(eventId)).execute();
+      // The database does not notify: a NOTIFY in the writing transaction serialised every commit.
+      await bare.transaction().execute((trx) => insert(trx, '0b7e4c8e-2f7e-4d43-8a57-7c0d5f7f2b00'));
+      await marker(1);
+      expect(notifications).toEqual([`${channel}:marker-1`]);
+
+      // The services' connection rings after commit, and not for a rollback.
       await expect(
         product.db.transaction().execute(async (trx) => {
           await insert(trx, '0b7e4c8e-2f7e-4d43-8a57-7c0d5f7f2b01');
           throw new Error('roll back');
         }),
       ).rejects.toThrow('roll back');
-      await sql`SELECT pg_notify(${OUTBOX_NOTIFY_CHANNEL}, 'marker')`.execute(product.db);
-      await expect.poll(() => notifications, { timeout: 5_000 }).toContain(`${OUTBOX_NOTIFY_CHANNEL}:marker`);
-      expect(notifications).toEqual([`${OUTBOX_NOTIFY_CHANNEL}:marker`]);
-
       await product.db.transaction().execute((trx) => insert(trx, '0b7e4c8e-2f7e-4d43-8a57-7c0d5f7f2b02'));
-      await sql`SELECT pg_notify(${OUTBOX_NOTIFY_CHANNEL}, 'marker')`.execute(product.db);
-      await expect.poll(() => notifications.length, { timeout: 5_000 }).toBe(3);
-      // The trigger's notification (empty payload) came with the commit, before the second marker.
-      expect(notifications).toEqual([`${OUTBOX_NOTIFY_CHANNEL}:marker`, `${OUTBOX_NOTIFY_CHANNEL}:`, `${OUTBOX_NOTIFY_CHANNEL}:marker`]);
+      await expect.poll(() => notifications, { timeout: 5_000 }).toContain(`${channel}:`);
+      await marker(2);
+      expect(notifications).toEqual([`${channel}:marker-1`, `${channel}:`, `${channel}:marker-2`]);
     } finally {
+      await bare.destroy();
       await listener.end();
     }
   });

@@ -144,8 +144,8 @@ describe('a cluster made by an older checkout (trust for everyone, everything ow
     expect(await loginError(port, 'postgres', 'anything', 'postgres')).toBe('28P01');
     const tables = await query<{ tableowner: string }>(port, 'oms_order', 'oms-dev-order', 'order_db', "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'");
     expect(tables).toEqual([{ tableowner: 'oms_order' }]);
-    const functions = await query<{ owner: string }>(port, 'oms_order', 'oms-dev-order', 'order_db', "SELECT pg_get_userbyid(proowner) AS owner FROM pg_proc WHERE proname = 'notify_outbox_event'");
-    expect(functions).toEqual([{ owner: 'oms_order' }]);
+    const sequences = await query<{ owner: string }>(port, 'oms_order', 'oms-dev-order', 'order_db', "SELECT DISTINCT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relkind = 'S'");
+    expect(sequences).toEqual([{ owner: 'oms_order' }]);
     await expect(query(port, 'oms_order', 'oms-dev-order', 'order_db', 'SELECT email FROM customers')).resolves.toEqual([{ email: 'ada@example.com' }]);
     // The owner can still migrate (ALTER needs ownership), and the worker has its privileges.
     await expect(query(port, 'oms_order', 'oms-dev-order', 'order_db', 'ALTER TABLE customers ADD COLUMN probe INT')).resolves.toEqual([]);

@@ -6,8 +6,8 @@
  * short statement, see claimDueEvents), publish them as one batch with an idempotent producer
  * (acks=all, one request in flight, key = aggregate id: one produce request per partition leader),
  * then record the outcome (one statement marks the published rows). The next batch is claimed while
- * the current one is on its way to Kafka. With nothing due it sleeps until the outbox trigger's
- * NOTIFY or the poll interval. Heartbeats come from a timer, so they stop exactly when the worker
+ * the current one is on its way to Kafka. With nothing due it sleeps until a writer's wake-up
+ * (db/wake-up.ts) or the poll interval. Heartbeats come from a timer, so they stop exactly when the worker
  * process does. A relay without the lock is a hot standby that tries again on every pass.
  *
  * Order per aggregate: one relay publishes at a time; batches go out one after another, each in id
@@ -23,7 +23,7 @@ import type { Kysely } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { clientConfig, type DatabaseOptions } from '../../db/connection';
-import { OUTBOX_NOTIFY_CHANNEL } from '../../db/shared-migrations';
+import { Doorbell, WAKE_UP_CHANNELS } from '../../db/wake-up';
 import type { SharedTables } from '../../db/shared-tables';
 import type { Config } from '../../lib/config';
 import { TOPICS, type TopicName } from '../../lib/kafka';
@@ -80,36 +80,6 @@ export class RelayLockLostError extends Error {
   override name = 'RelayLockLostError';
 }
 
-/** Wakes the relay loop. A ring that arrives while a batch is running is remembered, not lost. */
-class Doorbell {
-  private rung = false;
-  private wake: (() => void) | null = null;
-
-  ring(): void {
-    this.rung = true;
-    this.wake?.();
-  }
-
-  clear(): void {
-    this.rung = false;
-  }
-
-  wait(ms: number, signal: AbortSignal): Promise<void> {
-    if (this.rung || ms <= 0 || signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        this.wake = null;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener('abort', done, { once: true });
-      this.wake = done;
-    });
-  }
-}
-
 /**
  * The relay's own connection: it LISTENs on the outbox channel (rings the doorbell) and, once taken,
  * holds the publisher lock until it is closed. If it drops, the lock is gone with it.
@@ -131,7 +101,7 @@ class RelaySession {
       logger.warn({ err: error.message }, 'outbox relay session lost; this run stops and the next one starts afresh');
     });
     await client.connect();
-    await client.query(`LISTEN ${OUTBOX_NOTIFY_CHANNEL}`);
+    await client.query(`LISTEN ${WAKE_UP_CHANNELS.outbox}`);
     return session;
   }
 

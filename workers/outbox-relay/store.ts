@@ -4,7 +4,7 @@
  */
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type pg from 'pg';
-import { OUTBOX_NOTIFY_CHANNEL } from '../../db/shared-migrations';
+import { ringWakeUp, WAKE_UP_CHANNELS } from '../../db/wake-up';
 import type { OutboxEventsTable, OutboxStatus, SharedTables } from '../../db/shared-tables';
 
 /** An outbox row as the relay reads it: the payload as the JSON text PostgreSQL stored, sent as it is. */
@@ -125,7 +125,7 @@ export async function requeueFailed(db: Kysely<SharedTables>, options: { id?: nu
     .where('status', '=', 'FAILED');
   if (options.id !== undefined) query = query.where('id', '=', options.id);
   const rows = await query.returning('id').execute();
-  // The notify trigger fires on INSERT only; wake the relays so requeued rows leave without waiting for a poll.
-  if (rows.length > 0) await sql`SELECT pg_notify(${OUTBOX_NOTIFY_CHANNEL}, '')`.execute(db);
+  // Only inserts ring by themselves (db/wake-up.ts); wake the relays so requeued rows leave without waiting for a poll.
+  if (rows.length > 0) await ringWakeUp(db, WAKE_UP_CHANNELS.outbox);
   return rows.map((row) => row.id);
 }
