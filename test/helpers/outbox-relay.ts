@@ -10,7 +10,7 @@ import type { Kysely } from 'kysely';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import type { OrderDatabase } from '../../db/order/schema';
-import type { SharedTables } from '../../db/shared-tables';
+import type { SharedTables } from '../../lib/shared-tables';
 import type { Config } from '../../lib/config';
 import type { EventEnvelope } from '../../lib/events';
 import { createKafka } from '../../lib/kafka';

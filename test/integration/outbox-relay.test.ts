@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SharedTables } from '../../db/shared-tables';
+import type { SharedTables } from '../../lib/shared-tables';
 import { appendOutboxEvent } from '../../lib/outbox';
 import { TOPICS } from '../../lib/kafka';
 import { purgePublished, requeueFailed } from '../../workers/outbox-relay/store';

@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import type { Kysely } from 'kysely';
 import { openServiceDatabase } from '../../db/databases';
-import type { SharedTables } from '../../db/shared-tables';
+import type { SharedTables } from '../../lib/shared-tables';
 import { ensureDevKeyPair, loadDevSigningKey, signAccessToken, stateDir } from '../../infra/dev-auth';
 import { loadConfig } from '../../lib/config';
 import { temporalConnectionOptions } from '../../lib/temporal-connection';

@@ -24,7 +24,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { clientConfig, type DatabaseOptions } from '../../db/connection';
 import { OUTBOX_NOTIFY_CHANNEL } from '../../db/shared-migrations';
-import type { SharedTables } from '../../db/shared-tables';
+import type { SharedTables } from '../../lib/shared-tables';
 import type { Config } from '../../lib/config';
 import { TOPICS, type TopicName } from '../../lib/kafka';
 import {
