@@ -220,9 +220,9 @@ process_pid() {
 start_process() {
   local name="$1" signature="$2" port="$3" bound="$4" ready="$5"
   shift 5
-  local pid log
+  local pid log_file
   pid="$(process_pid "$name" "$signature")"
-  log="$(logfile "$name")"
+  log_file="$(logfile "$name")"
   if [[ -n $pid ]] && "$ready" "$name" >/dev/null 2>&1; then
     log "$name: already running (pid $pid, port $port)"
     return 0
@@ -235,12 +235,12 @@ start_process() {
   mkdir -p "$OMS_RUN_DIR" "$OMS_LOG_DIR"
   if [[ -z $pid ]]; then
     if [[ -n ${BEFORE_SPAWN:-} ]]; then "$BEFORE_SPAWN"; fi
-    [[ -f $log ]] && mv -f "$log" "$log.1"
+    [[ -f $log_file ]] && mv -f "$log_file" "$log_file.1"
     log "$name: starting"
-    (cd "$REPO" && spawn "$(pidfile "$name")" "$log" "$@")
+    (cd "$REPO" && spawn "$(pidfile "$name")" "$log_file" "$@")
     pid="$(read_pid "$(pidfile "$name")")"
   fi
-  WAIT_FOR_PID="$pid" wait_for "$name" "$log" "$bound" "$ready" "$name"
+  WAIT_FOR_PID="$pid" wait_for "$name" "$log_file" "$bound" "$ready" "$name"
 }
 
 # stop_process <name> <signature>: SIGTERM, then SIGKILL after 20 s; leaves no pid file behind.
