@@ -56,6 +56,26 @@ export default tseslint.config(
     },
   },
   {
+    // The folders are levels: lib/ (what every process shares) at the bottom, db/ on it, and above
+    // them services/, activities/, workflows/, workers/. No import runs back up.
+    files: ['lib/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/db/**', '**/services/**', '**/activities/**', '**/workflows/**', '**/workers/**'], message: 'lib/ is the bottom level: it imports nothing of the project above it.' }] },
+      ],
+    },
+  },
+  {
+    files: ['db/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/services/**', '**/activities/**', '**/workflows/**', '**/workers/**'], message: 'db/ stands on lib/ only: it imports nothing of the levels above it.' }] },
+      ],
+    },
+  },
+  {
     files: ['**/*.test.ts', 'test/**/*.ts'],
     rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',

@@ -19,9 +19,6 @@ ALL_APPS=(product-service payment-service order-service worker)
 # a deployment lists its own services' addresses instead (docs/security-abuse.md).
 export RATE_LIMIT_EXEMPT_ADDRESSES="${RATE_LIMIT_EXEMPT_ADDRESSES-127.0.0.1,::1}"
 
-pidfile() { printf '%s/%s.pid\n' "$OMS_RUN_DIR" "$1"; }
-logfile() { printf '%s/%s.log\n' "$OMS_LOG_DIR" "$1"; }
-
 entry_point() {
   case "$1" in
     order-service) echo services/order/main.ts ;;
@@ -58,13 +55,6 @@ app_command() { echo "node --import tsx $(entry_point "$1")"; }
 # The apps a name stands for: itself here; in the production topology "worker" means both workers.
 expand_apps() { if (($#)); then printf '%s\n' "$@"; fi; }
 
-live_pid() {
-  local pid
-  pid="$(read_pid "$(pidfile "$1")")"
-  [[ -n $pid ]] && pid_is "$pid" "$(entry_point "$1")" && echo "$pid"
-  return 0
-}
-
 # Points the services at the development public key, creating the key pair the first time.
 use_dev_auth_keys() {
   [[ -n ${AUTH_JWKS_URL:-} || -n ${AUTH_JWT_PUBLIC_KEY_FILE:-} ]] && return 0
@@ -73,46 +63,23 @@ use_dev_auth_keys() {
   export AUTH_JWT_PUBLIC_KEY_FILE
 }
 
+# An app's process is told from a stranger by its entry point in its command line.
 start_app() {
-  local app="$1" pid port
-  pid="$(live_pid "$app")"
-  port="$(app_port "$app")"
-  if [[ -n $pid ]] && app_ready "$app"; then
-    log "$app already running (pid $pid, port $port)"
-    return 0
-  fi
-  if [[ -z $pid ]] && port_open "$port"; then
-    die "$app: port $port is taken by another process ($(port_holder "$port")); stop it or set the port variable"
-  fi
-  mkdir -p "$OMS_RUN_DIR" "$OMS_LOG_DIR"
-  if [[ -z $pid ]]; then
-    # A fresh log per start: readiness greps it, and must not find the previous run's lines.
-    [[ -f $(logfile "$app") ]] && mv -f "$(logfile "$app")" "$(logfile "$app").1"
-    local command
-    read -r -a command <<<"$(app_command "$app")"
-    (cd "$REPO" && spawn "$(pidfile "$app")" "$(logfile "$app")" "${command[@]}")
-    pid="$(read_pid "$(pidfile "$app")")"
-  fi
+  local command
+  read -r -a command <<<"$(app_command "$1")"
   # Readiness is polled and a process that dies fails at once, so the bound only matters for one
   # that starts but is starved: the worker builds its workflow bundle and, on a fresh Kafka, waits
   # for the group coordinator; with other builds on two cores that took over 90 s.
-  WAIT_FOR_PID="$pid" wait_for "$app" "$(logfile "$app")" 240 app_ready "$app"
+  start_process "$1" "$(entry_point "$1")" "$(app_port "$1")" 240 app_ready "${command[@]}"
 }
 
-stop_app() {
-  local app="$1" pid
-  pid="$(live_pid "$app")"
-  if [[ -n $pid ]]; then
-    stop_pid "$app" "$pid" 20 && log "$app stopped"
-  fi
-  rm -f "$(pidfile "$app")"
-}
+stop_app() { stop_process "$1" "$(entry_point "$1")"; }
 
 status_apps() {
   local app pid state failed=0
   printf '%-16s %-8s %-6s %s\n' APP PID PORT STATE
   for app in "$@"; do
-    pid="$(live_pid "$app")"
+    pid="$(process_pid "$app" "$(entry_point "$app")")"
     if [[ -n $pid ]] && app_ready "$app"; then state=up; else state=down; failed=1; fi
     printf '%-16s %-8s %-6s %s\n' "$app" "${pid:--}" "$(app_port "$app")" "$state"
   done

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # the variables below are used by the scripts that source this file
-# Shared helpers for infra/install.sh and infra/stack.sh. Source it; do not run it.
+# Shared helpers for the infra scripts (install, stack, apps, monitoring). Source it; do not run it.
 #
 # Two directories, on purpose kept apart:
 #   OMS_STATE_DIR  per clone, git-ignored: data dirs, logs, pid files. Deleting it resets the stack.
@@ -191,6 +191,67 @@ wait_for() {
     printf '.' >&2
     sleep 1
   done
+}
+
+# Every process the scripts run keeps its pid and its log under the state dir, by its name.
+pidfile() { printf '%s/%s.pid\n' "$OMS_RUN_DIR" "$1"; }
+logfile() { printf '%s/%s.log\n' "$OMS_LOG_DIR" "$1"; }
+
+# The processes started as commands of our own, the apps (infra/apps.sh) and Prometheus
+# (infra/monitoring.sh), are each known by a name (of its pid and log file), a piece of its command
+# line that tells it from a stranger (<signature>), its port, and a readiness check, a function
+# called with the name.
+
+# process_pid <name> <signature>: the pid in <name>'s pid file while that process runs with
+# <signature> in its command line; nothing otherwise.
+process_pid() {
+  local pid
+  pid="$(read_pid "$(pidfile "$1")")"
+  [[ -n $pid ]] && pid_is "$pid" "$2" && echo "$pid"
+  return 0
+}
+
+# start_process <name> <signature> <port> <ready_bound_s> <ready_check> <command...>
+# Idempotent: a running process that passes its check is left alone, and one still starting is
+# waited for. A port held by anything else stops the start, naming the holder. Each start writes a
+# fresh log (the previous one is kept as .1), so a check that reads the log never finds an earlier
+# run's lines. BEFORE_SPAWN, if set, is run just before a new process is started (e.g. to write its
+# configuration). The command runs from the repository root.
+start_process() {
+  local name="$1" signature="$2" port="$3" bound="$4" ready="$5"
+  shift 5
+  local pid log_file
+  pid="$(process_pid "$name" "$signature")"
+  log_file="$(logfile "$name")"
+  if [[ -n $pid ]] && "$ready" "$name" >/dev/null 2>&1; then
+    log "$name: already running (pid $pid, port $port)"
+    return 0
+  fi
+  if [[ -z $pid ]] && port_open "$port"; then
+    local holder
+    holder="$(port_holder "$port")"
+    die "$name: port $port is taken by ${holder:-another process}; stop it or choose another port (OMS_*_PORT, see infra/lib.sh)"
+  fi
+  mkdir -p "$OMS_RUN_DIR" "$OMS_LOG_DIR"
+  if [[ -z $pid ]]; then
+    if [[ -n ${BEFORE_SPAWN:-} ]]; then "$BEFORE_SPAWN"; fi
+    [[ -f $log_file ]] && mv -f "$log_file" "$log_file.1"
+    log "$name: starting"
+    (cd "$REPO" && spawn "$(pidfile "$name")" "$log_file" "$@")
+    pid="$(read_pid "$(pidfile "$name")")"
+  fi
+  WAIT_FOR_PID="$pid" wait_for "$name" "$log_file" "$bound" "$ready" "$name"
+}
+
+# stop_process <name> <signature>: SIGTERM, then SIGKILL after 20 s; leaves no pid file behind.
+stop_process() {
+  local name="$1" pid
+  pid="$(process_pid "$name" "$2")"
+  if [[ -n $pid ]]; then
+    log "$name: stopping (pid $pid)"
+    stop_pid "$name" "$pid" 20 || die "$name: pid $pid is still running"
+  fi
+  rm -f "$(pidfile "$name")"
 }
 
 # What every OMS process and script needs to know of the production topology: all three brokers,

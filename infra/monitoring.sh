@@ -3,26 +3,18 @@
 #
 #   infra/monitoring.sh start|stop|status
 #
-# Same conventions as infra/stack.sh: pid file in $OMS_STATE_DIR/run, log in $OMS_STATE_DIR/logs,
-# data in $OMS_STATE_DIR/prometheus. start is idempotent; stop leaves nothing running. Install
-# Prometheus first with infra/install.sh prometheus. UI: http://127.0.0.1:$OMS_PROMETHEUS_PORT
-# (Graph, Alerts, Status > Targets).
+# Started and stopped like the apps (start_process in infra/lib.sh): pid file in $OMS_STATE_DIR/run,
+# log in $OMS_STATE_DIR/logs, data in $OMS_STATE_DIR/prometheus. start is idempotent; stop leaves
+# nothing running. Install Prometheus first with infra/install.sh prometheus.
+# UI: http://127.0.0.1:$OMS_PROMETHEUS_PORT (Graph, Alerts, Status > Targets).
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PROMETHEUS_DIR="$OMS_STATE_DIR/prometheus"
 PROMETHEUS_CONFIG="$PROMETHEUS_DIR/prometheus.yml"
-PIDFILE="$OMS_RUN_DIR/prometheus.pid"
-LOGFILE="$OMS_LOG_DIR/prometheus.log"
-
-live_pid() {
-  local pid
-  pid="$(read_pid "$PIDFILE")"
-  # The config path is unique to this clone's state dir.
-  [[ -n $pid ]] && pid_is "$pid" "--config.file=$PROMETHEUS_CONFIG" && echo "$pid"
-  return 0
-}
+# Told from a stranger by its configuration path, which is unique to this clone's state dir.
+SIGNATURE="--config.file=$PROMETHEUS_CONFIG"
 
 ready() { curl -fsS "http://127.0.0.1:$OMS_PROMETHEUS_PORT/-/ready" >/dev/null; }
 
@@ -45,43 +37,17 @@ write_config() {
 
 start() {
   command -v prometheus >/dev/null || die "prometheus: not installed; run infra/install.sh prometheus (or ./oms up --monitoring)"
-  local pid
-  pid="$(live_pid)"
-  if [[ -n $pid ]] && ready; then
-    log "prometheus: already running (pid $pid, http://127.0.0.1:$OMS_PROMETHEUS_PORT)"
-    return 0
-  fi
-  if [[ -z $pid ]] && port_open "$OMS_PROMETHEUS_PORT"; then
-    die "prometheus: port $OMS_PROMETHEUS_PORT is taken by $(port_holder "$OMS_PROMETHEUS_PORT"); stop it or set OMS_PROMETHEUS_PORT"
-  fi
-  mkdir -p "$OMS_RUN_DIR" "$OMS_LOG_DIR"
-  if [[ -z $pid ]]; then
-    write_config
-    log "prometheus: starting"
-    spawn "$PIDFILE" "$LOGFILE" prometheus \
-      "--config.file=$PROMETHEUS_CONFIG" \
-      "--storage.tsdb.path=$PROMETHEUS_DIR/data" \
-      --storage.tsdb.retention.time=7d \
-      "--web.listen-address=127.0.0.1:$OMS_PROMETHEUS_PORT"
-    pid="$(read_pid "$PIDFILE")"
-  fi
-  WAIT_FOR_PID="$pid" wait_for prometheus "$LOGFILE" 60 ready
-}
-
-stop() {
-  local pid
-  pid="$(live_pid)"
-  if [[ -n $pid ]]; then
-    log "prometheus: stopping (pid $pid)"
-    stop_pid prometheus "$pid" 20
-  fi
-  rm -f "$PIDFILE"
+  BEFORE_SPAWN=write_config start_process prometheus "$SIGNATURE" "$OMS_PROMETHEUS_PORT" 60 ready prometheus \
+    "$SIGNATURE" \
+    "--storage.tsdb.path=$PROMETHEUS_DIR/data" \
+    --storage.tsdb.retention.time=7d \
+    "--web.listen-address=127.0.0.1:$OMS_PROMETHEUS_PORT"
 }
 
 # Exit 0 when it runs and answers, 1 otherwise (./oms status and ./oms verify ask this).
 status() {
   local pid state=down rc=1
-  pid="$(live_pid)"
+  pid="$(process_pid prometheus "$SIGNATURE")"
   if [[ -n $pid ]] && ready; then
     state=up
     rc=0
@@ -92,7 +58,7 @@ status() {
 
 case "${1:-}" in
   start) start ;;
-  stop) stop ;;
+  stop) stop_process prometheus "$SIGNATURE" ;;
   status) status ;;
   *) die "usage: infra/monitoring.sh start|stop|status" ;;
 esac

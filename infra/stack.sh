@@ -21,9 +21,6 @@ TEMPORAL_DIR="$OMS_STATE_DIR/temporal"
 TEMPORAL_DB="$TEMPORAL_DIR/temporal.db"
 REDIS_DIR="$OMS_STATE_DIR/redis"
 
-pidfile() { printf '%s/%s.pid\n' "$OMS_RUN_DIR" "$1"; }
-logfile() { printf '%s/%s.log\n' "$OMS_LOG_DIR" "$1"; }
-
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL: a private cluster, so tests never depend on (or damage) a system-wide one.
 

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Insertable, Transaction } from 'kysely';
-import type { OutboxEventsTable, SharedTables } from '../db/shared-tables';
+import type { OutboxEventsTable, SharedTables } from './shared-tables';
 import { currentCorrelationId } from './correlation';
 import { EVENT_DEFINITIONS, type EventEnvelope, type EventPayload, type EventType } from './events';
 

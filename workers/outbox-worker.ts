@@ -10,7 +10,7 @@ import type { Kysely } from 'kysely';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { databaseOptions, openWorkerDatabase, workerDatabaseUrl } from '../db/databases';
-import type { SharedTables } from '../db/shared-tables';
+import type { SharedTables } from '../lib/shared-tables';
 import { createOutboxRelayActivities, type OutboxRelayDependencies, type OutboxSource } from './outbox-relay/activities';
 import type { Config } from '../lib/config';
 import { consumerGroupLag, createKafka, ensureTopics } from '../lib/kafka';

@@ -1,6 +1,6 @@
 /** order_db: customers, orders and their items, and the order event timeline. Money in integer minor units. */
 import type { Generated, JSONColumnType } from 'kysely';
-import type { ConsumerTables, SharedTables, Timestamp } from '../shared-tables';
+import type { ConsumerTables, SharedTables, Timestamp } from '../../lib/shared-tables';
 
 export type CustomerStatus = 'ACTIVE' | 'INACTIVE';
 

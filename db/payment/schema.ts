@@ -1,6 +1,6 @@
 /** payment_db: customer accounts, TCC payment holds, captured payments and refunds. Money in integer minor units. */
 import type { ColumnType, Generated } from 'kysely';
-import type { NullableTimestamp, ParticipantTables, Timestamp } from '../shared-tables';
+import type { NullableTimestamp, ParticipantTables, Timestamp } from '../../lib/shared-tables';
 
 export interface CustomerAccountsTable {
   customer_id: string;

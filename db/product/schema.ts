@@ -1,6 +1,6 @@
 /** product_db: catalogue, stock and TCC stock reservations. Money in integer minor units. */
 import type { ColumnType, Generated } from 'kysely';
-import type { NullableTimestamp, ParticipantTables, Timestamp } from '../shared-tables';
+import type { NullableTimestamp, ParticipantTables, Timestamp } from '../../lib/shared-tables';
 
 export interface ProductsTable {
   id: Generated<string>;

@@ -12,7 +12,7 @@
 import { parseArgs } from 'node:util';
 import type { Kysely } from 'kysely';
 import { openServiceDatabase } from '../../db/databases';
-import type { SharedTables } from '../../db/shared-tables';
+import type { SharedTables } from '../../lib/shared-tables';
 import { loadConfig } from '../../lib/config';
 import { countByStatus, requeueFailed } from '../../workers/outbox-relay/store';
 import { OUTBOX_DATABASES, type OutboxDatabaseName } from '../../workflows/outbox-relay-contract';

@@ -5,7 +5,7 @@
  */
 import { sql, type Insertable, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { CustomerStatus, OrderDatabase, OrderItemsTable, OrderStatus, OrdersTable, CustomersTable } from '../../db/order/schema';
-import type { OutboxEventsTable, SharedTables } from '../../db/shared-tables';
+import type { OutboxEventsTable, SharedTables } from '../../lib/shared-tables';
 import { appendOutboxEvent } from '../../lib/outbox';
 import { afterCursor, keysetCreatedAt, keysetDirection, toPage } from '../shared/keyset';
 

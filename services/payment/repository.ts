@@ -11,7 +11,7 @@ import type {
   RefundSource,
   RefundsTable,
 } from '../../db/payment/schema';
-import type { TccPhase } from '../../db/shared-tables';
+import type { TccPhase } from '../../lib/shared-tables';
 import { insertBarrier as insertTccBarrier, insertBarrierStatement, tryBarrierWriter, type TccBranch } from '../shared/tcc-barrier';
 
 type Db = Kysely<PaymentDatabase> | Transaction<PaymentDatabase>;

@@ -7,7 +7,7 @@
  * sweeper lock it first), so two operations on one order never interleave and never deadlock.
  */
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
-import type { TccPhase } from '../../db/shared-tables';
+import type { TccPhase } from '../../lib/shared-tables';
 import type { ProductDatabase, ProductsTable, StockReservationsTable, StockReservationStatus } from '../../db/product/schema';
 import { afterCursor, keysetCreatedAt, keysetDirection, toPage } from '../shared/keyset';
 import { insertBarrier as insertBarrier_, tryBarrierWriter } from '../shared/tcc-barrier';

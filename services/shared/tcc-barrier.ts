@@ -9,7 +9,7 @@
  * try arriving after its cancel is refused instead of holding what nobody will release.
  */
 import { sql, type QueryExecutorProvider, type RawBuilder } from 'kysely';
-import type { TccPhase } from '../../db/shared-tables';
+import type { TccPhase } from '../../lib/shared-tables';
 
 export type TccBranch = 'stock' | 'payment';
 

@@ -13,7 +13,7 @@
  * `noop` in oms_tcc_operations_total and nothing else.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { TccPhase } from '../../db/shared-tables';
+import type { TccPhase } from '../../lib/shared-tables';
 import { ApiError } from './errors';
 
 export type TccParticipant = 'stock' | 'payment';

@@ -30,7 +30,7 @@ import { Registry } from 'prom-client';
 import { createOutboxRelayActivities, type OutboxRelayConfig } from '../../workers/outbox-relay/activities';
 import { databaseOnPool } from '../../db/connection';
 import { outboxMigration, outboxNotifyTriggerDropMigration } from '../../db/shared-migrations';
-import type { SharedTables } from '../../db/shared-tables';
+import type { SharedTables } from '../../lib/shared-tables';
 import { loadConfig } from '../../lib/config';
 import { createKafka, TOPICS } from '../../lib/kafka';
 import { eventHeaders, topicForEventType } from '../../workers/outbox-relay/relay';

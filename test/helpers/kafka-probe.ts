@@ -4,7 +4,7 @@
  * history, no race with the first fetch) and keeps only the messages the test asks about.
  */
 import { randomUUID } from 'node:crypto';
-import type { Kafka, Producer } from 'kafkajs';
+import type { Kafka, Producer, ProducerBatch, ProducerConfig, ProducerRecord } from 'kafkajs';
 import type { EventEnvelope } from '../../lib/events';
 import { createTopicsWithLeaders, TOPICS } from '../../lib/kafka';
 import { eventHeaders, topicForEventType } from '../../workers/outbox-relay/relay';
@@ -109,16 +109,19 @@ export async function deliverAsRelay(producer: Producer, event: EventEnvelope, v
   });
 }
 
-/** A suite's own copies of the timeline's topics and the dead-letter topic, named after the suite. */
+/** A suite's own copies of the OMS topics, named after the suite. */
 export interface OwnTopics {
   orderEvents: string;
   productEvents: string;
   paymentEvents: string;
+  generalEvents: string;
   deadLetters: string;
   /** The three event topics, in the timeline consumer's order. */
   events: string[];
   /** The suite's topic for an event type: its routed topic's own copy. */
   topicFor: (eventType: string) => string;
+  /** The suite's copy of an OMS topic; throws for any other topic. */
+  copyOf: (topic: string) => string;
   drop: () => Promise<void>;
 }
 
@@ -135,11 +138,17 @@ export async function createOwnTopics(kafka: Kafka, suite: string): Promise<OwnT
     generalEvents: `${prefix}.general`,
     deadLetters: `${prefix}.dlq`,
   };
-  const byRoutedTopic: Record<string, string> = {
+  const copies: Record<string, string> = {
     [TOPICS.orderEvents]: own.orderEvents,
     [TOPICS.productEvents]: own.productEvents,
     [TOPICS.paymentEvents]: own.paymentEvents,
     [TOPICS.generalEvents]: own.generalEvents,
+    [TOPICS.deadLetters]: own.deadLetters,
+  };
+  const copyOf = (topic: string) => {
+    const copy = copies[topic];
+    if (!copy) throw new Error(`${topic} is not an OMS topic this suite has a copy of`);
+    return copy;
   };
   const all = Object.values(own);
   const admin = kafka.admin();
@@ -150,12 +159,10 @@ export async function createOwnTopics(kafka: Kafka, suite: string): Promise<OwnT
     await admin.disconnect();
   }
   return {
-    orderEvents: own.orderEvents,
-    productEvents: own.productEvents,
-    paymentEvents: own.paymentEvents,
-    deadLetters: own.deadLetters,
+    ...own,
     events: [own.orderEvents, own.productEvents, own.paymentEvents],
-    topicFor: (eventType) => byRoutedTopic[topicForEventType(eventType)]!,
+    topicFor: (eventType) => copyOf(topicForEventType(eventType)),
+    copyOf,
     drop: async () => {
       const dropper = kafka.admin();
       await dropper.connect();
@@ -166,4 +173,28 @@ export async function createOwnTopics(kafka: Kafka, suite: string): Promise<OwnT
       }
     },
   };
+}
+
+/**
+ * `kafka`, except that every producer it makes sends to the suite's own copy of the OMS topic it
+ * names: code that publishes to the OMS topics by name (the outbox relay, dead letters included)
+ * runs unchanged, and the consumers of the stack a developer is running never see what it sends.
+ */
+export function producingToOwnTopics(kafka: Kafka, own: OwnTopics): Kafka {
+  const producer = (config?: ProducerConfig): Producer => {
+    const real = kafka.producer(config);
+    return {
+      ...real,
+      send: (record: ProducerRecord) => real.send({ ...record, topic: own.copyOf(record.topic) }),
+      sendBatch: (batch: ProducerBatch) => real.sendBatch({ ...batch, topicMessages: batch.topicMessages?.map((sent) => ({ ...sent, topic: own.copyOf(sent.topic) })) }),
+      transaction: () => Promise.reject(new Error('producingToOwnTopics does not copy transactions')),
+    };
+  };
+  return new Proxy(kafka, {
+    get: (target, property) => {
+      if (property === 'producer') return producer;
+      const value: unknown = Reflect.get(target, property);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
 }

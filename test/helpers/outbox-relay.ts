@@ -10,7 +10,7 @@ import type { Kysely } from 'kysely';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import type { OrderDatabase } from '../../db/order/schema';
-import type { SharedTables } from '../../db/shared-tables';
+import type { SharedTables } from '../../lib/shared-tables';
 import type { Config } from '../../lib/config';
 import type { EventEnvelope } from '../../lib/events';
 import { createKafka } from '../../lib/kafka';
@@ -19,6 +19,7 @@ import { buildOutboxRelayDependencies, createOutboxWorker } from '../../workers/
 import { outboxRelayWorkflow } from '../../workflows/outbox-relay';
 import type { OutboxRelayInput } from '../../workflows/outbox-relay-contract';
 import { createTestDatabase, type TestDatabase } from './database';
+import { createOwnTopics, producingToOwnTopics, type OwnTopics } from './kafka-probe';
 import { testConfig } from './stack';
 import { connectTestTemporal, type TestTemporal } from './temporal';
 
@@ -26,7 +27,10 @@ export interface RelayHarness {
   config: Config;
   database: TestDatabase<'order'>;
   db: Kysely<OrderDatabase>;
+  /** The client for probes and admin: it reads and writes the topics it is given. */
   kafka: Kafka;
+  /** With `ownTopics`: where the relay's events go, its topic router's choice in the suite's own copy. */
+  topics?: OwnTopics;
   temporal: TestTemporal;
   registry: Registry;
   /** Every JSON log line the relay wrote. */
@@ -40,11 +44,18 @@ export interface RelayHarness {
 /** Short relay runs and heartbeats, so failover and retries happen within a test's patience. */
 export const TEST_RELAY_INPUT = { runForMs: 3_000, heartbeatTimeoutMs: 3_000, retryMaxIntervalMs: 1_000 } as const;
 
-export async function startRelayHarness(suite: string, overrides: Record<string, string> = {}): Promise<RelayHarness> {
+/**
+ * `ownTopics`: the relay publishes to the suite's own copies of the OMS topics (harness.topics), so
+ * what the suite writes, dead letters and oversized events included, never reaches the consumers of
+ * the stack a developer is running. Without it the relay publishes to the OMS topics, as a worker
+ * process of the suite's (test/fixtures/outbox-worker.ts) does.
+ */
+export async function startRelayHarness(suite: string, overrides: Record<string, string> = {}, { ownTopics = false } = {}): Promise<RelayHarness> {
   const config = testConfig({ OUTBOX_POLL_INTERVAL_MS: '250', OUTBOX_RETRY_BASE_MS: '100', OUTBOX_RETRY_MAX_MS: '1000', ...overrides });
   const database = await createTestDatabase('order');
   const temporal = await connectTestTemporal(suite);
   const kafka = createKafka(config, `test-${suite}`);
+  const topics = ownTopics ? await createOwnTopics(kafka, suite) : undefined;
   const registry = new Registry();
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({
@@ -57,7 +68,7 @@ export async function startRelayHarness(suite: string, overrides: Record<string,
   const dependencies = buildOutboxRelayDependencies(config, {
     // The relay runs as the worker's role, as in production.
     sources: { order: { db: database.worker as unknown as Kysely<SharedTables>, listener: { connectionString: database.workerUrl } } },
-    kafka,
+    kafka: topics ? producingToOwnTopics(kafka, topics) : kafka,
     logger,
     registry,
   });
@@ -69,6 +80,7 @@ export async function startRelayHarness(suite: string, overrides: Record<string,
     database,
     db: database.db,
     kafka,
+    topics,
     temporal,
     registry,
     logs,
@@ -89,6 +101,7 @@ export async function startRelayHarness(suite: string, overrides: Record<string,
       await running;
       await database.destroy();
       await temporal.close();
+      await topics?.drop();
     },
   };
 }

@@ -2,9 +2,10 @@
  * `./oms dlq` against the real broker: a timeline consumer (its own group and order database)
  * dead-letters events it cannot store; the command lists and shows them with the reason and the
  * original topic, key and headers; once the cause is fixed, republish sends each back to its
- * topic with the same key and event id, and the consumer applies it once. The consumer writes its
- * dead letters to a topic of this test's own, so neither the developer's consumer nor other suites
- * appear in what the command reads.
+ * topic with the same key and event id, and the consumer applies it once. The consumer reads and
+ * dead-letters on this suite's own copies of the OMS topics (createOwnTopics), so the events it
+ * refuses and the ones republished never reach the developer's running consumer, and neither it
+ * nor other suites appear in what the command reads.
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -18,11 +19,11 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EventEnvelope, EventType } from '../../lib/events';
-import { createKafka, createTopicsWithLeaders, TOPICS } from '../../lib/kafka';
+import { createKafka } from '../../lib/kafka';
 import { createConsumerMetrics } from '../../workers/outbox-relay/metrics';
-import { ORDER_TIMELINE_TOPICS, startOrderTimelineConsumer, type RunningConsumer } from '../../workers/order-events-consumer';
+import { startOrderTimelineConsumer, type RunningConsumer } from '../../workers/order-events-consumer';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
-import { deliverAsRelay, positionGroupAtEnd, startKafkaProbe, type KafkaProbe } from '../helpers/kafka-probe';
+import { createOwnTopics, deliverAsRelay, positionGroupAtEnd, startKafkaProbe, type KafkaProbe, type OwnTopics } from '../helpers/kafka-probe';
 import { testConfig } from '../helpers/stack';
 
 const run = promisify(execFile);
@@ -55,7 +56,7 @@ function envelope(eventType: EventType, orderId: string, payload: Record<string,
 }
 
 describe('./oms dlq', () => {
-  const deadLetterTopic = `test-dlq-${randomUUID()}`;
+  let topics: OwnTopics;
   const groupId = `test-dlq-cli-${randomUUID()}`;
   let database: TestDatabase<'order'>;
   let kafka: Kafka;
@@ -69,7 +70,7 @@ describe('./oms dlq', () => {
   async function dlq(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
     const env = { ...process.env, OMS_OPERATOR: 'test-operator', OMS_OPS_LOG: join(opsDir, 'ops.log'), ...stackEnv() };
     // node --import tsx, not npx tsx: one process per call, not three; this suite starts a dozen.
-    return run(process.execPath, ['--import', 'tsx', 'infra/ops/dlq.ts', ...args, '--topic', deadLetterTopic], { env, timeout: 90_000 }).then(
+    return run(process.execPath, ['--import', 'tsx', 'infra/ops/dlq.ts', ...args, '--topic', topics.deadLetters], { env, timeout: 90_000 }).then(
       ({ stdout, stderr }) => ({ stdout, stderr, code: 0 }),
       (error: { stdout: string; stderr: string; code: number }) => ({ stdout: error.stdout, stderr: error.stderr, code: error.code }),
     );
@@ -78,7 +79,7 @@ describe('./oms dlq', () => {
   const listed = async (): Promise<ListedLetter[]> => JSON.parse((await dlq('list', '--json')).stdout) as ListedLetter[];
   const timelineRows = (orderId: string) => database.db.selectFrom('order_events').select('event_id').where('order_id', '=', orderId).execute();
 
-  const deliver = (event: EventEnvelope) => deliverAsRelay(producer, event);
+  const deliver = (event: EventEnvelope) => deliverAsRelay(producer, event, JSON.stringify(event), topics.topicFor(event.eventType));
 
   /** Until dropped, order_db refuses timeline rows of these orders: the cause an operator fixes. */
   async function refuseTimelineOf(orderIds: string[]): Promise<() => Promise<void>> {
@@ -106,14 +107,11 @@ describe('./oms dlq', () => {
     const config = testConfig();
     database = await createTestDatabase('order');
     kafka = createKafka(config, 'test-dlq-cli');
-    const admin = kafka.admin();
-    await admin.connect();
-    await createTopicsWithLeaders(admin, [{ topic: deadLetterTopic, numPartitions: 1 }]);
-    await admin.disconnect();
+    topics = await createOwnTopics(kafka, 'dlq-cli');
     producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     await producer.connect();
-    republishedProbe = await startKafkaProbe(kafka, ORDER_TIMELINE_TOPICS, (m) => m.headers['republished-from']?.startsWith(`${deadLetterTopic}:`) ?? false);
-    await positionGroupAtEnd(kafka, groupId, ORDER_TIMELINE_TOPICS);
+    republishedProbe = await startKafkaProbe(kafka, topics.events, (m) => m.headers['republished-from']?.startsWith(`${topics.deadLetters}:`) ?? false);
+    await positionGroupAtEnd(kafka, groupId, topics.events);
     consumer = await startOrderTimelineConsumer({
       kafka,
       db: database.db,
@@ -123,17 +121,15 @@ describe('./oms dlq', () => {
       maxAttempts: 2,
       retryDelayMs: 20,
       fromBeginning: false,
-      deadLetterTopic,
+      topics: topics.events,
+      deadLetterTopic: topics.deadLetters,
     });
   });
   afterAll(async () => {
     await consumer?.stop();
     await republishedProbe?.stop();
     await producer?.disconnect();
-    const admin = kafka.admin();
-    await admin.connect();
-    await admin.deleteTopics({ topics: [deadLetterTopic] }).catch(() => undefined);
-    await admin.disconnect();
+    await topics?.drop().catch(() => undefined);
     await database?.destroy();
     await rm(opsDir, { recursive: true, force: true });
   });
@@ -150,7 +146,7 @@ describe('./oms dlq', () => {
     expect(letter).toMatchObject({
       source: `consumer:${groupId}`,
       errorType: 'HANDLER_FAILED',
-      originalTopic: TOPICS.orderEvents,
+      originalTopic: topics.orderEvents,
       key: orderId,
       eventType: 'ORDER_CONFIRMED',
       republished: [],
@@ -158,7 +154,8 @@ describe('./oms dlq', () => {
     expect(letter!.reason).toContain('refused by the test');
     expect(letter!.headers).toMatchObject({ 'event-id': event.eventId, 'correlation-id': event.correlationId, 'aggregate-type': 'ORDER' });
     const table = await dlq('list', '--limit', '5');
-    expect(table.stdout).toMatch(new RegExp(`^${letter!.offset}\\s+\\S+\\s+consumer:${groupId}\\s+ORDER_CONFIRMED\\s+oms\\.orders\\.events\\s+${orderId}\\s+handler failed 2 times: refused by the test`, 'm'));
+    const topicPattern = topics.orderEvents.replaceAll('.', '\\.');
+    expect(table.stdout).toMatch(new RegExp(`^${letter!.offset}\\s+\\S+\\s+consumer:${groupId}\\s+ORDER_CONFIRMED\\s+${topicPattern}\\s+${orderId}\\s+handler failed 2 times: refused by the test`, 'm'));
     const shown = JSON.parse((await dlq('show', letter!.offset)).stdout) as { value: EventEnvelope };
     expect(shown.value).toEqual(event);
     expect(await timelineRows(orderId)).toEqual([]);
@@ -172,10 +169,10 @@ describe('./oms dlq', () => {
     const sent = await republishedProbe.waitFor((all) => all.some((m) => m.headers['event-id'] === event.eventId));
     expect(sent.filter((m) => m.headers['event-id'] === event.eventId)).toEqual([
       expect.objectContaining({
-        topic: TOPICS.orderEvents,
+        topic: topics.orderEvents,
         key: orderId,
         value: JSON.stringify(event),
-        headers: expect.objectContaining({ 'event-id': event.eventId, 'correlation-id': event.correlationId, 'republished-from': `${deadLetterTopic}:0:${letter!.offset}` }) as unknown,
+        headers: expect.objectContaining({ 'event-id': event.eventId, 'correlation-id': event.correlationId, 'republished-from': `${topics.deadLetters}:0:${letter!.offset}` }) as unknown,
       }),
     ]);
     // No dlq-* header travels with the event back to its topic.
@@ -185,7 +182,7 @@ describe('./oms dlq', () => {
     const after = (await listed()).find((l) => l.offset === letter!.offset)!;
     expect(after.republished).toEqual([{ by: expect.stringMatching(/^test-operator@/) as unknown, at: expect.any(String) as unknown, reason: 'trigger dropped', recordOffset: expect.any(String) as unknown }]);
     const opsLog = (await readFile(join(opsDir, 'ops.log'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
-    expect(opsLog).toEqual([expect.objectContaining({ msg: 'DLQ_REPUBLISHED', deadLetter: `0:${letter!.offset}`, eventId: event.eventId, topic: TOPICS.orderEvents, reason: 'trigger dropped' })]);
+    expect(opsLog).toEqual([expect.objectContaining({ msg: 'DLQ_REPUBLISHED', deadLetter: `0:${letter!.offset}`, eventId: event.eventId, topic: topics.orderEvents, reason: 'trigger dropped' })]);
 
     // A second republish is refused; forced, the consumer's inbox still applies the event once.
     const again = await dlq('republish', letter!.offset);

@@ -13,7 +13,7 @@ import type { Kysely } from 'kysely';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SharedTables } from '../../db/shared-tables';
+import type { SharedTables } from '../../lib/shared-tables';
 import { checkInvariants, checkInvariantsSettled, type InvariantSources } from '../../infra/ops/invariants';
 import { createKafka } from '../../lib/kafka';
 import { createConsumerMetrics } from '../../workers/outbox-relay/metrics';

@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJsonHttpClient } from '../../activities/http';
-import type { SharedTables } from '../../db/shared-tables';
+import type { SharedTables } from '../../lib/shared-tables';
 import { createKafka } from '../../lib/kafka';
 import { createConsumerMetrics } from '../../workers/outbox-relay/metrics';
 import { buildOutboxRelayDependencies, createOutboxWorker } from '../../workers/outbox-worker';

@@ -1,24 +1,27 @@
 /**
  * The outbox relay against the real stack: PostgreSQL (a fresh order database), Kafka and a
- * Temporal worker running the relay workflow. Topics are shared, so each test filters on its own
- * aggregate ids.
+ * Temporal worker running the relay workflow. The relay publishes to this suite's own copies of the
+ * OMS topics (startRelayHarness with ownTopics), so the oversized event, its dead letter and the
+ * other test events never reach the consumers of the stack a developer is running. Its log, its
+ * metrics and the dead letter's headers name the OMS topic it chose; the probe sees the copy.
  */
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SharedTables } from '../../db/shared-tables';
+import type { SharedTables } from '../../lib/shared-tables';
 import { appendOutboxEvent } from '../../lib/outbox';
 import { TOPICS } from '../../lib/kafka';
 import { purgePublished, requeueFailed } from '../../workers/outbox-relay/store';
 import { getOutboxRelayStatusQuery } from '../../workflows/outbox-relay-contract';
 import type { Kysely } from 'kysely';
-import { eventually, startKafkaProbe, type KafkaProbe, type ProbedMessage } from '../helpers/kafka-probe';
+import { eventually, startKafkaProbe, type KafkaProbe, type OwnTopics, type ProbedMessage } from '../helpers/kafka-probe';
 import { commitOrderEvent, startRelayHarness, type RelayHarness } from '../helpers/outbox-relay';
 
 const MAX_RETRIES = 3;
 
 describe('outbox relay to Kafka', () => {
   let relay: RelayHarness;
+  let topics: OwnTopics;
   let probe: KafkaProbe;
   let relayWorkflowId: string;
   const ours = new Set<string>();
@@ -27,8 +30,9 @@ describe('outbox relay to Kafka', () => {
   const track = (id: string) => (ours.add(id), id);
 
   beforeAll(async () => {
-    relay = await startRelayHarness('outbox-relay', { OUTBOX_MAX_RETRIES: String(MAX_RETRIES) });
-    probe = await startKafkaProbe(relay.kafka, [TOPICS.orderEvents, TOPICS.generalEvents, TOPICS.deadLetters], (m) => m.key !== null && ours.has(m.key));
+    relay = await startRelayHarness('outbox-relay', { OUTBOX_MAX_RETRIES: String(MAX_RETRIES) }, { ownTopics: true });
+    topics = relay.topics!;
+    probe = await startKafkaProbe(relay.kafka, [topics.orderEvents, topics.generalEvents, topics.deadLetters], (m) => m.key !== null && ours.has(m.key));
     relayWorkflowId = await relay.startRelay();
   });
   afterAll(async () => {
@@ -49,7 +53,7 @@ describe('outbox relay to Kafka', () => {
 
     const messages = await probe.waitFor((all) => all.some((m) => m.key === orderId) && all.some((m) => m.key === customerId));
     const order = forAggregate(messages, orderId)[0]!;
-    expect(order.topic).toBe(TOPICS.orderEvents);
+    expect(order.topic).toBe(topics.orderEvents);
     expect(order.headers).toMatchObject({
       'event-id': orderEvent.eventId,
       'event-type': 'ORDER_FAILED',
@@ -59,7 +63,7 @@ describe('outbox relay to Kafka', () => {
     });
     expect(JSON.parse(order.value)).toEqual(orderEvent);
     const customer = forAggregate(messages, customerId)[0]!;
-    expect(customer.topic).toBe(TOPICS.generalEvents);
+    expect(customer.topic).toBe(topics.generalEvents);
     expect(customer.headers['event-id']).toBe(customerEvent.eventId);
 
     const row = await eventually(async () => {
@@ -112,8 +116,8 @@ describe('outbox relay to Kafka', () => {
     // Other aggregates are not held up by the poison.
     await probe.waitFor((all) => all.some((m) => m.headers['event-id'] === other.eventId));
 
-    const deadLetters = await probe.waitFor((all) => all.some((m) => m.topic === TOPICS.deadLetters && m.headers['event-id'] === poison.eventId), 30_000);
-    const deadLetter = deadLetters.find((m) => m.topic === TOPICS.deadLetters && m.headers['event-id'] === poison.eventId)!;
+    const isDeadLetter = (m: ProbedMessage) => m.topic === topics.deadLetters && m.headers['event-id'] === poison.eventId;
+    const deadLetter = (await probe.waitFor((all) => all.some(isDeadLetter), 30_000)).find(isDeadLetter)!;
     expect(deadLetter.key).toBe(poisoned);
     expect(deadLetter.headers).toMatchObject({
       'dlq-error-type': 'MESSAGE_TOO_LARGE',
@@ -135,7 +139,7 @@ describe('outbox relay to Kafka', () => {
     expect(failed.error_message).toMatch(/MESSAGE_TOO_LARGE/);
     // Its aggregate's next event waited for it, and followed once it was dead-lettered.
     await probe.waitFor((all) => all.some((m) => m.headers['event-id'] === behindPoison.eventId));
-    expect(forAggregate(probe.messages, poisoned).filter((m) => m.topic === TOPICS.orderEvents).map((m) => m.headers['event-id'])).toEqual([behindPoison.eventId]);
+    expect(forAggregate(probe.messages, poisoned).filter((m) => m.topic === topics.orderEvents).map((m) => m.headers['event-id'])).toEqual([behindPoison.eventId]);
     const metrics = await relay.registry.getSingleMetricAsString('oms_outbox_failed_total');
     expect(metrics).toMatch(/oms_outbox_failed_total\{db="order_db"\} [1-9]/);
 
@@ -146,8 +150,8 @@ describe('outbox relay to Kafka', () => {
       .where('event_id', '=', poison.eventId)
       .execute();
     expect(await requeueFailed(relay.db as unknown as Kysely<SharedTables>, { id: failed.id })).toEqual([failed.id]);
-    const republished = await probe.waitFor((all) => all.some((m) => m.topic === TOPICS.orderEvents && m.headers['event-id'] === poison.eventId));
-    expect(JSON.parse(republished.find((m) => m.topic === TOPICS.orderEvents && m.headers['event-id'] === poison.eventId)!.value)).toMatchObject({
+    const isRepublished = (m: ProbedMessage) => m.topic === topics.orderEvents && m.headers['event-id'] === poison.eventId;
+    expect(JSON.parse((await probe.waitFor((all) => all.some(isRepublished))).find(isRepublished)!.value)).toMatchObject({
       payload: { orderId: poisoned, reason: 'declined (details trimmed)' },
     });
     await eventually(async () => ((await rowOf(poison.eventId)).status === 'PUBLISHED' ? true : undefined), 10_000, 'the requeued row to be PUBLISHED');

@@ -13,12 +13,12 @@ import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import type { Kysely } from 'kysely';
 import { openServiceDatabase } from '../../db/databases';
-import type { SharedTables } from '../../db/shared-tables';
+import type { SharedTables } from '../../lib/shared-tables';
 import { ensureDevKeyPair, loadDevSigningKey, signAccessToken, stateDir } from '../../infra/dev-auth';
 import { loadConfig } from '../../lib/config';
 import { temporalConnectionOptions } from '../../lib/temporal-connection';
 import { createOrderWorkflowId } from '../../workflows/order-contract';
-import { eventually } from '../helpers/kafka-probe';
+import { orderStatuses, requestUntilAnswered, statusesOnceAllIn, stockShop, type Headers } from '../helpers/shop';
 
 const run = promisify(execFile);
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -114,41 +114,6 @@ export async function shopLedger(shop: Pick<Shop, 'productId' | 'customerId'>): 
   }
 }
 
-type Headers = Record<string, string>;
-
-async function request<T>(method: string, url: string, headers: Headers, body?: unknown): Promise<{ status: number; body: T }> {
-  const response = await fetch(url, {
-    method,
-    headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(30_000),
-  });
-  return { status: response.status, body: (await response.json()) as T };
-}
-
-/**
- * Sends until the service answers with something other than a 5xx, a network error or "still in
- * progress", with the
- * same Idempotency-Key each time, as a real client retries: the key makes a repeat of a request
- * that did get through answer with the first answer instead of acting twice.
- */
-async function requestUntilAnswered<T>(method: string, url: string, headers: Headers, body: unknown, timeoutMs = 120_000): Promise<{ status: number; body: T; attempts: number }> {
-  const key = randomUUID();
-  let attempts = 0;
-  return eventually(
-    async () => {
-      attempts += 1;
-      const answer = await request<T>(method, url, { ...headers, 'idempotency-key': key }, body).catch(() => undefined);
-      // 409 IDEMPOTENCY_REQUEST_IN_PROGRESS: an instance died holding the key; its lock passes soon.
-      const inProgress = answer?.status === 409 && JSON.stringify(answer.body).includes('IDEMPOTENCY_REQUEST_IN_PROGRESS');
-      return answer && answer.status < 500 && !inProgress ? { ...answer, attempts } : undefined;
-    },
-    timeoutMs,
-    `${method} ${url} to be answered`,
-    250,
-  );
-}
-
 export interface Shop {
   productId: string;
   customerId: string;
@@ -167,51 +132,24 @@ export async function openShop(label: string, stock: number): Promise<Shop> {
   const key = loadDevSigningKey();
   const settings = { issuer: config.AUTH_JWT_ISSUER, audience: config.AUTH_JWT_AUDIENCE, ttlSeconds: 3_600 };
   const asOperator = { authorization: `Bearer ${await signAccessToken(key, { operator: `topology-${label}` }, settings)}` };
+  const endpoints = { order: config.ORDER_SERVICE_URL, product: config.PRODUCT_SERVICE_URL, payment: config.PAYMENT_SERVICE_URL };
   const runId = `${label}-${randomUUID().slice(0, 8)}`;
-  const product = await requestUntilAnswered<{ id: string }>('POST', `${config.PRODUCT_SERVICE_URL}/products`, asOperator, {
-    sku: `TOPO-${runId}`,
-    name: `Topology ${runId}`,
-    price: '1.00',
-    currency: 'USD',
-    stockQuantity: stock,
-  });
-  const customer = await requestUntilAnswered<{ id: string }>('POST', `${config.ORDER_SERVICE_URL}/customers`, asOperator, { name: `Topology ${runId}`, email: `${runId}@example.com` });
-  const account = await requestUntilAnswered('POST', `${config.PAYMENT_SERVICE_URL}/accounts`, asOperator, { customerId: customer.body.id, balance: `${stock}.00`, currency: 'USD' });
-  if (product.status !== 201 || customer.status !== 201 || account.status !== 201) {
-    throw new Error(`could not set up the shop: ${JSON.stringify({ product, customer, account })}`);
-  }
-  const asCustomer = { authorization: `Bearer ${await signAccessToken(key, { customerId: customer.body.id }, settings)}` };
-
-  const statuses = async (orderIds: readonly string[]) => {
-    const found = new Map<string, string>();
-    for (const id of orderIds) {
-      const answer = await request<{ status: string }>('GET', `${config.ORDER_SERVICE_URL}/orders/${id}`, asCustomer).catch(() => undefined);
-      if (answer?.status === 200) found.set(id, answer.body.status);
-    }
-    return found;
-  };
+  const { customerId, productIds } = await stockShop(endpoints, asOperator, { title: 'Topology', skuPrefix: 'TOPO', runId, products: 1, units: stock, price: '1.00', balance: `${stock}.00` });
+  const productId = productIds[0]!;
+  const asCustomer = { authorization: `Bearer ${await signAccessToken(key, { customerId }, settings)}` };
+  const statuses = (orderIds: readonly string[]) => orderStatuses(endpoints.order, asCustomer, orderIds);
 
   return {
-    productId: product.body.id,
-    customerId: customer.body.id,
+    productId,
+    customerId,
     asCustomer,
     async placeOrder() {
-      const answer = await requestUntilAnswered<{ id: string }>('POST', `${config.ORDER_SERVICE_URL}/orders`, asCustomer, { items: [{ productId: product.body.id, quantity: 1 }] });
+      const answer = await requestUntilAnswered<{ id: string }>('POST', `${endpoints.order}/orders`, asCustomer, { items: [{ productId, quantity: 1 }] });
       if (answer.status !== 202) throw new Error(`order refused: ${answer.status} ${JSON.stringify(answer.body)}`);
       return answer.body.id;
     },
     statuses,
-    async settled(orderIds, timeoutMs) {
-      return eventually(
-        async () => {
-          const found = await statuses(orderIds);
-          return [...found.values()].filter((status) => FINAL_STATUSES.has(status)).length === orderIds.length ? found : undefined;
-        },
-        timeoutMs,
-        `${orderIds.length} orders to reach a final status`,
-        1_000,
-      );
-    },
+    settled: (orderIds, timeoutMs) => statusesOnceAllIn(endpoints.order, asCustomer, orderIds, FINAL_STATUSES, timeoutMs),
   };
 }
 

@@ -7,8 +7,8 @@
  * (acks=all, one request in flight, key = aggregate id: one produce request per partition leader),
  * then record the outcome (one statement marks the published rows). The next batch is claimed while
  * the current one is on its way to Kafka. With nothing due it sleeps until a writer's wake-up
- * (db/wake-up.ts) or the poll interval. Heartbeats come from a timer, so they stop exactly when the worker
- * process does. A relay without the lock is a hot standby that tries again on every pass.
+ * (db/wake-up.ts) or the poll interval. Heartbeats come from a timer, so they stop exactly when the
+ * worker process does. A relay without the lock is a hot standby that tries again on every pass.
  *
  * Order per aggregate: one relay publishes at a time; batches go out one after another, each in id
  * order; a row whose aggregate failed in the batch before is skipped (it waits for the failed event,
@@ -24,7 +24,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { clientConfig, type DatabaseOptions } from '../../db/connection';
 import { Doorbell, WAKE_UP_CHANNELS } from '../../db/wake-up';
-import type { SharedTables } from '../../db/shared-tables';
+import type { SharedTables } from '../../lib/shared-tables';
 import type { Config } from '../../lib/config';
 import { TOPICS, type TopicName } from '../../lib/kafka';
 import {

@@ -5,7 +5,7 @@
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type pg from 'pg';
 import { ringWakeUp, WAKE_UP_CHANNELS } from '../../db/wake-up';
-import type { OutboxEventsTable, OutboxStatus, SharedTables } from '../../db/shared-tables';
+import type { OutboxEventsTable, OutboxStatus, SharedTables } from '../../lib/shared-tables';
 
 /** An outbox row as the relay reads it: the payload as the JSON text PostgreSQL stored, sent as it is. */
 export type OutboxRow = Omit<Selectable<OutboxEventsTable>, 'payload'> & { payload_json: string };

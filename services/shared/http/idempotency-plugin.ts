@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { ApiError } from '../errors';
 import type { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
-import type { SharedTables } from '../../../db/shared-tables';
+import type { SharedTables } from '../../../lib/shared-tables';
 import type { Config } from '../../../lib/config';
 import type { ServiceApp } from './app';
 import { principalKey, type Principal } from './principal';
