@@ -105,10 +105,15 @@ main() {
       use_dev_auth_keys
       for app in "${apps[@]}"; do start_app "$app"; done
       ;;
-    stop) for ((i = ${#apps[@]} - 1; i >= 0; i--)); do stop_app "${apps[i]}"; done ;;
+    stop)
+      # One app that will not stop must not leave the others running.
+      local stuck=()
+      for ((i = ${#apps[@]} - 1; i >= 0; i--)); do stop_app "${apps[i]}" || stuck+=("${apps[i]}"); done
+      ((${#stuck[@]} == 0)) || die "could not stop ${stuck[*]}; the other apps are stopped"
+      ;;
     restart)
       use_dev_auth_keys
-      for ((i = ${#apps[@]} - 1; i >= 0; i--)); do stop_app "${apps[i]}"; done
+      for ((i = ${#apps[@]} - 1; i >= 0; i--)); do stop_app "${apps[i]}" || die "${apps[i]}: could not stop it, so it is not restarted"; done
       for app in "${apps[@]}"; do start_app "$app"; done
       ;;
     status) status_apps "${apps[@]}" ;;

@@ -337,9 +337,10 @@ stop_component() {
     log "$c: not running"
   else
     log "$c: stopping (pid $pid)"
-    "${c}_stop" "$pid"
+    "${c}_stop" "$pid" || true
     if pid_alive "$pid"; then
-      die "$c: pid $pid is still running"
+      warn "$c: pid $pid is still running"
+      return 1
     fi
   fi
   rm -f "$(pidfile "$c")"
@@ -426,11 +427,14 @@ main() {
       log "started ${components[*]} in $((SECONDS - start))s"
       ;;
     stop)
-      for c in "${reversed[@]}"; do stop_component "$c"; done
+      # One component that will not stop must not leave the ones after it running.
+      local stuck=()
+      for c in "${reversed[@]}"; do stop_component "$c" || stuck+=("$c"); done
+      ((${#stuck[@]} == 0)) || die "could not stop ${stuck[*]}; everything else is stopped"
       log "stopped ${reversed[*]} in $((SECONDS - start))s"
       ;;
     restart)
-      for c in "${reversed[@]}"; do stop_component "$c"; done
+      for c in "${reversed[@]}"; do stop_component "$c" || die "$c: could not stop it, so it is not restarted"; done
       for c in "${components[@]}"; do start_component "$c"; done
       log "restarted ${components[*]} in $((SECONDS - start))s"
       ;;
