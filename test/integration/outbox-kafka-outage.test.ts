@@ -12,7 +12,8 @@
  * not stand in for it: a dropped connection leaves kafkajs waiting on its request timeout, where a
  * stopped broker refuses at once, which is the behaviour under test.
  */
-import { execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,8 +24,14 @@ import { commitOrderEvent, startRelayHarness, type RelayHarness } from '../helpe
 const stackScript = fileURLToPath(new URL('../../infra/stack.sh', import.meta.url));
 // On three brokers, each stops with a controlled shutdown, the last one after a minute without a
 // quorum to confirm it to, and they start one after the other, the killed one recovering its logs:
-// on a busy machine the stop took 161 s and the start over 4 minutes. Bounds, not waits.
-const kafkaCtl = (action: 'start' | 'stop') => execFileSync('bash', [stackScript, action, 'kafka'], { stdio: 'inherit', timeout: 600_000 });
+// on a busy machine the stop took 161 s and the start over 4 minutes. Bounds, not waits. Never
+// synchronous: the relay's worker runs in this process, and an event loop blocked for the whole
+// stop sent no heartbeats, so its attempts failed as heartbeat timeouts instead of for Kafka.
+const kafkaCtl = async (action: 'start' | 'stop') => {
+  const child = spawn('bash', [stackScript, action, 'kafka'], { stdio: 'inherit', timeout: 600_000 });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`infra/stack.sh ${action} kafka exited ${code}`);
+};
 
 describe('outbox relay while Kafka is down', () => {
   let relay: RelayHarness;
@@ -51,7 +58,7 @@ describe('outbox relay while Kafka is down', () => {
     }, 15_000, 'the first event to be published');
 
     const written = new Map<string, string[]>(aggregates.map((id) => [id, id === aggregates[0] ? [before.eventId] : []]));
-    kafkaCtl('stop');
+    await kafkaCtl('stop');
     try {
       for (let i = 0; i < 4; i++) {
         for (const orderId of aggregates) written.get(orderId)!.push((await commitOrderEvent(relay.db, orderId)).eventId);
@@ -67,7 +74,7 @@ describe('outbox relay while Kafka is down', () => {
       expect(rows).toHaveLength(12);
       expect(rows.every((row) => row.status === 'PENDING')).toBe(true);
     } finally {
-      kafkaCtl('start');
+      await kafkaCtl('start');
     }
 
     await eventually(async () => {

@@ -135,6 +135,16 @@ interface BatchOutcome {
   unavailable?: unknown;
 }
 
+/** How long a run waits for its producer to disconnect; past it the producer is left to the garbage collector. */
+const PRODUCER_DISCONNECT_BOUND_MS = 5_000;
+
+/** Waits for `work` to settle, at most `ms`; its outcome is ignored either way. */
+async function settledWithin(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
 const aggregateKey = (row: OutboxRow) => `${row.aggregate_type}\u0000${row.aggregate_id}`;
 
 function toMessage(row: OutboxRow): Message {
@@ -355,11 +365,16 @@ export function createOutboxRelayActivities({ databases, kafka, config, logger, 
         log.info(summary, 'outbox relay run finished');
         return summary;
       } finally {
-        clearInterval(heartbeats);
-        // A claim still under way locks nothing; it is only waited for so no query outlives the run.
-        await nextClaim?.catch(() => undefined);
-        await producer.disconnect().catch(() => undefined);
-        await session?.close();
+        // Heartbeats go on until the cleanup is over: with the brokers down a disconnect can hang,
+        // and a silent attempt would be failed as a heartbeat timeout, hiding why it really failed.
+        try {
+          // A claim still under way locks nothing; it is only waited for so no query outlives the run.
+          await nextClaim?.catch(() => undefined);
+          await settledWithin(producer.disconnect(), PRODUCER_DISCONNECT_BOUND_MS);
+          await session?.close();
+        } finally {
+          clearInterval(heartbeats);
+        }
       }
     },
 
