@@ -8,6 +8,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { ProductDatabase } from '../../db/product/schema';
 import { ApiError, ConflictError } from '../shared/errors';
+import type { TccEffected } from '../shared/tcc-metrics';
 import { appendOutboxEvent, outboxEventRow } from '../../lib/outbox';
 import {
   PRODUCT_ERROR_CODES as CODES,
@@ -36,10 +37,8 @@ import {
 type ProductDb = Kysely<ProductDatabase>;
 type ProductTrx = Transaction<ProductDatabase>;
 
-/** Whether the call changed state (and wrote its event) or repeated an earlier outcome. */
-export type Effect = 'applied' | 'noop' | 'barrier';
-export interface Outcome<T> {
-  effect: Effect;
+/** The answer of a stock operation, with whether it changed state (and wrote its event) or repeated an earlier outcome. */
+export interface Outcome<T> extends TccEffected {
   response: T;
 }
 
