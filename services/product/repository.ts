@@ -195,17 +195,17 @@ const isoTime = (column: RawBuilder<Date>) => sql<string>`to_char(${column} AT T
  * statement does nothing more), then the products in id order, each raised by its quantity only if
  * it has the units available. That condition sits in the UPDATE's own WHERE, so a row changed since
  * the statement's snapshot is raised only if its newest version still has the units: two tries
- * never both take the last units. Only when every item was raised are the
- * reservations and the STOCK_RESERVED event (`event`, its reservations filled here) inserted.
+ * never both take the last units. Only when every item was raised are the reservations and the
+ * STOCK_RESERVED event (`event`, its reservations filled in here) inserted. The UPDATE changes only
+ * rows the locking CTE has returned, so products are locked in id order and concurrent tries of
+ * overlapping items cannot deadlock.
  *
  * `first` is false when the barrier row was already there (a repeat, or a cancel came first): then
  * nothing was written. `first` without reservations means some item was not raised (`raised` says
- * how many were, which the caller must roll back): the product may be unknown or short, or only
- * look short. PostgreSQL re-reads the
- * newest version of a row only for rows whose snapshot version matched the WHERE, so units freed by
- * a transaction that committed while this statement ran are not seen. Products are locked in id
- * order (the UPDATE changes only rows the locking CTE has returned), so concurrent tries of
- * overlapping items cannot deadlock.
+ * how many were, which the caller must roll back): its product is unknown or short, or only looks
+ * short. PostgreSQL re-reads the newest version of a row only for rows whose snapshot version
+ * matched the WHERE, so units freed by a transaction that committed while this statement ran are
+ * not seen.
  */
 export async function reserveInOneStatement(
   trx: Transaction<ProductDatabase>,
