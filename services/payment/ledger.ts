@@ -28,6 +28,7 @@ import {
   tryAfterCancel,
 } from './domain';
 import * as repo from './repository';
+import type { TccEffect, TccEffected } from '../shared/tcc-metrics';
 import type { AccountRow, PaymentRow, RefundRow, ReservationRow } from './repository';
 
 type Db = Kysely<PaymentDatabase>;
@@ -66,14 +67,14 @@ export interface TryInput {
 
 /**
  * TCC try: holds the amount on the customer's account for `ttlSeconds`. Idempotent per order: a
- * repeated try returns the order's reservation as it now is (created: false). Refused with
+ * repeated try returns the order's reservation as it now is (effect noop). Refused with
  * TRY_AFTER_CANCEL when the order's cancel got here first.
  *
  * Not enough available money: the try's transaction rolls back (nothing held, no barrier, so a
  * later retry may succeed) and PAYMENT_FAILED is then written in a transaction of its own: the
  * refusal is a decision the order saga and auditors care about, though no state changed.
  */
-export async function tryReservePayment(db: Db, input: TryInput, ttlSeconds: number): Promise<{ reservation: ReservationRow; created: boolean }> {
+export async function tryReservePayment(db: Db, input: TryInput, ttlSeconds: number): Promise<{ reservation: ReservationRow } & TccEffected> {
   try {
     return await db.transaction().execute(async (trx) => {
       // The barrier row is the first write: a concurrent try or cancel for this order waits on it.
@@ -83,7 +84,7 @@ export async function tryReservePayment(db: Db, input: TryInput, ttlSeconds: num
       // The event carries what the API shows of the hold, less its (always 'reserved') status.
       const { status: _status, ...payload } = reservationView(reservation);
       await appendOutboxEvent(trx, { eventType: 'PAYMENT_RESERVED', aggregateId: reservation.order_id, payload, correlationId: reservation.order_id });
-      return { reservation, created: true };
+      return { reservation, effect: 'applied' as const };
     });
   } catch (error) {
     if (error instanceof InsufficientFundsError) {
@@ -108,7 +109,7 @@ async function refusal(trx: Trx, input: TryInput): Promise<ApiError> {
   return new InsufficientFundsError(input.amountMinor, account.balance_minor - account.held_minor);
 }
 
-async function repeatedTry(trx: Trx, input: TryInput): Promise<{ reservation: ReservationRow; created: boolean }> {
+async function repeatedTry(trx: Trx, input: TryInput): Promise<{ reservation: ReservationRow } & TccEffected> {
   if ((await repo.tryBarrierReason(trx, input.orderId)) === 'cancel') throw tryAfterCancel(input.orderId);
   const existing = await repo.findReservationByOrder(trx, input.orderId);
   // A TRY barrier written by a try is committed together with its reservation.
@@ -116,17 +117,17 @@ async function repeatedTry(trx: Trx, input: TryInput): Promise<{ reservation: Re
   if (existing.customer_id !== input.customerId || existing.amount_minor !== input.amountMinor || existing.currency !== input.currency) {
     throw reservationMismatch(input.orderId, existing);
   }
-  return { reservation: existing, created: false };
+  return { reservation: existing, effect: 'noop' };
 }
 
 // ---- confirm --------------------------------------------------------------------------------
 
 /**
  * TCC confirm: captures the held amount (balance and held both drop) and records the payment.
- * Confirm after confirm returns the same payment (created: false). A hold whose TTL has passed is
+ * Confirm after confirm returns the same payment (effect noop). A hold whose TTL has passed is
  * expired here and now, in its own committed change, and the confirm is refused.
  */
-export async function confirmReservation(db: Db, reservationId: string, paymentMethod: string): Promise<{ payment: PaymentRow; created: boolean }> {
+export async function confirmReservation(db: Db, reservationId: string, paymentMethod: string): Promise<{ payment: PaymentRow } & TccEffected> {
   const outcome = await db.transaction().execute(async (trx) => {
     const transactionId = `TXN-${randomUUID()}`;
     const payment = await repo.captureInOneStatement(trx, reservationId, { paymentMethod, transactionId });
@@ -145,7 +146,7 @@ export async function confirmReservation(db: Db, reservationId: string, paymentM
         },
         correlationId: payment.order_id,
       });
-      return { kind: 'confirmed' as const, payment, created: true };
+      return { kind: 'confirmed' as const, payment, effect: 'applied' as const };
     }
     // Nothing captured: the reservation is unknown, no longer RESERVED, or past its TTL.
     const reservation = await repo.lockReservation(trx, { id: reservationId });
@@ -154,7 +155,7 @@ export async function confirmReservation(db: Db, reservationId: string, paymentM
       case 'CONFIRMED': {
         const confirmed = await repo.findPaymentByReservation(trx, reservation.id);
         if (!confirmed) throw new Error(`reservation ${reservation.id} is CONFIRMED without a payment`);
-        return { kind: 'confirmed' as const, payment: confirmed, created: false };
+        return { kind: 'confirmed' as const, payment: confirmed, effect: 'noop' as const };
       }
       case 'CANCELLED':
         throw reservationCancelled(reservation.id);
@@ -179,8 +180,8 @@ export interface CancelOutcome {
   reservationId: string | null;
   /** 'expired': the hold had already expired, so there was nothing left to release. */
   status: 'cancelled' | 'expired';
-  /** Whether this call released the hold (false for a repeat, an expired hold or a cancel before try). */
-  released: boolean;
+  /** applied: this call released the hold; barrier: it came before any try; noop: a repeat, or the hold had expired. */
+  effect: TccEffect;
 }
 
 /**
@@ -196,16 +197,16 @@ export async function cancelReservation(db: Db, by: { reservationId: string } | 
       // Waits for an in-flight try of this order (it holds the TRY row), then sees its outcome.
       if (await repo.insertBarrier(trx, by.orderId, 'try', 'cancel')) {
         await repo.insertBarrier(trx, by.orderId, 'cancel', 'cancel');
-        return { orderId: by.orderId, reservationId: null, status: 'cancelled', released: false };
+        return { orderId: by.orderId, reservationId: null, status: 'cancelled', effect: 'barrier' };
       }
-      if ((await repo.tryBarrierReason(trx, by.orderId)) === 'cancel') return { orderId: by.orderId, reservationId: null, status: 'cancelled', released: false };
+      if ((await repo.tryBarrierReason(trx, by.orderId)) === 'cancel') return { orderId: by.orderId, reservationId: null, status: 'cancelled', effect: 'noop' };
     }
     const reservation = await repo.lockReservation(trx, 'orderId' in by ? { orderId: by.orderId } : { id: by.reservationId });
     if (!reservation) {
       if ('orderId' in by) throw new Error(`order ${by.orderId}: TRY barrier without a payment reservation`);
       throw new NotFoundError('reservation', by.reservationId);
     }
-    const unchanged = (status: CancelOutcome['status']): CancelOutcome => ({ orderId: reservation.order_id, reservationId: reservation.id, status, released: false });
+    const unchanged = (status: CancelOutcome['status']): CancelOutcome => ({ orderId: reservation.order_id, reservationId: reservation.id, status, effect: 'noop' });
     switch (reservation.status) {
       case 'CANCELLED':
         return unchanged('cancelled');
@@ -220,7 +221,7 @@ export async function cancelReservation(db: Db, by: { reservationId: string } | 
     await repo.releaseHeldFunds(trx, reservation.customer_id, reservation.amount_minor);
     await repo.markReservation(trx, reservation.id, { status: 'CANCELLED' });
     await appendPaymentCancelled(trx, reservation, 'CANCELLED');
-    return { orderId: reservation.order_id, reservationId: reservation.id, status: 'cancelled', released: true };
+    return { orderId: reservation.order_id, reservationId: reservation.id, status: 'cancelled', effect: 'applied' };
   });
 }
 
@@ -301,7 +302,7 @@ async function recordRefund(trx: Trx, payment: PaymentRow, refund: { amountMinor
 
 /**
  * Refunds `amountMinor` (or everything not yet refunded) to the customer's balance. With an
- * Idempotency-Key, a refund already made under that key is returned (created: false) instead of
+ * Idempotency-Key, a refund already made under that key is returned (effect noop) instead of
  * paying again: the key's stored answer is written only after this commits, so it alone cannot
  * stop a retry whose first attempt committed but never recorded its answer.
  */
@@ -309,7 +310,7 @@ export async function refundPayment(
   db: Db,
   paymentId: string,
   input: { amountMinor?: number; reason: string | null; idempotencyKey?: string | null },
-): Promise<{ payment: PaymentRow; refund: RefundRow; created: boolean }> {
+): Promise<{ payment: PaymentRow; refund: RefundRow } & TccEffected> {
   return db.transaction().execute(async (trx) => {
     const payment = await repo.lockPayment(trx, { id: paymentId });
     if (!payment) throw new NotFoundError('payment', paymentId);
@@ -319,14 +320,14 @@ export async function refundPayment(
         if (input.amountMinor !== undefined && input.amountMinor !== earlier.amount_minor) {
           throw new ApiError(422, 'IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request');
         }
-        return { payment, refund: earlier, created: false };
+        return { payment, refund: earlier, effect: 'noop' };
       }
     }
     const refundable = payment.amount_minor - payment.refunded_minor;
     const amountMinor = input.amountMinor ?? refundable;
     if (amountMinor === 0 || amountMinor > refundable) throw refundExceedsPayment(payment.id, amountMinor, refundable);
     const recorded = await recordRefund(trx, payment, { amountMinor, reason: input.reason, source: 'API', idempotencyKey: input.idempotencyKey });
-    return { ...recorded, created: true };
+    return { ...recorded, effect: 'applied' as const };
   });
 }
 
@@ -336,15 +337,15 @@ export async function refundPayment(
  * unique index allows one ORDER refund per payment). refund is null when earlier refunds had
  * already returned everything.
  */
-export async function refundOrder(db: Db, orderId: string, reason: string | null): Promise<{ payment: PaymentRow; refund: RefundRow | null; created: boolean }> {
+export async function refundOrder(db: Db, orderId: string, reason: string | null): Promise<{ payment: PaymentRow; refund: RefundRow | null } & TccEffected> {
   return db.transaction().execute(async (trx) => {
     const payment = await repo.lockPayment(trx, { orderId });
     if (!payment) throw new ApiError(404, 'PAYMENT_NOT_FOUND', `order ${orderId} has no captured payment`, { orderId });
     const existing = await repo.findOrderRefund(trx, payment.id);
-    if (existing) return { payment, refund: existing, created: false };
+    if (existing) return { payment, refund: existing, effect: 'noop' };
     const refundable = payment.amount_minor - payment.refunded_minor;
-    if (refundable === 0) return { payment, refund: null, created: false };
+    if (refundable === 0) return { payment, refund: null, effect: 'noop' };
     const recorded = await recordRefund(trx, payment, { amountMinor: refundable, reason, source: 'ORDER' });
-    return { ...recorded, created: true };
+    return { ...recorded, effect: 'applied' as const };
   });
 }

@@ -8,7 +8,8 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { ProductDatabase } from '../../db/product/schema';
 import { ApiError, ConflictError } from '../shared/errors';
-import { appendOutboxEvent } from '../../lib/outbox';
+import type { TccEffected } from '../shared/tcc-metrics';
+import { appendOutboxEvent, outboxEventRow } from '../../lib/outbox';
 import {
   PRODUCT_ERROR_CODES as CODES,
   type CancelStockResponse,
@@ -20,12 +21,14 @@ import {
 import {
   adjustProductQuantities,
   claimExpiredOrders,
+  confirmInOneStatement,
   insertBarrier,
   lockOrderReservations,
   lockProducts,
   lockTryBarrier,
   insertReservations,
   markRestocked,
+  reserveInOneStatement,
   setReservationStatus,
   type LockedReservationRow,
   type StockReservationRow,
@@ -34,10 +37,8 @@ import {
 type ProductDb = Kysely<ProductDatabase>;
 type ProductTrx = Transaction<ProductDatabase>;
 
-/** Whether the call changed state (and wrote its event) or repeated an earlier outcome. */
-export type Effect = 'applied' | 'noop' | 'barrier';
-export interface Outcome<T> {
-  effect: Effect;
+/** The answer of a stock operation, with whether it changed state (and wrote its event) or repeated an earlier outcome. */
+export interface Outcome<T> extends TccEffected {
   response: T;
 }
 
@@ -79,7 +80,7 @@ function orderStatus(orderId: string, rows: readonly StockReservationRow[]): Sto
   return rows[0]!.status;
 }
 
-const lines = (rows: readonly StockReservationRow[]) => rows.map((row) => ({ productId: row.product_id, quantity: row.quantity }));
+const lines = (rows: readonly Pick<StockReservationRow, 'product_id' | 'quantity'>[]) => rows.map((row) => ({ productId: row.product_id, quantity: row.quantity }));
 
 /** Frees the reserved units of RESERVED reservations and records why (cancel or expiry). */
 async function releaseReservations(trx: ProductTrx, orderId: string, rows: readonly StockReservationRow[], reason: 'CANCELLED' | 'EXPIRED'): Promise<void> {
@@ -114,55 +115,89 @@ function sameItems(rows: readonly StockReservationRow[], items: TryStockBody['it
  * TRY: reserves every item or nothing. A repeated try for the same order answers with the
  * existing reservation; a try after its order's cancel is refused (the cancel left a barrier).
  *
+ * The try is one statement (reserveInOneStatement) when it can reserve everything. When it cannot,
+ * the try is decided statement by statement under the product locks: the statement judges a
+ * product on its snapshot's row first, so a shortage it sees may already be gone, while one found
+ * under the locks is real. That goes on in the same transaction when the statement raised nothing
+ * (a single-item try always), and in a new one after a rollback when it raised some items.
+ *
  * When stock is short the reservation transaction rolls back and a STOCK_RESERVATION_FAILED event
  * is written in a transaction of its own: the failure changed no stock, but it is a decision other
  * services may act on. If the process dies between the two, the caller still got its 409 and no
  * state is wrong; only the notification is missing. Each refused attempt is its own event.
  */
 export async function tryReserveStock(db: ProductDb, request: TryStockBody, ttlSeconds: number): Promise<Outcome<TryStockResponse>> {
-  const { orderId, items } = request;
   try {
-    return await transact(db, async (trx) => {
-      const first = await insertBarrier(trx, orderId, 'try', 'try');
-      if (!first) {
-        const writer = await lockTryBarrier(trx, orderId);
-        if (writer === 'cancel') {
-          throw new ConflictError(CODES.tryAfterCancel, `order ${orderId} was cancelled before its try arrived; nothing is reserved`, { orderId });
-        }
-        return repeatedTry(trx, request);
-      }
-
-      const products = await lockProducts(
-        trx,
-        items.map((item) => item.productId),
-      );
-      const byId = new Map(products.map((product) => [product.id, product]));
-      const missing = items.filter((item) => !byId.has(item.productId)).map((item) => item.productId);
-      if (missing.length > 0) {
-        throw new ApiError(404, CODES.productNotFound, `unknown product${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`, { productIds: missing });
-      }
-      const shortages = items.flatMap((item) => {
-        const product = byId.get(item.productId)!;
-        const available = product.stock_quantity - product.reserved_quantity;
-        return available < item.quantity ? [{ productId: item.productId, requested: item.quantity, available }] : [];
-      });
-      if (shortages.length > 0) throw new InsufficientStockError(orderId, shortages);
-
-      for (const item of items) await adjustProductQuantities(trx, item.productId, { reserved: item.quantity });
-      const rows = await insertReservations(trx, orderId, items, ttlSeconds);
-      const response = tryResponse(orderId, rows, 'reserved');
-      await appendOutboxEvent(trx, {
-        eventType: 'STOCK_RESERVED',
-        aggregateId: orderId,
-        correlationId: orderId,
-        payload: { orderId, reservations: response.reservations },
-      });
-      return { effect: 'applied' as const, response };
-    });
+    try {
+      return await transact(db, (trx) => tryInOneStatement(trx, request, ttlSeconds));
+    } catch (error) {
+      if (!(error instanceof NotReservedInOneStatement)) throw error;
+      return await transact(db, (trx) => tryStepByStep(trx, request, ttlSeconds));
+    }
   } catch (error) {
     if (error instanceof InsufficientStockError) await recordReservationFailure(db, error);
     throw error;
   }
+}
+
+/** Thrown to roll back a one-statement try that raised some items but not all (and the barrier row with it). */
+class NotReservedInOneStatement extends Error {}
+
+async function tryInOneStatement(trx: ProductTrx, request: TryStockBody, ttlSeconds: number): Promise<Outcome<TryStockResponse> | RefuseAfterCommit> {
+  const { orderId, items } = request;
+  // The event's reservations are the rows the statement writes: it fills them in.
+  const { row: event } = outboxEventRow({ eventType: 'STOCK_RESERVED', aggregateId: orderId, correlationId: orderId, payload: { orderId, reservations: [] } });
+  const { first, raised, reservations } = await reserveInOneStatement(trx, { orderId, items, ttlSeconds, event });
+  if (!first) return answerRepeatedTry(trx, request);
+  if (reservations.length > 0) return { effect: 'applied', response: tryResponse(orderId, reservations, 'reserved') };
+  // The barrier row written here is this try's: with nothing raised, the decision goes on here.
+  if (raised === 0) return reserveStepByStep(trx, request, ttlSeconds);
+  throw new NotReservedInOneStatement(`order ${orderId}: ${raised} of ${items.length} items were raised in one statement`);
+}
+
+async function tryStepByStep(trx: ProductTrx, request: TryStockBody, ttlSeconds: number): Promise<Outcome<TryStockResponse> | RefuseAfterCommit> {
+  if (!(await insertBarrier(trx, request.orderId, 'try', 'try'))) return answerRepeatedTry(trx, request);
+  return reserveStepByStep(trx, request, ttlSeconds);
+}
+
+/** Reserves every item or refuses, with the order's TRY barrier row written and the products locked here. */
+async function reserveStepByStep(trx: ProductTrx, request: TryStockBody, ttlSeconds: number): Promise<Outcome<TryStockResponse>> {
+  const { orderId, items } = request;
+  const products = await lockProducts(
+    trx,
+    items.map((item) => item.productId),
+  );
+  const byId = new Map(products.map((product) => [product.id, product]));
+  const missing = items.filter((item) => !byId.has(item.productId)).map((item) => item.productId);
+  if (missing.length > 0) {
+    throw new ApiError(404, CODES.productNotFound, `unknown product${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`, { productIds: missing });
+  }
+  const shortages = items.flatMap((item) => {
+    const product = byId.get(item.productId)!;
+    const available = product.stock_quantity - product.reserved_quantity;
+    return available < item.quantity ? [{ productId: item.productId, requested: item.quantity, available }] : [];
+  });
+  if (shortages.length > 0) throw new InsufficientStockError(orderId, shortages);
+
+  for (const item of items) await adjustProductQuantities(trx, item.productId, { reserved: item.quantity });
+  const rows = await insertReservations(trx, orderId, items, ttlSeconds);
+  const response = tryResponse(orderId, rows, 'reserved');
+  await appendOutboxEvent(trx, {
+    eventType: 'STOCK_RESERVED',
+    aggregateId: orderId,
+    correlationId: orderId,
+    payload: { orderId, reservations: response.reservations },
+  });
+  return { effect: 'applied', response };
+}
+
+/** The TRY barrier row was already there: a cancel came first, or this try repeats an earlier one. */
+async function answerRepeatedTry(trx: ProductTrx, request: TryStockBody): Promise<Outcome<TryStockResponse> | RefuseAfterCommit> {
+  const { orderId } = request;
+  if ((await lockTryBarrier(trx, orderId)) === 'cancel') {
+    throw new ConflictError(CODES.tryAfterCancel, `order ${orderId} was cancelled before its try arrived; nothing is reserved`, { orderId });
+  }
+  return repeatedTry(trx, request);
 }
 
 async function repeatedTry(trx: ProductTrx, request: TryStockBody): Promise<Outcome<TryStockResponse> | RefuseAfterCommit> {
@@ -200,12 +235,19 @@ async function recordReservationFailure(db: ProductDb, error: InsufficientStockE
 }
 
 /**
- * CONFIRM: the reserved units leave stock for good. Confirming twice is a no-op; confirming a
+ * CONFIRM: the reserved units leave stock for good, in one statement (confirmInOneStatement) when
+ * the reservations are RESERVED and within their TTL. Confirming twice is a no-op; confirming a
  * cancelled or expired reservation is refused. A reservation past its expiry that the sweeper has
  * not reached yet is expired here (and that commits) before the refusal.
  */
 export async function confirmStock(db: ProductDb, orderId: string): Promise<Outcome<ConfirmStockResponse>> {
+  // The event's items are the reservations the statement confirms: it fills them in.
+  const { row: event } = outboxEventRow({ eventType: 'STOCK_CONFIRMED', aggregateId: orderId, correlationId: orderId, payload: { orderId, items: [] } });
   return transact(db, async (trx) => {
+    const confirmed = await confirmInOneStatement(trx, orderId, event);
+    if (confirmed.length > 0) return { effect: 'applied' as const, response: { orderId, items: lines(confirmed), status: 'confirmed' as const } };
+    // Nothing confirmed in one statement: decided here under the locks. The order may be unknown,
+    // cancelled, already confirmed or past its TTL, or its try committed after the statement began.
     const writer = await lockTryBarrier(trx, orderId);
     if (writer === undefined) throw reservationNotFound(orderId);
     if (writer === 'cancel') throw reservationCancelled(orderId);

@@ -21,6 +21,10 @@ export type TccParticipant = 'stock' | 'payment';
 export type TccOperation = TccPhase | 'expire' | 'restock' | 'refund';
 /** applied: the call changed state; noop: an idempotent repeat; barrier: a cancel before its try recorded the barrier. */
 export type TccEffect = 'applied' | 'noop' | 'barrier';
+/** What every participant operation returns besides its answer: its effect, which measure counts. */
+export interface TccEffected {
+  effect: TccEffect;
+}
 
 /**
  * The TCC routes log at warn: the saga worker calls them four times per order, every call is
@@ -29,9 +33,6 @@ export type TccEffect = 'applied' | 'noop' | 'barrier';
  * server errors are still logged, with their request id.
  */
 export const TCC_ROUTE_LOG_LEVEL = 'warn';
-
-/** The effect of a call that reports only whether it changed something. */
-export const appliedIf = (changed: boolean): TccEffect => (changed ? 'applied' : 'noop');
 
 const PHASES: ReadonlySet<TccOperation> = new Set<TccOperation>(['try', 'confirm', 'cancel']);
 const COMPLETION_BY_PHASE: Partial<Record<TccOperation, 'confirmed' | 'cancelled'>> = { confirm: 'confirmed', cancel: 'cancelled' };
@@ -87,12 +88,12 @@ export function createTccMetrics(registry: Registry, { participant, countActiveR
   });
 
   return {
-    /** Runs one participant operation and records its outcome; the result (or error) passes through. */
-    async measure<T>(operation: TccOperation, run: () => Promise<T>, effectOf: (result: T) => TccEffect): Promise<T> {
+    /** Runs one participant operation and records the effect it reports (or its error); the result passes through. */
+    async measure<T extends TccEffected>(operation: TccOperation, run: () => Promise<T>): Promise<T> {
       const endTimer = PHASES.has(operation) ? phaseDuration.startTimer({ participant, phase: operation }) : undefined;
       try {
         const result = await run();
-        const effect = effectOf(result);
+        const { effect } = result;
         operations.inc({ participant, operation, outcome: effect });
         if (effect === 'applied') {
           if (operation === 'try') started.inc({ participant });

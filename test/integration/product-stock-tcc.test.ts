@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseEvent } from '../../lib/events';
 import { asCustomer } from '../helpers/auth';
 import { createTestProduct, createTestProductService, outboxEventTypes, stockOf, type TestProductService, refuseForcedOrderReservations } from '../helpers/product-service';
 
@@ -326,6 +327,27 @@ describe('product service: stock TCC', () => {
       expect(await snapshot()).toEqual(before);
       expect(await barriersOf('o-1')).toEqual([]);
     });
+  });
+
+  it('the STOCK_RESERVED and STOCK_CONFIRMED that the one-statement try and confirm write are valid events carrying what the answers carry', async () => {
+    const a = await createTestProduct(service, { stockQuantity: 8 });
+    const b = await createTestProduct(service, { stockQuantity: 8 });
+    const orderId = randomUUID();
+    const tried = await tryStock(orderId, [
+      { productId: b, quantity: 2 },
+      { productId: a, quantity: 1 },
+    ]);
+    expect(tried.statusCode).toBe(201);
+    const confirmed = await post(`/stock/confirm/${orderId}`);
+    expect(confirmed.statusCode).toBe(200);
+
+    const rows = await service.db.selectFrom('outbox_events').select(['event_type', 'payload']).where('aggregate_id', '=', orderId).orderBy('id').execute();
+    expect(rows.map((row) => row.event_type)).toEqual(['STOCK_RESERVED', 'STOCK_CONFIRMED']);
+    const [reserved, confirmedEvent] = rows.map((row) => parseEvent(row.payload));
+    const answer = tried.json<{ reservations: unknown[] }>();
+    expect(reserved!.payload).toEqual({ orderId, reservations: answer.reservations });
+    expect(confirmedEvent!.payload).toEqual({ orderId, items: confirmed.json<{ items: unknown[] }>().items });
+    expect(confirmedEvent!.payload).toEqual({ orderId, items: [{ productId: a, quantity: 1 }, { productId: b, quantity: 2 }].sort((x, y) => (x.productId < y.productId ? -1 : 1)) });
   });
 
   it('counts TCC operations by outcome in /metrics', async () => {

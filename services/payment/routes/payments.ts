@@ -3,7 +3,6 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { errorBodySchema } from '../../shared/http/error-body';
 import { bearerJwtSecurity, requireOperator, requireScope, serviceCredentialSecurity } from '../../shared/http/auth';
 import { SERVICE_SCOPES } from '../../shared/http/service-auth';
-import { appliedIf } from '../../shared/tcc-metrics';
 import { paymentView, refundView } from '../domain';
 import { getPayment, listPayments, refundOrder, refundPayment } from '../ledger';
 import type { PaymentRouteOptions } from './options';
@@ -75,9 +74,8 @@ export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
     },
     async (request, reply) => {
       const { amount, reason } = request.body;
-      const { payment, refund } = await metrics.measure('refund',
-        () => refundPayment(db, request.params.paymentId, { amountMinor: amount, reason: reason ?? null, idempotencyKey: request.idempotency?.key }),
-        (result) => appliedIf(result.created),
+      const { payment, refund } = await metrics.measure('refund', () =>
+        refundPayment(db, request.params.paymentId, { amountMinor: amount, reason: reason ?? null, idempotencyKey: request.idempotency?.key }),
       );
       const { refunds } = await getPayment(db, payment.id);
       return reply.status(201).send({ refund: refundView(refund), payment: paymentView(payment, refunds) });
@@ -110,12 +108,9 @@ export const paymentRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (
       },
     },
     async (request, reply) => {
-      const outcome = await metrics.measure('refund',
-        () => refundOrder(db, request.params.orderId, request.body?.reason ?? null),
-        (result) => appliedIf(result.created),
-      );
+      const outcome = await metrics.measure('refund', () => refundOrder(db, request.params.orderId, request.body?.reason ?? null));
       const { refunds } = await getPayment(db, outcome.payment.id);
-      return reply.status(outcome.created ? 201 : 200).send({
+      return reply.status(outcome.effect === 'applied' ? 201 : 200).send({
         orderId: outcome.payment.order_id,
         refund: outcome.refund ? refundView(outcome.refund) : null,
         payment: paymentView(outcome.payment, refunds),

@@ -7,7 +7,6 @@ import { errorBodySchema } from '../../shared/http/error-body';
 import { requireScope, serviceCredentialSecurity } from '../../shared/http/auth';
 import { SERVICE_SCOPES } from '../../shared/http/service-auth';
 import { TCC_ROUTE_LOG_LEVEL } from '../../shared/tcc-metrics';
-import { appliedIf } from '../../shared/tcc-metrics';
 import { confirmationView, reservationView } from '../domain';
 import { cancelReservation, confirmReservation, tryReservePayment, type CancelOutcome } from '../ledger';
 import type { PaymentRouteOptions } from './options';
@@ -54,9 +53,8 @@ export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app,
     },
     async (request, reply) => {
       const { orderId, customerId, amount, currency } = request.body;
-      const { reservation } = await metrics.measure('try',
-        () => tryReservePayment(db, { orderId, customerId, amountMinor: amount, currency }, config.RESERVATION_TTL_SECONDS),
-        (result) => appliedIf(result.created),
+      const { reservation } = await metrics.measure('try', () =>
+        tryReservePayment(db, { orderId, customerId, amountMinor: amount, currency }, config.RESERVATION_TTL_SECONDS),
       );
       return reply.status(201).send(reservationView(reservation));
     },
@@ -79,10 +77,7 @@ export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app,
       },
     },
     async (request) => {
-      const { payment } = await metrics.measure('confirm',
-        () => confirmReservation(db, request.params.reservationId, request.body.paymentMethod),
-        (result) => appliedIf(result.created),
-      );
+      const { payment } = await metrics.measure('confirm', () => confirmReservation(db, request.params.reservationId, request.body.paymentMethod));
       return confirmationView(payment);
     },
   );
@@ -103,7 +98,7 @@ export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app,
       },
     },
     async (request) =>
-      cancelView(await metrics.measure('cancel', () => cancelReservation(db, { reservationId: request.params.reservationId }), (result) => appliedIf(result.released))),
+      cancelView(await metrics.measure('cancel', () => cancelReservation(db, { reservationId: request.params.reservationId }))),
   );
 
   app.post(
@@ -123,6 +118,6 @@ export const tccRoutes: FastifyPluginAsyncZod<PaymentRouteOptions> = async (app,
       },
     },
     async (request) =>
-      cancelView(await metrics.measure('cancel', () => cancelReservation(db, { orderId: request.params.orderId }), (result) => appliedIf(result.released))),
+      cancelView(await metrics.measure('cancel', () => cancelReservation(db, { orderId: request.params.orderId }))),
   );
 };

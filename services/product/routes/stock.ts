@@ -4,8 +4,7 @@ import type { Kysely } from 'kysely';
 import type { ProductDatabase } from '../../../db/product/schema';
 import { requireScope, serviceCredentialSecurity } from '../../shared/http/auth';
 import { SERVICE_SCOPES } from '../../shared/http/service-auth';
-import { TCC_ROUTE_LOG_LEVEL } from '../../shared/tcc-metrics';
-import type { TccMetrics, TccOperation } from '../../shared/tcc-metrics';
+import { TCC_ROUTE_LOG_LEVEL, type TccMetrics } from '../../shared/tcc-metrics';
 import {
   cancelStockResponseSchema,
   confirmStockResponseSchema,
@@ -14,7 +13,7 @@ import {
   tryStockBodySchema,
   tryStockResponseSchema,
 } from '../schemas';
-import { cancelStock, confirmStock, restockOrder, tryReserveStock, type Outcome } from '../stock-tcc';
+import { cancelStock, confirmStock, restockOrder, tryReserveStock } from '../stock-tcc';
 import { errorResponses } from './responses';
 
 export interface StockRoutesOptions {
@@ -25,8 +24,6 @@ export interface StockRoutesOptions {
 
 export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app, { db, reservationTtlSeconds, metrics }) => {
   const reserve = requireScope(SERVICE_SCOPES.stockReserve);
-
-  const measured = <T>(operation: TccOperation, run: () => Promise<Outcome<T>>) => metrics.measure(operation, run, (outcome) => outcome.effect);
 
   app.post(
     '/stock/try',
@@ -47,7 +44,7 @@ export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app
       },
     },
     async (request, reply) => {
-      const { effect, response } = await measured('try', () => tryReserveStock(db, request.body, reservationTtlSeconds));
+      const { effect, response } = await metrics.measure('try', () => tryReserveStock(db, request.body, reservationTtlSeconds));
       return reply.status(effect === 'applied' ? 201 : 200).send(response);
     },
   );
@@ -67,7 +64,7 @@ export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app
         response: { 200: confirmStockResponseSchema, ...errorResponses(400, 401, 403, 404, 409, 422) },
       },
     },
-    async (request) => (await measured('confirm', () => confirmStock(db, request.params.orderId))).response,
+    async (request) => (await metrics.measure('confirm', () => confirmStock(db, request.params.orderId))).response,
   );
 
   app.post(
@@ -85,7 +82,7 @@ export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app
         response: { 200: cancelStockResponseSchema, ...errorResponses(400, 401, 403, 409, 422) },
       },
     },
-    async (request) => (await measured('cancel', () => cancelStock(db, request.params.orderId))).response,
+    async (request) => (await metrics.measure('cancel', () => cancelStock(db, request.params.orderId))).response,
   );
 
   app.post(
@@ -103,6 +100,6 @@ export const stockRoutes: FastifyPluginAsyncZod<StockRoutesOptions> = async (app
         response: { 200: restockResponseSchema, ...errorResponses(400, 401, 403, 404, 409, 422) },
       },
     },
-    async (request) => (await measured('restock', () => restockOrder(db, request.params.orderId))).response,
+    async (request) => (await metrics.measure('restock', () => restockOrder(db, request.params.orderId))).response,
   );
 };
