@@ -95,7 +95,7 @@ const timelineEntrySchema = z.object({
   payload: z.record(z.string(), z.unknown()),
   occurredAt: z.iso.datetime({ offset: true }),
   receivedAt: z.iso.datetime({ offset: true }),
-  correlationId: z.string().nullable().describe('The X-Request-Id of the request that caused the event (null for events that no request caused, such as an expiry)'),
+  correlationId: z.string().nullable().describe('The X-Request-Id of the request that caused the event; for an event that no request caused (an expired hold released by a sweeper), the order id'),
 });
 
 export const orderTimelineSchema = z.object({ orderId: z.uuid(), events: z.array(timelineEntrySchema) }).meta({ id: 'OrderTimeline' });
