@@ -11,6 +11,7 @@ import { testConfig } from '../helpers/stack';
 import { createCustomer, createProduct, placeOrder, startCreateOrder, startSagaHarness, waitForOrderStatus, type SagaHarness } from './saga-harness';
 
 const run = promisify(execFile);
+const CLI_TEST_TIMEOUT_MS = 360_000;
 
 /** Runs `./oms saga ARGS` as an operator would; resolves with its output and exit code. */
 async function saga(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
@@ -28,7 +29,9 @@ describe('./oms saga replay and stuck', () => {
   });
   afterAll(() => harness?.close());
 
-  it('replay: a paid saga replays OK against the current code, and a changed tccPayment is caught at the events that diverge', async () => {
+  // Each `./oms saga` call is a fresh tsx process (compile, load the Temporal client, bundle the
+  // workflows for a replay): 5-20 s apiece on a busy 2-core machine, and these tests make several.
+  it('replay: a paid saga replays OK against the current code, and a changed tccPayment is caught at the events that diverge', { timeout: CLI_TEST_TIMEOUT_MS }, async () => {
     const customerId = await createCustomer(harness);
     const productId = await createProduct(harness, 5, '10.00');
     const input = await placeOrder(harness, { customerId, lines: [{ productId, quantity: 1, unitPriceMinor: 1000 }] });
@@ -50,7 +53,7 @@ describe('./oms saga replay and stuck', () => {
     expect((await saga('replay')).code).toBe(2);
   });
 
-  it('stuck: a checkout held past the age is listed under its state with what it waits on; a younger bound hides it', async () => {
+  it('stuck: a checkout held past the age is listed under its state with what it waits on; a younger bound hides it', { timeout: CLI_TEST_TIMEOUT_MS }, async () => {
     const customerId = await createCustomer(harness);
     const productId = await createProduct(harness, 5, '10.00');
     const input = await placeOrder(harness, { customerId, lines: [{ productId, quantity: 1, unitPriceMinor: 1000 }], confirmation: 'manual', holdTtlSeconds: 300 });
@@ -66,7 +69,7 @@ describe('./oms saga replay and stuck', () => {
           listing = (await saga('stuck', '--older-than', '1s')).stdout;
           return listing.includes(tccId) && listing.includes(`${createOrderWorkflowId(input.orderId)} `);
         },
-        { timeout: 30_000, interval: 1_000 },
+        { timeout: 120_000, interval: 1_000 },
       )
       .toBe(true);
     const section = listing.slice(listing.indexOf('\nRUNNING ('));
