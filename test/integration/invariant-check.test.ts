@@ -5,7 +5,8 @@
  * damage a fault could leave behind is made by hand and named by the checker, and `./oms check`
  * exits 1 listing it.
  */
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { randomUUID } from 'node:crypto';
 import type { Worker } from '@temporalio/worker';
 import type { Admin } from 'kafkajs';
@@ -24,6 +25,8 @@ import { positionGroupAtEnd } from '../helpers/kafka-probe';
 import { testConfig } from '../helpers/stack';
 import { connectTestTemporal, type TestTemporal } from '../helpers/temporal';
 import { createCustomer, createProduct, placeOrder, startCancelOrder, startCreateOrder, startSagaHarness, type SagaHarness } from '../workflows/saga-harness';
+
+const execFileAsync = promisify(execFile);
 
 describe('invariant checker', () => {
   let harness: SagaHarness;
@@ -150,7 +153,8 @@ describe('invariant checker', () => {
     );
 
     // The command operators run says the same and exits 1.
-    const run = spawnSync('npx', ['--no-install', 'tsx', 'infra/ops/check.ts', '--grace', '0'], {
+    // Asynchronously: the saga worker runs in this process and must not be frozen meanwhile.
+    const run = await execFileAsync('npx', ['--no-install', 'tsx', 'infra/ops/check.ts', '--grace', '0'], {
       encoding: 'utf8',
       env: {
         ...process.env,
@@ -158,7 +162,10 @@ describe('invariant checker', () => {
         PRODUCT_DATABASE_URL: harness.product.database.url,
         PAYMENT_DATABASE_URL: harness.payment.database.url,
       },
-    });
+    }).then(
+      ({ stdout, stderr }) => ({ status: 0, stdout, stderr }),
+      (error: { code: number; stdout: string; stderr: string }) => ({ status: error.code, stdout: error.stdout, stderr: error.stderr }),
+    );
     expect(run.status, run.stderr).toBe(1);
     expect(run.stdout).toMatch(new RegExp(`stock-conservation +product ${productId}`));
     expect(run.stdout).toMatch(new RegExp(`paid-settled +order ${input.orderId}`));

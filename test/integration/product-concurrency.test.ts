@@ -9,17 +9,26 @@ import { seededRandom } from '../helpers/random';
 // writes exactly one outbox event per state change.
 describe('product service: stock under concurrency', () => {
   let service: TestProductService;
+  // Reservations that expire within the test, for the mix that includes expiry. The other tests
+  // use the default lifetime: on a busy machine 200 tries can take longer than 3 s, and a
+  // reservation swept before the check would be counted against the tries.
+  let expiring: TestProductService;
 
   beforeAll(async () => {
-    service = await createTestProductService({ overrides: { RESERVATION_TTL_SECONDS: '3', RESERVATION_SWEEP_INTERVAL_MS: '250' } });
+    [service, expiring] = await Promise.all([
+      createTestProductService(),
+      createTestProductService({ overrides: { RESERVATION_TTL_SECONDS: '3', RESERVATION_SWEEP_INTERVAL_MS: '250' } }),
+    ]);
   });
-  afterAll(() => service.close());
+  afterAll(() => Promise.all([service?.close(), expiring?.close()]));
 
-  const post = (url: string, payload?: Record<string, unknown>) => service.app.inject({ method: 'POST', url, headers: service.authFor(url), ...(payload ? { payload } : {}) });
+  const postTo = (to: TestProductService, url: string, payload?: Record<string, unknown>) =>
+    to.app.inject({ method: 'POST', url, headers: to.authFor(url), ...(payload ? { payload } : {}) });
+  const post = (url: string, payload?: Record<string, unknown>) => postTo(service, url, payload);
 
   /** For every order: how many events of each kind its outbox rows say happened. */
-  async function eventCountsByOrder(): Promise<Map<string, Record<string, number>>> {
-    const rows = await service.db
+  async function eventCountsByOrder(of: TestProductService = service): Promise<Map<string, Record<string, number>>> {
+    const rows = await of.db
       .selectFrom('outbox_events')
       .select(['aggregate_id', 'event_type', sql<string | null>`payload -> 'payload' ->> 'reason'`.as('reason'), (eb) => eb.fn.countAll<string>().as('n')])
       .where('aggregate_type', '=', 'STOCK_RESERVATION')
@@ -102,7 +111,7 @@ describe('product service: stock under concurrency', () => {
     const random = seededRandom(20_261_125);
     const pick = <T>(values: readonly T[]) => values[Math.floor(random() * values.length)]!;
     const INITIAL = 25;
-    const productIds = await Promise.all(Array.from({ length: 5 }, () => createTestProduct(service, { stockQuantity: INITIAL })));
+    const productIds = await Promise.all(Array.from({ length: 5 }, () => createTestProduct(expiring, { stockQuantity: INITIAL })));
 
     const orders = Array.from({ length: 120 }, () => {
       const count = 1 + Math.floor(random() * 3);
@@ -123,12 +132,12 @@ describe('product service: stock under concurrency', () => {
     // once, as a retrying caller would.
     await Promise.all(
       orders.map(async ({ orderId, items, plan }) => {
-        const tryOnce = () => post('/stock/try', { orderId, items });
+        const tryOnce = () => postTo(expiring, '/stock/try', { orderId, items });
         if (plan === 'cancel-early') {
-          const [cancelled, tried] = await Promise.all([post(`/stock/cancel/${orderId}`), tryOnce()]);
+          const [cancelled, tried] = await Promise.all([postTo(expiring, `/stock/cancel/${orderId}`), tryOnce()]);
           expectStatus('cancel-early cancel', cancelled, [200]);
           expectStatus('cancel-early try', tried, [201, 409]);
-          if (tried.statusCode === 201) expectStatus('cancel after the try', await post(`/stock/cancel/${orderId}`), [200]);
+          if (tried.statusCode === 201) expectStatus('cancel after the try', await postTo(expiring, `/stock/cancel/${orderId}`), [200]);
           return;
         }
         const tries = await Promise.all([tryOnce(), random() < 0.3 ? tryOnce() : undefined]);
@@ -136,14 +145,14 @@ describe('product service: stock under concurrency', () => {
         if (!tries.some((tried) => tried && tried.statusCode < 300)) return;
         // Confirms may lose to expiry under load (409 RESERVATION_EXPIRED): that is a legal outcome.
         if (plan === 'confirm' || plan === 'restock') {
-          const confirms = await Promise.all([post(`/stock/confirm/${orderId}`), random() < 0.3 ? post(`/stock/confirm/${orderId}`) : undefined]);
+          const confirms = await Promise.all([postTo(expiring, `/stock/confirm/${orderId}`), random() < 0.3 ? postTo(expiring, `/stock/confirm/${orderId}`) : undefined]);
           for (const confirmed of confirms) if (confirmed) expectStatus('confirm', confirmed, [200, 409]);
           if (plan === 'restock' && confirms[0].statusCode === 200) {
-            const restocks = await Promise.all([post(`/stock/restock/${orderId}`), post(`/stock/restock/${orderId}`)]);
+            const restocks = await Promise.all([postTo(expiring, `/stock/restock/${orderId}`), postTo(expiring, `/stock/restock/${orderId}`)]);
             for (const restocked of restocks) expectStatus('restock', restocked, [200]);
           }
         } else if (plan === 'cancel') {
-          const cancels = await Promise.all([post(`/stock/cancel/${orderId}`), random() < 0.3 ? post(`/stock/cancel/${orderId}`) : undefined]);
+          const cancels = await Promise.all([postTo(expiring, `/stock/cancel/${orderId}`), random() < 0.3 ? postTo(expiring, `/stock/cancel/${orderId}`) : undefined]);
           for (const cancelled of cancels) if (cancelled) expectStatus('cancel', cancelled, [200]);
         }
         // 'expire': left for the sweeper.
@@ -152,8 +161,8 @@ describe('product service: stock under concurrency', () => {
     expect(unexpected).toEqual([]);
 
     async function checkConservation() {
-      const products = await service.db.selectFrom('products').select(['id', 'stock_quantity', 'reserved_quantity']).where('id', 'in', productIds).execute();
-      const sums = await service.db
+      const products = await expiring.db.selectFrom('products').select(['id', 'stock_quantity', 'reserved_quantity']).where('id', 'in', productIds).execute();
+      const sums = await expiring.db
         .selectFrom('stock_reservations')
         .select([
           'product_id',
@@ -182,14 +191,14 @@ describe('product service: stock under concurrency', () => {
     // Let everything unconfirmed expire, then check again: nothing may stay reserved.
     const deadline = Date.now() + 15_000;
     const stillReserved = () =>
-      service.db.selectFrom('stock_reservations').select('id').where('status', '=', 'RESERVED').where('product_id', 'in', productIds).limit(1).execute();
+      expiring.db.selectFrom('stock_reservations').select('id').where('status', '=', 'RESERVED').where('product_id', 'in', productIds).limit(1).execute();
     while ((await stillReserved()).length > 0 && Date.now() < deadline) await sleep(250);
     expect(await stillReserved()).toEqual([]);
     await checkConservation();
 
     // Exactly one event per state change, for every order.
-    const counts = await eventCountsByOrder();
-    const reservations = await service.db
+    const counts = await eventCountsByOrder(expiring);
+    const reservations = await expiring.db
       .selectFrom('stock_reservations')
       .select(['order_id', 'status', 'restocked_at'])
       .where('order_id', 'in', orders.map((order) => order.orderId))
