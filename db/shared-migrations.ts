@@ -1,7 +1,49 @@
 /** Migrations the service databases share: outbox, idempotency records, consumer inbox, TCC barriers. */
 import { sql, type Kysely, type Migration } from 'kysely';
 
-import { WAKE_UP_CHANNELS } from './wake-up';
+import { WAKE_UP_CHANNELS, type WakeUpChannel } from './wake-up';
+
+/**
+ * A statement-level trigger that NOTIFYs a wake-up channel from inside the inserting transaction.
+ * Migrations 0001/0010 created the two such triggers and 0055/0056 dropped them (writers now ring
+ * after commit, db/wake-up.ts); the drops' down() re-creates exactly what the creates made.
+ */
+export interface NotifyTrigger {
+  table: string;
+  trigger: string;
+  fn: string;
+  channel: WakeUpChannel;
+}
+
+const OUTBOX_NOTIFY_TRIGGER: NotifyTrigger = {
+  table: 'outbox_events',
+  trigger: 'outbox_events_notify',
+  fn: 'notify_outbox_event',
+  channel: WAKE_UP_CHANNELS.outbox,
+};
+
+export async function createNotifyTrigger(db: Kysely<unknown>, { table, trigger, fn, channel }: NotifyTrigger): Promise<void> {
+  await sql
+    .raw(
+      `CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           PERFORM pg_notify('${channel}', '');
+           RETURN NULL;
+         END $$`,
+    )
+    .execute(db);
+  await sql
+    .raw(
+      `CREATE TRIGGER ${trigger} AFTER INSERT ON ${table}
+      FOR EACH STATEMENT EXECUTE FUNCTION ${fn}()`,
+    )
+    .execute(db);
+}
+
+export async function dropNotifyTrigger(db: Kysely<unknown>, { table, trigger, fn }: NotifyTrigger): Promise<void> {
+  await sql.raw(`DROP TRIGGER ${trigger} ON ${table}`).execute(db);
+  await sql.raw(`DROP FUNCTION ${fn}()`).execute(db);
+}
 
 export const outboxMigration: Migration = {
   async up(db: Kysely<unknown>) {
@@ -33,18 +75,7 @@ export const outboxMigration: Migration = {
     await sql`CREATE INDEX idx_outbox_failed ON outbox_events (id) WHERE status = 'FAILED'`.execute(db);
     await sql`COMMENT ON TABLE outbox_events IS 'Transactional outbox: domain events written with the change, relayed to Kafka'`.execute(db);
     // One notification per inserting statement, delivered only when the transaction commits.
-    await sql
-      .raw(
-        `CREATE FUNCTION notify_outbox_event() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           PERFORM pg_notify('${WAKE_UP_CHANNELS.outbox}', '');
-           RETURN NULL;
-         END $$`,
-      )
-      .execute(db);
-    await sql`
-      CREATE TRIGGER outbox_events_notify AFTER INSERT ON outbox_events
-      FOR EACH STATEMENT EXECUTE FUNCTION notify_outbox_event()`.execute(db);
+    await createNotifyTrigger(db, OUTBOX_NOTIFY_TRIGGER);
   },
   async down(db: Kysely<unknown>) {
     await sql`DROP TABLE outbox_events`.execute(db);
@@ -157,21 +188,9 @@ export const tccBarrierLowercaseMigration: Migration = {
  */
 export const outboxNotifyTriggerDropMigration: Migration = {
   async up(db: Kysely<unknown>) {
-    await sql`DROP TRIGGER outbox_events_notify ON outbox_events`.execute(db);
-    await sql`DROP FUNCTION notify_outbox_event()`.execute(db);
+    await dropNotifyTrigger(db, OUTBOX_NOTIFY_TRIGGER);
   },
   async down(db: Kysely<unknown>) {
-    await sql
-      .raw(
-        `CREATE FUNCTION notify_outbox_event() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           PERFORM pg_notify('${WAKE_UP_CHANNELS.outbox}', '');
-           RETURN NULL;
-         END $$`,
-      )
-      .execute(db);
-    await sql`
-      CREATE TRIGGER outbox_events_notify AFTER INSERT ON outbox_events
-      FOR EACH STATEMENT EXECUTE FUNCTION notify_outbox_event()`.execute(db);
+    await createNotifyTrigger(db, OUTBOX_NOTIFY_TRIGGER);
   },
 };

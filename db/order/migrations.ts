@@ -1,5 +1,13 @@
 import { sql, type Kysely, type Migration } from 'kysely';
+import { createNotifyTrigger, dropNotifyTrigger, type NotifyTrigger } from '../shared-migrations';
 import { WAKE_UP_CHANNELS } from '../wake-up';
+
+const SAGA_START_NOTIFY_TRIGGER: NotifyTrigger = {
+  table: 'saga_start_intents',
+  trigger: 'saga_start_intents_notify',
+  fn: 'notify_saga_start_intent',
+  channel: WAKE_UP_CHANNELS.sagaStarts,
+};
 
 export const ordersMigration: Migration = {
   async up(db: Kysely<unknown>) {
@@ -142,18 +150,7 @@ export const orderAcceptPathMigration: Migration = {
         created_at      TIMESTAMPTZ NOT NULL DEFAULT now()
       )`.execute(db);
     await sql`CREATE INDEX idx_saga_start_intents_due ON saga_start_intents (next_attempt_at)`.execute(db);
-    await sql
-      .raw(
-        `CREATE FUNCTION notify_saga_start_intent() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           PERFORM pg_notify('${WAKE_UP_CHANNELS.sagaStarts}', '');
-           RETURN NULL;
-         END $$`,
-      )
-      .execute(db);
-    await sql`
-      CREATE TRIGGER saga_start_intents_notify AFTER INSERT ON saga_start_intents
-      FOR EACH STATEMENT EXECUTE FUNCTION notify_saga_start_intent()`.execute(db);
+    await createNotifyTrigger(db, SAGA_START_NOTIFY_TRIGGER);
     await sql`INSERT INTO saga_start_intents (order_id) SELECT id FROM orders WHERE status = 'PENDING'`.execute(db);
 
     await sql`
@@ -236,21 +233,9 @@ export const requestCorrelationMigration: Migration = {
 /** Start intents ring the starter after commit too (see outboxNotifyTriggerDropMigration). */
 export const sagaStartNotifyTriggerDropMigration: Migration = {
   async up(db: Kysely<unknown>) {
-    await sql`DROP TRIGGER saga_start_intents_notify ON saga_start_intents`.execute(db);
-    await sql`DROP FUNCTION notify_saga_start_intent()`.execute(db);
+    await dropNotifyTrigger(db, SAGA_START_NOTIFY_TRIGGER);
   },
   async down(db: Kysely<unknown>) {
-    await sql
-      .raw(
-        `CREATE FUNCTION notify_saga_start_intent() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           PERFORM pg_notify('${WAKE_UP_CHANNELS.sagaStarts}', '');
-           RETURN NULL;
-         END $$`,
-      )
-      .execute(db);
-    await sql`
-      CREATE TRIGGER saga_start_intents_notify AFTER INSERT ON saga_start_intents
-      FOR EACH STATEMENT EXECUTE FUNCTION notify_saga_start_intent()`.execute(db);
+    await createNotifyTrigger(db, SAGA_START_NOTIFY_TRIGGER);
   },
 };

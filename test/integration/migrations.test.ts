@@ -1,4 +1,4 @@
-import { Kysely, PostgresDialect, sql } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase } from '../../db/connection';
@@ -25,7 +25,55 @@ describe('migrations', () => {
       await empty.drop();
     }
   });
+
+  it('undoes the wake-up moves (0056, 0055): the in-transaction NOTIFY triggers come back as 0001 and 0010 made them', async () => {
+    const empty = await createEmptyDatabase('migrate_order_down');
+    const db = createDatabase({ connectionString: empty.url });
+    const triggers = async () =>
+      (await sql<{ tgname: string }>`SELECT tgname FROM pg_trigger WHERE tgname LIKE '%_notify' ORDER BY tgname`.execute(db)).rows.map((r) => r.tgname);
+    const listener = new pg.Client({ connectionString: empty.url });
+    try {
+      // Below 0001's outbox table and 0010's start intents: 0001 and 0010 create the triggers and 0055/0056 drop them.
+      const created = new Migrator({ db, provider: { getMigrations: () => Promise.resolve(migrationsByService.order) } });
+      expect((await created.migrateTo('0050_request_correlation')).error).toBeUndefined();
+      const asCreated = await triggers();
+      expect(asCreated).toEqual(['outbox_events_notify', 'saga_start_intents_notify']);
+      const functionsAsCreated = await notifyFunctionSources(db);
+
+      await migrateToLatest(db, 'order');
+      expect(await triggers()).toEqual([]);
+      expect(await notifyFunctionSources(db)).toEqual([]);
+
+      expect((await created.migrateDown()).error).toBeUndefined();
+      expect((await created.migrateDown()).error).toBeUndefined();
+      expect(await triggers()).toEqual(asCreated);
+      expect(await notifyFunctionSources(db)).toEqual(functionsAsCreated);
+
+      // And they work: an insert notifies from inside its transaction again.
+      const notifications: string[] = [];
+      await listener.connect();
+      listener.on('notification', (message) => notifications.push(message.channel));
+      await listener.query(`LISTEN ${WAKE_UP_CHANNELS.outbox}`);
+      const bare = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: empty.url, max: 1 }) }) });
+      try {
+        await sql`INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, event_type, payload) VALUES (gen_random_uuid(), 'ORDER', 'o', 'ORDER_CREATED', '{}')`.execute(bare);
+      } finally {
+        await bare.destroy();
+      }
+      await expect.poll(() => notifications, { timeout: 5_000 }).toEqual([WAKE_UP_CHANNELS.outbox]);
+    } finally {
+      await listener.end().catch(() => undefined);
+      await db.destroy();
+      await empty.drop();
+    }
+  });
 });
+
+/** The bodies of the NOTIFY trigger functions, by name. */
+async function notifyFunctionSources(db: Kysely<unknown>): Promise<{ proname: string; prosrc: string }[]> {
+  const { rows } = await sql<{ proname: string; prosrc: string }>`SELECT proname, prosrc FROM pg_proc WHERE proname LIKE 'notify_%' ORDER BY proname`.execute(db);
+  return rows;
+}
 
 describe('product_db constraints', () => {
   let product: TestDatabase<'product'>;
