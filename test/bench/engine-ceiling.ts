@@ -82,6 +82,8 @@ export async function startEngineCeiling(config: Config): Promise<EngineCeiling>
         taskQueue,
         args: [input],
         workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+        // As the saga starter asks (workers/saga-starter.ts): the worker shares this connection.
+        requestEagerStart: true,
         typedSearchAttributes: [
           { key: SEARCH_ATTRIBUTES.orderId, value: orderId },
           { key: SEARCH_ATTRIBUTES.customerId, value: input.customerId },
