@@ -10,6 +10,8 @@
  *   ceiling  the same closed loop straight against Temporal, on a task queue of its own served by a
  *            worker in this process that runs the real createOrder/tccPayment code with no-op
  *            activities: what the engine allows for this saga shape here and now
+ *   shapes   the same closed loop on two minimal workflows with the saga's seven no-op local
+ *            activities, in one workflow and split around a child: what the child itself costs
  *
  * The summary prints closed-loop sagas/s as a fraction of the ceiling, and for each scenario the CPU
  * each process of the stack used (% of one core), which says what saturates.
@@ -30,20 +32,24 @@ import { temporalConnectionOptions } from '../../lib/temporal-connection';
 import type { createOrder } from '../../workflows/create-order';
 import { createOrderWorkflowId } from '../../workflows/order-contract';
 import { startEngineCeiling } from './engine-ceiling';
+import { ENGINE_SHAPES, startEngineShapes, type EngineShape } from './engine-shapes';
 import { cpuBetween, sampleCpu } from './process-cpu';
 
-const SCENARIOS = ['open', 'closed', 'ceiling'] as const;
+const SCENARIOS = ['open', 'closed', 'ceiling', 'shapes'] as const;
 type Scenario = (typeof SCENARIOS)[number];
-const USAGE = `usage: ./oms bench [--scenarios open,closed,ceiling] [--orders N] [--concurrency C] [--closed-orders N] [--clients K]
+const USAGE = `usage: ./oms bench [--scenarios open,closed,ceiling,shapes] [--orders N] [--concurrency C] [--closed-orders N] [--clients K]
 
-scenarios (default: all three, in one run):
+scenarios (default: all four, in one run):
   open     --orders orders (1..5000, default 200) posted by --concurrency callers (1..200, default 20),
            then every saga awaited: POST /orders latency and accepted/s, saga end to end and sagas/s
   closed   --clients callers (1..200, default 10) each place an order and wait for PAID before the
            next, --closed-orders orders in all (1..5000, default 300): sagas/s, p50/p95 POST to PAID
   ceiling  the closed loop with the same clients and count, straight against Temporal, running the
            real saga workflows with no-op activities on a task queue of its own: the engine's ceiling
-the summary gives closed-loop sagas/s as a fraction of the ceiling, and CPU per process per scenario.`;
+  shapes   the same closed loop on two minimal workflows with the saga's seven no-op local activities,
+           all in one workflow and split around a child workflow: what the child itself costs
+the summary gives closed-loop sagas/s as a fraction of the ceiling, the child's cost as a ratio, and
+CPU per process per scenario.`;
 
 const { values } = parseArgs({
   options: {
@@ -94,8 +100,8 @@ function latencies(label: string, samplesMs: number[]): string {
 
 const line = (label: string, text: string) => console.log(`${label.padEnd(30)} ${text}`);
 
-/** Runs `scenario`, printing the CPU each process used while it ran. */
-async function measured<T>(scenario: Scenario, run: () => Promise<T>): Promise<T> {
+/** Runs `scenario` (or one part of it), printing the CPU each process used while it ran. */
+async function measured<T>(scenario: string, run: () => Promise<T>): Promise<T> {
   console.log(`\n== ${scenario}`);
   const before = sampleCpu(runDir);
   const result = await run();
@@ -279,8 +285,28 @@ if (scenarios.includes('ceiling')) {
   }
 }
 
+const shapeRates: Partial<Record<EngineShape, number>> = {};
+if (scenarios.includes('shapes')) {
+  const shapes = await startEngineShapes(config);
+  try {
+    for (const shape of Object.keys(ENGINE_SHAPES) as EngineShape[]) {
+      await measured(`shapes: ${shape}`, async () => {
+        const outcome = await closedLoop(closedOrders, () => shapes.runOne(shape).then(() => null));
+        shapeRates[shape] = outcome.perSecond;
+        line('closed loop, 7 no-op local', `${clients} clients, ${closedOrders} workflows${outcome.failures.size ? `, failed: ${JSON.stringify(Object.fromEntries(outcome.failures))}` : ''}`);
+        console.log(latencies('start to result', outcome.latenciesMs));
+        line('engine rate', `${outcome.perSecond.toFixed(1)} completed/s`);
+      });
+    }
+  } finally {
+    await shapes.close();
+  }
+}
+
 console.log('\n== summary');
 for (const scenario of SCENARIOS) if (results[scenario] !== undefined) line(`${scenario} sagas/s`, results[scenario].toFixed(1));
 if (results.closed !== undefined && results.ceiling !== undefined) line('closed / ceiling', (results.closed / results.ceiling).toFixed(2));
+const { 'one workflow': flat, 'parent + child': split } = shapeRates;
+if (flat !== undefined && split !== undefined) line('parent + child / one workflow', `${(split / flat).toFixed(2)} (${split.toFixed(1)} vs ${flat.toFixed(1)} workflows/s)`);
 line('all orders PAID', allPaid ? 'yes' : 'NO');
 process.exit(allPaid ? 0 : 1);

@@ -15,7 +15,7 @@ interface Sample {
 }
 
 function stackProcesses(runDir: string): Map<string, number> {
-  const pids = new Map<string, number>([['bench (load + ceiling worker)', process.pid]]);
+  const pids = new Map<string, number>([['bench (load + engine workers)', process.pid]]);
   let files: string[] = [];
   try {
     files = readdirSync(runDir).filter((file) => file.endsWith('.pid'));

@@ -1,7 +1,7 @@
 /**
  * Smoke run of every `./oms bench` scenario with tiny counts against the running stack: the bench
- * places orders, waits for them in a closed loop, runs the engine ceiling on its own task queue, and
- * prints its summary. No timing is asserted; that the scenarios run and every order ends PAID is.
+ * places orders, waits for them in a closed loop, runs the engine ceiling and the engine shapes on
+ * task queues of their own, and prints its summary. No timing is asserted; that the scenarios run and every order ends PAID is.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -27,17 +27,26 @@ describe('./oms bench', () => {
     expect(output).toMatch(/^ {2}open /m);
     expect(output).toMatch(/^ {2}closed /m);
     expect(output).toMatch(/^ {2}ceiling /m);
+    expect(output).toMatch(/^ {2}shapes /m);
   });
 
   // The child process starts its own ceiling worker and bundles the workflows; the bound is its
   // own 240 s, not the suite's default 120 s, which it outran on a busy machine (load 11).
   it('runs the open loop, the closed loop and the engine ceiling in one run', { timeout: 300_000 }, async () => {
-    const { code, output } = await bench(['--orders', '2', '--concurrency', '1', '--closed-orders', '2', '--clients', '1']);
+    const { code, output } = await bench(['--scenarios', 'open,closed,ceiling', '--orders', '2', '--concurrency', '1', '--closed-orders', '2', '--clients', '1']);
     expect(output).toContain('== open');
     expect(output).toContain('== closed');
     expect(output).toContain('== ceiling');
     expect(output).toMatch(/closed \/ ceiling +\d+\.\d\d/);
     expect(output).toMatch(/all orders PAID +yes/);
+    expect(code).toBe(0);
+  });
+
+  it('runs the engine shapes, one workflow and parent + child, and prints their ratio', { timeout: 300_000 }, async () => {
+    const { code, output } = await bench(['--scenarios', 'shapes', '--closed-orders', '2', '--clients', '1']);
+    expect(output).toContain('== shapes: one workflow');
+    expect(output).toContain('== shapes: parent + child');
+    expect(output).toMatch(/parent \+ child \/ one workflow +\d+\.\d\d \(\d+\.\d vs \d+\.\d workflows\/s\)/);
     expect(code).toBe(0);
   });
 

@@ -1,0 +1,61 @@
+/**
+ * What the tccPayment child workflow itself costs the engine: the bench runs the same closed loop on
+ * two minimal shapes with the saga's seven no-op local activities (test/bench/engine-shapes-workflows.ts),
+ * one workflow against a parent with a child, on a task queue of its own served by a worker in the
+ * bench process with the saga worker's settings. The saga keeps its payment flow a child workflow
+ * so that operators see it on its own in the Web UI; the ratio of the two says what that costs.
+ */
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { Client } from '@temporalio/client';
+import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
+import type { Config } from '../../lib/config';
+import { temporalConnectionOptions } from '../../lib/temporal-connection';
+import { sagaWorkerTuning } from '../../workers/saga-worker';
+
+export const ENGINE_SHAPES = {
+  /** Seven local activities in one workflow. */
+  'one workflow': 'sevenLocalActivities',
+  /** The same seven, three in a parent around a child that runs four: the saga's split. */
+  'parent + child': 'threeLocalActivitiesAroundAChild',
+} as const;
+export type EngineShape = keyof typeof ENGINE_SHAPES;
+
+export interface EngineShapes {
+  /** Starts one workflow of `shape` (eagerly, as the saga starter does) and waits for its result. */
+  runOne: (shape: EngineShape) => Promise<void>;
+  close: () => Promise<void>;
+}
+
+export async function startEngineShapes(config: Config): Promise<EngineShapes> {
+  const taskQueue = `oms-bench-shapes-${randomUUID().slice(0, 8)}`;
+  const connection = await NativeConnection.connect(temporalConnectionOptions(config));
+  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const workflowBundle = await bundleWorkflowCode({ workflowsPath: fileURLToPath(new URL('./engine-shapes-workflows.ts', import.meta.url)) });
+  const worker = await Worker.create({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue,
+    identity: `oms-bench-shapes@${process.pid}`,
+    workflowBundle,
+    activities: { noop: async () => undefined },
+    ...sagaWorkerTuning(config),
+  });
+  const running = worker.run();
+  const unfinished = new Set<string>();
+  return {
+    async runOne(shape) {
+      const workflowId = `bench-shape-${randomUUID()}`;
+      unfinished.add(workflowId);
+      const handle = await client.workflow.start(ENGINE_SHAPES[shape], { workflowId, taskQueue, requestEagerStart: true });
+      await handle.result();
+      unfinished.delete(workflowId);
+    },
+    async close() {
+      await Promise.allSettled([...unfinished].map((workflowId) => client.workflow.getHandle(workflowId).terminate('engine shapes bench stopped')));
+      worker.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}
