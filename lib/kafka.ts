@@ -95,6 +95,12 @@ export function createKafka(config: KafkaConnectionConfig, clientId = config.KAF
 /** Answers of a broker that has not yet applied a topic the controller made or moved. */
 const NOT_YET = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE', 'NOT_LEADER_FOR_PARTITION']);
 
+/** The broker's error type; kafkajs puts it in `cause` once its own retries ran out. */
+function kafkaErrorType(error: unknown): string {
+  const { type, cause } = error as { type?: string; cause?: { type?: string } };
+  return type ?? cause?.type ?? '';
+}
+
 /**
  * `admin.createTopics`, then waits until every partition of the new topics has a leader that
  * answers as one. kafkajs's own `waitForLeaders` asks one broker once and gives up when it answers
@@ -115,12 +121,25 @@ export async function createTopicsWithLeaders(admin: Admin, topics: ITopicConfig
         return created;
       }
     } catch (error) {
-      // kafkajs wraps the broker's answer in `cause` once its own retries ran out.
-      const { type, cause } = error as { type?: string; cause?: { type?: string } };
-      if (!NOT_YET.has(type ?? cause?.type ?? '')) throw error;
+      if (!NOT_YET.has(kafkaErrorType(error))) throw error;
     }
     if (Date.now() > deadline) throw new Error(`topics ${names.join(', ')} have no leader after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
+ * Deletes `topic`; false if it was already gone. A broker's topic list can lag the controller's by a
+ * moment, and two workers starting together both see a retired topic: the second delete is told
+ * "unknown topic", which means done.
+ */
+async function deleteTopicIfPresent(admin: Admin, topic: string): Promise<boolean> {
+  try {
+    await admin.deleteTopics({ topics: [topic] });
+    return true;
+  } catch (error) {
+    if (kafkaErrorType(error) === 'UNKNOWN_TOPIC_OR_PARTITION') return false;
+    throw error;
   }
 }
 
@@ -142,9 +161,11 @@ export async function ensureTopics(
     if (missing.length > 0) {
       await createTopicsWithLeaders(admin, missing.map((spec) => topicConfig(spec, replication)));
     }
-    const leftover = retired.filter((topic) => present.has(topic));
-    if (leftover.length > 0) await admin.deleteTopics({ topics: leftover });
-    return { created: missing.map((s) => s.topic), existing: specs.filter((s) => present.has(s.topic)).map((s) => s.topic), deleted: leftover };
+    const deleted: string[] = [];
+    for (const topic of retired.filter((name) => present.has(name))) {
+      if (await deleteTopicIfPresent(admin, topic)) deleted.push(topic);
+    }
+    return { created: missing.map((s) => s.topic), existing: specs.filter((s) => present.has(s.topic)).map((s) => s.topic), deleted };
   } finally {
     await admin.disconnect();
   }
