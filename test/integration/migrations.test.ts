@@ -128,6 +128,9 @@ describe('product_db constraints', () => {
   });
 
   it('rings the outbox channel after an event commits, never from inside the writing transaction, and not for a rollback', async () => {
+    // A database of its own: the rings of the other tests' inserts are sent after their commits, and
+    // one still on its way when this test starts listening would be counted here.
+    const product = await createTestDatabase('product');
     const listener = new pg.Client({ connectionString: product.url });
     await listener.connect();
     // PostgreSQL delivers notifications in commit order: once our own marker has arrived, anything
@@ -163,6 +166,7 @@ describe('product_db constraints', () => {
     } finally {
       await bare.destroy();
       await listener.end();
+      await product.destroy();
     }
   });
 });
