@@ -1,9 +1,10 @@
-import { KafkaJSConnectionError, KafkaJSNonRetriableError, KafkaJSNumberOfRetriesExceeded, KafkaJSProtocolError } from 'kafkajs';
+import { KafkaJSConnectionError, KafkaJSNonRetriableError, KafkaJSNumberOfRetriesExceeded, KafkaJSProtocolError, Partitioners } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { TOPICS } from '../../lib/kafka';
 import {
   MAX_DEAD_LETTER_VALUE_BYTES,
   classifyPublishFailure,
+  createDeliveryCheck,
   deadLetterHeaders,
   deadLetterValue,
   eventHeaders,
@@ -11,6 +12,7 @@ import {
   publishFailureType,
   retryDelayMs,
   topicForEventType,
+  UnsentMessagesError,
 } from '../../workers/outbox-relay/relay';
 
 describe('topicForEventType (the event router)', () => {
@@ -67,6 +69,56 @@ describe('classifyPublishFailure', () => {
 
   it('treats a non-Kafka error as the event failing (it counts toward the dead letter)', () => {
     expect(classifyPublishFailure(new TypeError('cannot serialize'))).toBe('rejected');
+  });
+});
+
+describe('createDeliveryCheck (proof that a batch was sent)', () => {
+  const partitionMetadata = [0, 1, 2, 3, 4, 5].map((partitionId) => ({ partitionId, leader: 1, partitionErrorCode: 0, replicas: [1], isr: [1] }));
+  const answer = (topicName: string, partition: number, errorCode = 0) => ({ topicName, partition, errorCode });
+
+  /** What kafkajs does with a batch: the partitioner chooses a partition for each message. */
+  function partitioned(check: ReturnType<typeof createDeliveryCheck>, topic: string, keys: string[]) {
+    const choose = check.createPartitioner();
+    const messages = keys.map((key) => ({ key, value: `event of ${key}` }));
+    return { topic, messages, partitions: messages.map((message) => choose({ topic, partitionMetadata, message })) };
+  }
+
+  it('partitions as the default partitioner does: an aggregate keeps its partition', () => {
+    const check = createDeliveryCheck();
+    const { partitions } = partitioned(check, TOPICS.orderEvents, ['order-a', 'order-b', 'order-a']);
+    expect(partitions[0]).toBe(partitions[2]);
+    const plain = Partitioners.DefaultPartitioner();
+    expect(partitions[1]).toBe(plain({ topic: TOPICS.orderEvents, partitionMetadata, message: { key: 'order-b', value: '' } }));
+  });
+
+  it('counts every message sent when each partition it went to answered without error', () => {
+    const check = createDeliveryCheck();
+    const orders = partitioned(check, TOPICS.orderEvents, ['order-a', 'order-b']);
+    const payments = partitioned(check, TOPICS.paymentEvents, ['payment-a']);
+    const answers = [...orders.partitions.map((p) => answer(TOPICS.orderEvents, p)), answer(TOPICS.paymentEvents, payments.partitions[0]!)];
+    expect(check.unsent([orders, payments], answers).size).toBe(0);
+  });
+
+  it('finds the messages of a partition that never answered: sendBatch resolved without sending them', () => {
+    const check = createDeliveryCheck();
+    const keys = Array.from({ length: 40 }, (_, i) => `order-${i}`);
+    const orders = partitioned(check, TOPICS.orderEvents, keys);
+    const lostPartition = orders.partitions[0]!;
+    // Every partition but one answered, as when a dead leader's partitions moved to a broker that had answered already.
+    const answers = [...new Set(orders.partitions)].filter((p) => p !== lostPartition).map((p) => answer(TOPICS.orderEvents, p));
+    const unsent = check.unsent([orders], answers);
+    expect([...unsent].map((m) => m.key)).toEqual(keys.filter((_, i) => orders.partitions[i] === lostPartition));
+    expect(unsent.size).toBeGreaterThan(0);
+    // The same partition number on another topic is no proof for this one.
+    expect(check.unsent([orders], [...answers, answer(TOPICS.paymentEvents, lostPartition)])).toEqual(unsent);
+    // Nor is an answer with an error.
+    expect(check.unsent([orders], [...answers, answer(TOPICS.orderEvents, lostPartition, 6)])).toEqual(unsent);
+  });
+
+  it('counts a message the partitioner never saw as unsent, and the relay treats unsent messages as the broker failing, not the event', () => {
+    const check = createDeliveryCheck();
+    expect(check.unsent([{ topic: TOPICS.orderEvents, messages: [{ key: 'order-x', value: 'x' }] }], [answer(TOPICS.orderEvents, 0)]).size).toBe(1);
+    expect(classifyPublishFailure(new UnsentMessagesError('2 of 5 not sent'))).toBe('unavailable');
   });
 });
 

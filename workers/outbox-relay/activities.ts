@@ -29,14 +29,17 @@ import type { Config } from '../../lib/config';
 import { TOPICS, type TopicName } from '../../lib/kafka';
 import {
   classifyPublishFailure,
+  createDeliveryCheck,
   deadLetterHeaders,
   deadLetterValue,
   errorMessage,
   eventHeaders,
   publishFailureType,
   retryDelayMs,
+  type DeliveryCheck,
   type PublishFailureKind,
   topicForEventType,
+  UnsentMessagesError,
 } from './relay';
 import type { OutboxMetrics } from './metrics';
 import {
@@ -168,19 +171,28 @@ export function createOutboxRelayActivities({ databases, kafka, config, logger, 
    * time, so that the event at fault is found and only its retries are counted; a batch the broker
    * could not take at all counts one failed attempt on its first row, which the others wait behind.
    */
-  async function publishRows(producer: Producer, rows: OutboxRow[], dbLabel: string): Promise<BatchOutcome> {
+  async function publishRows(producer: Producer, delivery: DeliveryCheck, rows: OutboxRow[], dbLabel: string): Promise<BatchOutcome> {
     const topics = rows.map((row) => topicForEventType(row.event_type));
+    const messages = rows.map(toMessage);
     const byTopic = new Map<TopicName, Message[]>();
-    rows.forEach((row, i) => {
-      const messages = byTopic.get(topics[i]!) ?? [];
-      messages.push(toMessage(row));
-      byTopic.set(topics[i]!, messages);
-    });
+    rows.forEach((_, i) => byTopic.set(topics[i]!, [...(byTopic.get(topics[i]!) ?? []), messages[i]!]));
+    const batch = [...byTopic].map(([topic, topicMessages]) => ({ topic, messages: topicMessages }));
     const endTimer = metrics.publishDuration.startTimer({ db: dbLabel });
     try {
-      await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+      const unsent = delivery.unsent(batch, await producer.sendBatch({ acks: -1, topicMessages: batch }));
       endTimer();
-      return { rows: rows.map((row, i) => ({ row, topic: topics[i]!, result: 'published' })), held: new Set() };
+      if (unsent.size === 0) return { rows: rows.map((row, i) => ({ row, topic: topics[i]!, result: 'published' })), held: new Set() };
+      // An aggregate's events share a partition, so each aggregate went out whole or not at all:
+      // the sent rows are published, the unsent ones wait (and their aggregates with them) for the next run.
+      const outcome: BatchOutcome = { rows: [], held: new Set() };
+      const firstUnsent = rows.findIndex((_, i) => unsent.has(messages[i]!));
+      rows.forEach((row, i) => {
+        if (unsent.has(messages[i]!)) outcome.held.add(aggregateKey(row));
+        else outcome.rows.push({ row, topic: topics[i]!, result: 'published' });
+      });
+      const error = new UnsentMessagesError(`the producer resolved without sending ${unsent.size} of ${rows.length} events (a partition leader changed mid-send)`);
+      outcome.rows.push(await recordFailedAttempt(producer, rows[firstUnsent]!, topics[firstUnsent]!, error, dbLabel, outcome));
+      return outcome;
     } catch (error) {
       if (classifyPublishFailure(error) === 'unavailable') {
         const first = rows[0]!;
@@ -295,7 +307,8 @@ export function createOutboxRelayActivities({ databases, kafka, config, logger, 
       // kafkajs warns that bounded retries weaken an idempotent producer's exactly-once: we want them
       // bounded, so a dead broker fails the run (rows stay PENDING) instead of blocking it forever;
       // a resend after that is the at-least-once duplicate consumers already deduplicate.
-      const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+      const delivery = createDeliveryCheck();
+      const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: delivery.createPartitioner });
       const batchSize = config.OUTBOX_BATCH_SIZE;
       let session: RelaySession | undefined;
       // The claim made while the previous batch was being published (nothing is locked by a claim).
@@ -346,7 +359,7 @@ export function createOutboxRelayActivities({ databases, kafka, config, logger, 
           const rows = sendable(claimed, held);
           held = new Set();
           if (rows.length === 0) continue;
-          const publishing = publishRows(producer, rows, dbLabel);
+          const publishing = publishRows(producer, delivery, rows, dbLabel);
           // The next batch is claimed while this one is on its way to Kafka.
           nextClaim = claim(claimed.map((row) => row.id));
           const outcome = await publishing;

@@ -3,7 +3,7 @@
  * headers it carries, how long a failed row waits, whether a Kafka error is the event's fault or
  * the broker's, and what a dead letter looks like. No I/O here, so all of it is unit-tested.
  */
-import type { IHeaders } from 'kafkajs';
+import { Partitioners, type ICustomPartitioner, type IHeaders, type Message, type RecordMetadata, type TopicMessages } from 'kafkajs';
 import { TOPICS, type TopicName } from '../../lib/kafka';
 
 /** The event router: by event type prefix to its aggregate's topic, anything unknown to the general topic. */
@@ -35,6 +35,54 @@ export function eventHeaders(event: RelayableEvent): IHeaders {
     'correlation-id': event.correlation_id ?? '',
     timestamp: event.created_at.toISOString(),
   };
+}
+
+/**
+ * Proof of delivery for a batch. kafkajs 2.2.4's sendBatch can resolve without having sent some of
+ * its messages: when a partition leader dies mid-send, the retry maps that broker's partitions to
+ * their new leaders but skips every new leader that already answered, in the first attempt, for
+ * partitions of its own (kafkajs issue #1303; the production topology's broker-kill test lost two
+ * events this way). So the relay learns each message's partition from the partitioner (the default
+ * one, so partitioning is unchanged) and counts a message as sent only when its partition answered.
+ */
+export interface DeliveryCheck {
+  /** For the producer's `createPartitioner`. */
+  createPartitioner: ICustomPartitioner;
+  /** The messages of `batch` whose partition has no error-free answer in `answers`. */
+  unsent(batch: readonly TopicMessages[], answers: readonly RecordMetadata[]): Set<Message>;
+}
+
+export function createDeliveryCheck(): DeliveryCheck {
+  // The partitioner sees the very message objects passed to sendBatch, once per attempt, with the
+  // topic the producer really writes to; the last attempt's choice counts.
+  const destinationOf = new WeakMap<Message, string>();
+  const destination = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+  return {
+    createPartitioner() {
+      const choose = Partitioners.DefaultPartitioner();
+      return (args) => {
+        const partition = choose(args);
+        destinationOf.set(args.message, destination(args.topic, partition));
+        return partition;
+      };
+    },
+    unsent(batch, answers) {
+      const answered = new Set(answers.filter((a) => a.errorCode === 0).map((a) => destination(a.topicName, a.partition)));
+      const unsent = new Set<Message>();
+      for (const { messages } of batch) {
+        for (const message of messages) {
+          const sentTo = destinationOf.get(message);
+          if (sentTo === undefined || !answered.has(sentTo)) unsent.add(message);
+        }
+      }
+      return unsent;
+    },
+  };
+}
+
+/** Raised for the rows of a batch that sendBatch resolved without sending (see DeliveryCheck): the broker's side, not the event's. */
+export class UnsentMessagesError extends Error {
+  override name = 'UnsentMessagesError';
 }
 
 /** Exponential backoff after the n-th failed attempt (n >= 1): base, 2*base, 4*base ... capped. */
@@ -79,6 +127,7 @@ const DESTINATION_ERRORS = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'TOPIC_AUTHORI
 
 export function classifyPublishFailure(error: unknown): PublishFailureKind {
   const chain = causes(error);
+  if (chain.some((e) => e.name === 'UnsentMessagesError')) return 'unavailable';
   // A protocol error the broker marks non-retriable is about this request's content.
   if (chain.some((e) => e.name === 'KafkaJSProtocolError' && e.retriable === false)) return 'rejected';
   if (chain.some((e) => typeof e.type === 'string' && DESTINATION_ERRORS.has(e.type))) return 'rejected';
