@@ -175,7 +175,11 @@ export function createOutboxRelayActivities({ databases, kafka, config, logger, 
     const topics = rows.map((row) => topicForEventType(row.event_type));
     const messages = rows.map(toMessage);
     const byTopic = new Map<TopicName, Message[]>();
-    rows.forEach((_, i) => byTopic.set(topics[i]!, [...(byTopic.get(topics[i]!) ?? []), messages[i]!]));
+    rows.forEach((_, i) => {
+      const topicMessages = byTopic.get(topics[i]!) ?? [];
+      topicMessages.push(messages[i]!);
+      byTopic.set(topics[i]!, topicMessages);
+    });
     const batch = [...byTopic].map(([topic, topicMessages]) => ({ topic, messages: topicMessages }));
     const endTimer = metrics.publishDuration.startTimer({ db: dbLabel });
     try {
