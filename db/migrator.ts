@@ -8,6 +8,7 @@ import {
   idempotencyMigration,
   inboxMigration,
   outboxMigration,
+  outboxBackoffIndexMigration,
   outboxNotifyTriggerDropMigration,
   tccBarrierLowercaseMigration,
   tccBarrierMigration,
@@ -45,6 +46,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0050_request_correlation': requestCorrelationMigration,
     '0055_outbox_wake_up_after_commit': outboxNotifyTriggerDropMigration,
     '0056_saga_start_wake_up_after_commit': sagaStartNotifyTriggerDropMigration,
+    '0060_outbox_backoff_index': outboxBackoffIndexMigration,
   },
   product: {
     '0001_outbox_events': outboxMigration,
@@ -59,6 +61,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0030_drop_processed_events': unusedInboxDropMigration,
     '0041_tcc_barrier_lowercase': tccBarrierLowercaseMigration,
     '0055_outbox_wake_up_after_commit': outboxNotifyTriggerDropMigration,
+    '0060_outbox_backoff_index': outboxBackoffIndexMigration,
   },
   payment: {
     '0001_outbox_events': outboxMigration,
@@ -72,6 +75,7 @@ export const migrationsByService: Record<ServiceName, Record<string, Migration>>
     '0030_drop_processed_events': unusedInboxDropMigration,
     '0041_tcc_barrier_lowercase': tccBarrierLowercaseMigration,
     '0055_outbox_wake_up_after_commit': outboxNotifyTriggerDropMigration,
+    '0060_outbox_backoff_index': outboxBackoffIndexMigration,
   },
 };
 

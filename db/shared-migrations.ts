@@ -194,3 +194,35 @@ export const outboxNotifyTriggerDropMigration: Migration = {
     await createNotifyTrigger(db, OUTBOX_NOTIFY_TRIGGER);
   },
 };
+
+/**
+ * The relay's claim asks one question per candidate row: has an earlier event of its aggregate
+ * failed and still to wait out its backoff? Only rows that failed at least once can be waiting
+ * (a row that never failed is due at once, see claimDueEvents), so that question is answered from
+ * an index of those rows alone, which is empty in normal running, instead of every row the
+ * aggregate ever had. The two indexes dropped served no query: each made every event's insert and
+ * every PUBLISHED update write one more index entry.
+ *
+ * The predicate says "neither PUBLISHED nor FAILED" rather than "PENDING" on purpose: a query for
+ * PENDING rows can also be served by idx_outbox_pending, and with statistics from before a backlog
+ * PostgreSQL then scans that whole index once for every row the claim looks at. Written this way,
+ * only this index (or the table) can answer the claim's question.
+ *
+ * On a large outbox the build scans the table while holding its writers: an operator can build the
+ * index beforehand with CREATE INDEX CONCURRENTLY under the same name (docs/runbook.md), which makes
+ * this step a no-op.
+ */
+export const outboxBackoffIndexMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    await sql`
+      CREATE INDEX IF NOT EXISTS idx_outbox_backoff ON outbox_events (aggregate_type, aggregate_id, id)
+      WHERE status NOT IN ('PUBLISHED', 'FAILED') AND retry_count > 0`.execute(db);
+    await sql`DROP INDEX idx_outbox_aggregate`.execute(db);
+    await sql`DROP INDEX idx_outbox_event_type`.execute(db);
+  },
+  async down(db: Kysely<unknown>) {
+    await sql`CREATE INDEX idx_outbox_aggregate ON outbox_events (aggregate_type, aggregate_id)`.execute(db);
+    await sql`CREATE INDEX idx_outbox_event_type ON outbox_events (event_type, created_at)`.execute(db);
+    await sql`DROP INDEX idx_outbox_backoff`.execute(db);
+  },
+};

@@ -126,7 +126,7 @@ describe('invariant checker', () => {
     await harness.payment.db.updateTable('customer_accounts').set((eb) => ({ balance_minor: eb('balance_minor', '-', 100) })).where('customer_id', '=', customerId).execute();
     await harness.payment.db.updateTable('payments').set({ refunded_minor: 1000, status: 'REFUNDED' }).where('order_id', '=', input.orderId).execute();
     const orphan = await placeOrder(harness, { customerId, lines: [{ productId, quantity: 1, unitPriceMinor: 1000 }] });
-    // Due in an hour: the relay leaves it alone, as it does a row whose publishing keeps failing.
+    // Failed once and due again in an hour: the relay leaves it alone, as it does a row whose publishing keeps failing.
     await harness.order.db
       .insertInto('outbox_events')
       .values({
@@ -136,6 +136,7 @@ describe('invariant checker', () => {
         event_type: 'ORDER_CONFIRMED',
         payload: JSON.stringify({ payload: { orderId: orphan.orderId } }),
         correlation_id: orphan.orderId,
+        retry_count: 1,
         next_attempt_at: new Date(Date.now() + 3_600_000),
       })
       .execute();

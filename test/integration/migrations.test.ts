@@ -44,8 +44,7 @@ describe('migrations', () => {
       expect(await triggers()).toEqual([]);
       expect(await notifyFunctionSources(db)).toEqual([]);
 
-      expect((await created.migrateDown()).error).toBeUndefined();
-      expect((await created.migrateDown()).error).toBeUndefined();
+      expect((await created.migrateTo('0050_request_correlation')).error).toBeUndefined();
       expect(await triggers()).toEqual(asCreated);
       expect(await notifyFunctionSources(db)).toEqual(functionsAsCreated);
 
@@ -63,6 +62,32 @@ describe('migrations', () => {
       await expect.poll(() => notifications, { timeout: 5_000 }).toEqual([WAKE_UP_CHANNELS.outbox]);
     } finally {
       await listener.end().catch(() => undefined);
+      await db.destroy();
+      await empty.drop();
+    }
+  });
+
+  it.each(SERVICE_NAMES)("swaps the outbox's unused indexes for the claim's backoff index in %s_db (0060), and back", async (service) => {
+    const empty = await createEmptyDatabase(`migrate_${service}_backoff`);
+    const db = createDatabase({ connectionString: empty.url });
+    const indexes = async () =>
+      (await sql<{ indexname: string }>`SELECT indexname FROM pg_indexes WHERE tablename = 'outbox_events' ORDER BY indexname`.execute(db)).rows.map((r) => r.indexname);
+    try {
+      const migrator = new Migrator({ db, provider: { getMigrations: () => Promise.resolve(migrationsByService[service]) } });
+      const before = Object.keys(migrationsByService[service]).filter((name) => name < '0060').at(-1)!;
+      expect((await migrator.migrateTo(before)).error).toBeUndefined();
+      const asBefore = await indexes();
+      expect(asBefore).toEqual(expect.arrayContaining(['idx_outbox_aggregate', 'idx_outbox_event_type']));
+
+      await migrateToLatest(db, service);
+      const latest = await indexes();
+      expect(latest).toContain('idx_outbox_backoff');
+      expect(latest).not.toEqual(expect.arrayContaining(['idx_outbox_aggregate']));
+      expect(latest).not.toEqual(expect.arrayContaining(['idx_outbox_event_type']));
+
+      expect((await migrator.migrateTo(before)).error).toBeUndefined();
+      expect(await indexes()).toEqual(asBefore);
+    } finally {
       await db.destroy();
       await empty.drop();
     }

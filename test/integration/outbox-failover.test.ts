@@ -164,12 +164,12 @@ describe('outbox relay failover', () => {
         }
         const total = aggregates.length * 300;
         const isOurs = (m: ProbedMessage) => aggregates.includes(m.key!);
-        // The last 100 events of each aggregate are not due until the first worker is gone (as if
-        // waiting out a backoff), so its kill lands mid-drain however fast it drains the rest.
+        // The last 100 events of each aggregate wait out a backoff (as if their first attempt had
+        // failed) until the first worker is gone, so its kill lands mid-drain however fast it drains the rest.
         const heldBack = 100;
         await db
           .updateTable('outbox_events')
-          .set({ next_attempt_at: sql<Date>`now() + interval '1 hour'` })
+          .set({ retry_count: 1, next_attempt_at: sql<Date>`now() + interval '1 hour'` })
           .where('id', 'in', (eb) =>
             eb
               .selectFrom((qb) => qb.selectFrom('outbox_events').select(['id', sql<number>`row_number() OVER (PARTITION BY aggregate_id ORDER BY id DESC)`.as('from_last')]).as('ranked'))

@@ -27,24 +27,53 @@ export async function tryTakeRelayLock(client: pg.ClientBase): Promise<boolean> 
 
 /**
  * Up to `limit` due PENDING rows in id (commit) order, leaving out `inFlight` (the batch being
- * published while this one is claimed). A row whose aggregate has an earlier PENDING row still
- * waiting out its backoff is left alone, so a failed event is never overtaken by its aggregate's
- * later events. One statement and no row locks: only the lock holder claims (see OUTBOX_RELAY_LOCK_KEY).
+ * published while this one is claimed). A row that never failed is due at once, whatever clock
+ * stamped its next_attempt_at; a row that failed is due when its backoff is over. A row whose
+ * aggregate has an earlier row still waiting out its backoff is left alone, so a failed event is
+ * never overtaken by its aggregate's later events; that check is worded to match idx_outbox_backoff,
+ * which holds only rows that failed (db/shared-migrations.ts says why the wording matters). No row
+ * locks: only the lock holder claims (see OUTBOX_RELAY_LOCK_KEY).
+ *
+ * The plan must walk idx_outbox_pending in id order and stop after `limit` rows. PostgreSQL picks a
+ * bitmap scan and a sort of every PENDING row instead when its statistics say there are few, which
+ * they do right after a backlog built up (an outage of Kafka is the usual cause, and autovacuum
+ * re-analyzes a large table only after a tenth of it changed): every claim then costs the whole
+ * backlog, and the relay drains slowest exactly when it has most to do. Bitmap scans are therefore
+ * off for the claim's transaction, which leaves the ordered index scan as the cheap plan at any size.
  */
 export async function claimDueEvents(db: Kysely<SharedTables>, limit: number, inFlight: readonly number[] = []): Promise<OutboxRow[]> {
-  const { rows } = await sql<OutboxRow>`
+  return inClaimPlan(db, async (trx) => (await claimStatement(limit, inFlight).execute(trx)).rows);
+}
+
+/** The claim's plan as EXPLAIN prints it, under the claim's planner settings: for tests and diagnosis. */
+export async function explainClaim(db: Kysely<SharedTables>, limit: number, inFlight: readonly number[] = []): Promise<string> {
+  return inClaimPlan(db, async (trx) => {
+    const { rows } = await sql<{ 'QUERY PLAN': string }>`EXPLAIN ${claimStatement(limit, inFlight)}`.execute(trx);
+    return rows.map((row) => row['QUERY PLAN']).join('\n');
+  });
+}
+
+function inClaimPlan<T>(db: Kysely<SharedTables>, claim: (trx: Transaction<SharedTables>) => Promise<T>): Promise<T> {
+  return db.transaction().execute(async (trx) => {
+    await sql`SET LOCAL enable_bitmapscan = off`.execute(trx);
+    return claim(trx);
+  });
+}
+
+function claimStatement(limit: number, inFlight: readonly number[]) {
+  return sql<OutboxRow>`
     SELECT o.id, o.event_id, o.aggregate_type, o.aggregate_id, o.event_type, o.payload::text AS payload_json,
            o.correlation_id, o.created_at, o.published_at, o.retry_count, o.next_attempt_at, o.status, o.error_message
     FROM outbox_events o
-    WHERE o.status = 'PENDING' AND o.next_attempt_at <= now()
+    WHERE o.status = 'PENDING' AND (o.retry_count = 0 OR o.next_attempt_at <= now())
       AND o.id <> ALL(${inFlight}::bigint[])
       AND NOT EXISTS (
         SELECT 1 FROM outbox_events earlier
-        WHERE earlier.aggregate_type = o.aggregate_type AND earlier.aggregate_id = o.aggregate_id
-          AND earlier.status = 'PENDING' AND earlier.id < o.id AND earlier.next_attempt_at > now())
+        WHERE earlier.status NOT IN ('PUBLISHED', 'FAILED') AND earlier.retry_count > 0
+          AND earlier.aggregate_type = o.aggregate_type AND earlier.aggregate_id = o.aggregate_id
+          AND earlier.id < o.id AND earlier.next_attempt_at > now())
     ORDER BY o.id
-    LIMIT ${limit}`.execute(db);
-  return rows;
+    LIMIT ${limit}`;
 }
 
 /** One statement for a whole published batch. */
