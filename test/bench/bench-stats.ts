@@ -37,7 +37,12 @@ export function machineLine(): string {
 /** Kernel clock ticks per second (USER_HZ): 100 on every Linux we run on. */
 const TICKS_PER_SECOND = 100;
 
-/** utime + stime of every process, and who its parent is. Empty off Linux. */
+/**
+ * CPU ticks of every process, and who its parent is. Empty off Linux. A process's ticks include
+ * those of its children that ended (cutime + cstime, added when it reaps them): a PostgreSQL
+ * backend that exits mid-measurement (a pool closing an idle connection) would otherwise take its
+ * whole life's CPU out of the sum, and a phase could show less CPU than it used, even none.
+ */
 function processTable(): Map<number, { ppid: number; ticks: number }> {
   const table = new Map<number, { ppid: number; ticks: number }>();
   if (!existsSync('/proc/self/stat')) return table;
@@ -47,7 +52,7 @@ function processTable(): Map<number, { ppid: number; ticks: number }> {
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       // The command name may hold spaces: the fields after it start past the last ')'.
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      table.set(Number(entry), { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) });
+      table.set(Number(entry), { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]) });
     } catch {
       // The process ended while we looked.
     }
