@@ -2,16 +2,16 @@
  * What the tccPayment child workflow itself costs the engine: the bench runs the same closed loop on
  * two minimal shapes with the saga's seven no-op local activities (test/bench/engine-shapes-workflows.ts),
  * one workflow against a parent with a child, on a task queue of its own served by a worker in the
- * bench process with the saga worker's settings. The saga keeps its payment flow a child workflow
- * so that operators see it on its own in the Web UI; the ratio of the two says what that costs.
+ * bench process with the saga worker's settings (bench-engine.ts). The saga keeps its payment flow
+ * a child workflow so that operators see it on its own in the Web UI; the ratio of the two says
+ * what that costs.
  */
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { Client } from '@temporalio/client';
-import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
+import { bundleWorkflowCode } from '@temporalio/worker';
 import type { Config } from '../../lib/config';
-import { temporalConnectionOptions } from '../../lib/temporal-connection';
 import { sagaWorkerTuning } from '../../workers/saga-worker';
+import { startBenchEngine } from './bench-engine';
 
 export const ENGINE_SHAPES = {
   /** Seven local activities in one workflow. */
@@ -28,34 +28,18 @@ export interface EngineShapes {
 }
 
 export async function startEngineShapes(config: Config): Promise<EngineShapes> {
-  const taskQueue = `oms-bench-shapes-${randomUUID().slice(0, 8)}`;
-  const connection = await NativeConnection.connect(temporalConnectionOptions(config));
-  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   const workflowBundle = await bundleWorkflowCode({ workflowsPath: fileURLToPath(new URL('./engine-shapes-workflows.ts', import.meta.url)) });
-  const worker = await Worker.create({
+  const engine = await startBenchEngine(config, 'shapes', ({ connection, taskQueue, identity }) => ({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue,
-    identity: `oms-bench-shapes@${process.pid}`,
+    identity,
     workflowBundle,
     activities: { noop: async () => undefined },
     ...sagaWorkerTuning(config),
-  });
-  const running = worker.run();
-  const unfinished = new Set<string>();
+  }));
   return {
-    async runOne(shape) {
-      const workflowId = `bench-shape-${randomUUID()}`;
-      unfinished.add(workflowId);
-      const handle = await client.workflow.start(ENGINE_SHAPES[shape], { workflowId, taskQueue, requestEagerStart: true });
-      await handle.result();
-      unfinished.delete(workflowId);
-    },
-    async close() {
-      await Promise.allSettled([...unfinished].map((workflowId) => client.workflow.getHandle(workflowId).terminate('engine shapes bench stopped')));
-      worker.shutdown();
-      await running;
-      await connection.close();
-    },
+    runOne: (shape) => engine.run(ENGINE_SHAPES[shape], { workflowId: `bench-shape-${randomUUID()}` }),
+    close: engine.close,
   };
 }
