@@ -12,6 +12,7 @@ import type {
   RefundsTable,
 } from '../../db/payment/schema';
 import type { TccPhase } from '../../lib/shared-tables';
+import { PREPARED } from '../../db/connection';
 import { insertBarrier as insertTccBarrier, insertBarrierStatement, tryBarrierWriter, type TccBranch } from '../shared/tcc-barrier';
 
 type Db = Kysely<PaymentDatabase> | Transaction<PaymentDatabase>;
@@ -190,7 +191,7 @@ export async function holdInOneStatement(
   reservation: { orderId: string; customerId: string; amountMinor: number; currency: string; ttlSeconds: number },
 ): Promise<{ first: boolean; reservation: ReservationRow | undefined }> {
   const { orderId, customerId, amountMinor, currency, ttlSeconds } = reservation;
-  const { rows } = await sql<{ first: boolean } & { [K in keyof ReservationRow]: ReservationRow[K] | null }>`
+  const { rows } = await sql<{ first: boolean } & { [K in keyof ReservationRow]: ReservationRow[K] | null }>`${PREPARED}
     WITH barrier AS (${insertBarrierStatement(PAYMENT_BRANCH, orderId, 'try', 'try')}),
     held AS (
       UPDATE customer_accounts SET held_minor = held_minor + ${amountMinor}, updated_at = now()
@@ -212,7 +213,7 @@ export async function holdInOneStatement(
  * (the caller decides why from the locked reservation).
  */
 export async function captureInOneStatement(trx: Trx, reservationId: string, { paymentMethod, transactionId }: { paymentMethod: string; transactionId: string }): Promise<PaymentRow | undefined> {
-  const { rows } = await sql<PaymentRow>`
+  const { rows } = await sql<PaymentRow>`${PREPARED}
     WITH reservation AS MATERIALIZED (
       SELECT * FROM payment_reservations WHERE id = ${reservationId} AND status = 'RESERVED' AND expires_at > now() FOR UPDATE),
     barrier AS (${insertBarrierStatement(PAYMENT_BRANCH, sql`(SELECT order_id FROM reservation)`, 'confirm', 'confirm', sql<boolean>`EXISTS (SELECT FROM reservation)`)}),

@@ -9,6 +9,7 @@
 import { sql, type Insertable, type Kysely, type RawBuilder, type Selectable, type Transaction } from 'kysely';
 import type { OutboxEventsTable, TccPhase } from '../../lib/shared-tables';
 import type { ProductDatabase, ProductsTable, StockReservationsTable, StockReservationStatus } from '../../db/product/schema';
+import { PREPARED } from '../../db/connection';
 import { afterCursor, keysetCreatedAt, keysetDirection, toPage } from '../shared/keyset';
 import { insertBarrier as insertBarrier_, insertBarrierStatement, tryBarrierWriter } from '../shared/tcc-barrier';
 import { STOCK_BRANCH_ID } from './schemas';
@@ -215,7 +216,7 @@ export async function reserveInOneStatement(
   const productIds = items.map((item) => item.productId);
   const quantities = items.map((item) => item.quantity);
   const reservationsJson = sql`(SELECT jsonb_agg(jsonb_build_object('reservationId', id, 'productId', product_id, 'quantity', quantity, 'expiresAt', ${isoTime(sql`expires_at`)}) ORDER BY product_id) FROM reserved)`;
-  const { rows } = await sql<{ first: boolean; raised: number } & { [K in keyof StockReservationRow]: StockReservationRow[K] | null }>`
+  const { rows } = await sql<{ first: boolean; raised: number } & { [K in keyof StockReservationRow]: StockReservationRow[K] | null }>`${PREPARED}
     WITH barrier AS (${insertBarrierStatement(STOCK_BRANCH_ID, orderId, 'try', 'try')}),
     item AS (SELECT * FROM unnest(${productIds}::uuid[], ${quantities}::int[]) AS i(product_id, quantity)),
     locked AS MATERIALIZED (
@@ -254,7 +255,7 @@ export async function confirmInOneStatement(
   event: Insertable<OutboxEventsTable>,
 ): Promise<{ product_id: string; quantity: number }[]> {
   const itemsJson = sql`(SELECT jsonb_agg(jsonb_build_object('productId', product_id, 'quantity', quantity) ORDER BY product_id) FROM marked)`;
-  const { rows } = await sql<{ product_id: string; quantity: number }>`
+  const { rows } = await sql<{ product_id: string; quantity: number }>`${PREPARED}
     WITH writer AS MATERIALIZED (
       SELECT reason FROM tcc_barriers WHERE transaction_id = ${orderId} AND branch_id = ${STOCK_BRANCH_ID} AND operation = 'try' FOR UPDATE),
     marked AS (

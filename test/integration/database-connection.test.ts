@@ -1,6 +1,6 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool } from '../../db/connection';
+import { createPool, databaseOnPool, PREPARED } from '../../db/connection';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 
 describe('database connections', () => {
@@ -31,6 +31,35 @@ describe('database connections', () => {
       expect(after.rows[0]?.one).toBe(1);
     } finally {
       await db.destroy();
+    }
+  });
+
+  it('run a PREPARED statement as a prepared statement, and drop a connection whose prepared plan a migration made stale', async () => {
+    const pool = createPool({ connectionString: product.url, poolMax: 1, applicationName: 'oms-test-prepared' });
+    const db = databaseOnPool<unknown>(pool);
+    const backend = async () => (await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(db)).rows[0]!.pid;
+    const preparedHere = async () =>
+      (await sql<{ name: string; statement: string }>`SELECT name, statement FROM pg_prepared_statements`.execute(db)).rows;
+    const probe = (id: number) => sql<Record<string, unknown>>`${PREPARED}SELECT * FROM prepared_probe WHERE id = ${id}`;
+    try {
+      await sql`CREATE TABLE prepared_probe (id int PRIMARY KEY, note text)`.execute(product.db);
+      await sql`INSERT INTO prepared_probe VALUES (1, 'one'), (2, 'two')`.execute(product.db);
+      const first = await backend();
+      expect((await probe(1).execute(db)).rows).toEqual([{ id: 1, note: 'one' }]);
+      expect((await probe(2).execute(db)).rows).toEqual([{ id: 2, note: 'two' }]);
+      // One statement, prepared once on this connection whatever the parameters; an unmarked one is not prepared.
+      const prepared = await preparedHere();
+      expect(prepared).toEqual([{ name: expect.stringMatching(/^oms_[0-9a-f]{20}$/), statement: expect.stringContaining('FROM prepared_probe') }]);
+
+      // A migration adds a column: the prepared plan's result type is stale on this connection.
+      await sql`ALTER TABLE prepared_probe ADD COLUMN added int`.execute(product.db);
+      await expect(probe(1).execute(db)).rejects.toThrow(/cached plan must not change result type/);
+      // That connection was closed, not pooled again: the next call prepares afresh on a new one.
+      expect((await probe(1).execute(db)).rows).toEqual([{ id: 1, note: 'one', added: null }]);
+      expect(await backend()).not.toBe(first);
+    } finally {
+      await db.destroy();
+      await sql`DROP TABLE IF EXISTS prepared_probe`.execute(product.db);
     }
   });
 });
