@@ -145,7 +145,37 @@ console.log(`Benchmark ${runId}: scenarios ${scenarios.join(', ')} on ${cpus().l
 const ORDERS_PER_CUSTOMER = 100;
 const customers: Record<string, string>[] = [];
 let productId = '';
+
+/** PENDING orders whose saga has not finished, as the order service's admission control last counted them (its /metrics). */
+async function sagaBacklog(): Promise<number> {
+  const text = await (await fetch(`${config.ORDER_SERVICE_URL}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+  let total = 0;
+  for (const match of text.matchAll(/^oms_order_saga_backlog\{[^}]*\} (\d+)$/gm)) total += Number(match[1]);
+  return total;
+}
+
+/**
+ * Sagas left running by an earlier run (`./oms bench accept` does not wait for its orders' sagas)
+ * would share the worker and Temporal with this one's and make its figures meaningless: wait for
+ * them first, up to ten minutes.
+ */
+async function waitForEarlierSagas(): Promise<void> {
+  const deadline = Date.now() + 600_000;
+  let backlog = await sagaBacklog();
+  if (backlog === 0) return;
+  console.log(`waiting for ${backlog} sagas of an earlier run to finish first`);
+  while (backlog > 0) {
+    if (Date.now() > deadline) {
+      console.error(`${backlog} sagas of an earlier run still unfinished after ten minutes; see ./oms status and the Web UI`);
+      process.exit(1);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    backlog = await sagaBacklog();
+  }
+}
+
 if (needsStack) {
+  await waitForEarlierSagas();
   const product = await post<{ id: string }>(`${config.PRODUCT_SERVICE_URL}/products`, {
     sku: `BENCH-${runId}`,
     name: `Benchmark item ${runId}`,
