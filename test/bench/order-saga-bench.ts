@@ -37,7 +37,7 @@ import { cpuBetween, sampleCpu } from './process-cpu';
 
 const SCENARIOS = ['open', 'closed', 'ceiling', 'shapes'] as const;
 type Scenario = (typeof SCENARIOS)[number];
-const USAGE = `usage: ./oms bench [--scenarios open,closed,ceiling,shapes] [--orders N] [--concurrency C] [--closed-orders N] [--clients K]
+const USAGE = `usage: ./oms bench [--scenarios open,closed,ceiling,shapes] [--orders N] [--concurrency C] [--closed-orders N] [--clients K] [--shared-stack]
 
 scenarios (default: all four, in one run):
   open     --orders orders (1..5000, default 200) posted by --concurrency callers (1..200, default 20),
@@ -49,7 +49,8 @@ scenarios (default: all four, in one run):
   shapes   the same closed loop on two minimal workflows with the saga's seven no-op local activities,
            all in one workflow and split around a child workflow: what the child itself costs
 the summary gives closed-loop sagas/s as a fraction of the ceiling, the child's cost as a ratio, and
-CPU per process per scenario.`;
+CPU per process per scenario. Sagas still running from an earlier run (./oms bench accept leaves
+them) are waited for first; --shared-stack starts at once (a stack other work is using, as in tests).`;
 
 const { values } = parseArgs({
   options: {
@@ -58,6 +59,7 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '20' },
     'closed-orders': { type: 'string', default: '300' },
     clients: { type: 'string', default: '10' },
+    'shared-stack': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -175,7 +177,7 @@ async function waitForEarlierSagas(): Promise<void> {
 }
 
 if (needsStack) {
-  await waitForEarlierSagas();
+  if (!values['shared-stack']) await waitForEarlierSagas();
   const product = await post<{ id: string }>(`${config.PRODUCT_SERVICE_URL}/products`, {
     sku: `BENCH-${runId}`,
     name: `Benchmark item ${runId}`,

@@ -33,7 +33,7 @@ describe('./oms bench', () => {
   // The child process starts its own ceiling worker and bundles the workflows; the bound is its
   // own 240 s, not the suite's default 120 s, which it outran on a busy machine (load 11).
   it('runs the open loop, the closed loop and the engine ceiling in one run', { timeout: 300_000 }, async () => {
-    const { code, output } = await bench(['--scenarios', 'open,closed,ceiling', '--orders', '2', '--concurrency', '1', '--closed-orders', '2', '--clients', '1']);
+    const { code, output } = await bench(['--shared-stack', '--scenarios', 'open,closed,ceiling', '--orders', '2', '--concurrency', '1', '--closed-orders', '2', '--clients', '1']);
     expect(output).toContain('== open');
     expect(output).toContain('== closed');
     expect(output).toContain('== ceiling');
@@ -43,7 +43,7 @@ describe('./oms bench', () => {
   });
 
   it('runs the engine shapes, one workflow and parent + child, and prints their ratio', { timeout: 300_000 }, async () => {
-    const { code, output } = await bench(['--scenarios', 'shapes', '--closed-orders', '2', '--clients', '1']);
+    const { code, output } = await bench(['--shared-stack', '--scenarios', 'shapes', '--closed-orders', '2', '--clients', '1']);
     expect(output).toContain('== shapes: one workflow');
     expect(output).toContain('== shapes: parent + child');
     expect(output).toMatch(/parent \+ child \/ one workflow +\d+\.\d\d \(\d+\.\d vs \d+\.\d workflows\/s\)/);
