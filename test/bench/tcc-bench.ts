@@ -6,12 +6,14 @@
  *
  * Each client has its own product and account, so the run measures the cost of a cycle, not the
  * wait on one hot row (product-concurrency.test.ts and payment-concurrency.test.ts cover that).
- * Calls carry the saga worker's credential, as the worker's activities do; setup is an operator's.
+ * The cycles go through the saga worker's own HTTP client and credential (activities/http.ts), so the
+ * load generator costs what the worker would; setup is an operator's.
  * Prints cycles/s, latency per cycle and per call, and the CPU of each stack process per cycle.
  */
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { ensureDevKeyPair, loadDevSigningKey, signAccessToken } from '../../infra/dev-auth';
+import { createJsonHttpClient, type JsonHttpClient } from '../../activities/http';
 import { loadConfig } from '../../lib/config';
 import { formatCpu, formatLatency, isMain, latencySummary, machineLine, measureCpu, stackProcesses, type CpuSample, type LatencySummary } from './bench-stats';
 
@@ -20,8 +22,8 @@ export interface TccBenchOptions {
   paymentUrl: string;
   /** Authorization header of an operator (creates the products and accounts). */
   operatorAuthorization: string;
-  /** Authorization header of the saga worker (the TCC routes). */
-  workerAuthorization: string;
+  /** The saga worker's credential (the TCC routes): the cycles go through the worker's own client. */
+  workerCredential: string;
   cycles: number;
   clients: number;
   /** Processes whose CPU is measured during the cycles (name -> pid). */
@@ -68,22 +70,26 @@ export async function runTccBench(options: TccBenchOptions): Promise<TccBenchRes
     into.push(performance.now() - t0);
     return result;
   };
-  const worker = options.workerAuthorization;
+  const clientOptions = { credential: options.workerCredential, timeoutMs: 30_000 };
+  const stockService = createJsonHttpClient({ ...clientOptions, baseUrl: productUrl });
+  const paymentService = createJsonHttpClient({ ...clientOptions, baseUrl: paymentUrl });
+  type Answer = { status: number; body: Record<string, unknown> };
+  const call = (client: JsonHttpClient, path: string, body?: unknown) => client.post(path, body) as Promise<Answer>;
 
   async function cycle(owner: { productId: string; customerId: string }): Promise<void> {
     const orderId = randomUUID();
     const t0 = performance.now();
     const [stock, payment] = await Promise.all([
-      timed(samples.stockTry, () => post(`${productUrl}/stock/try`, { orderId, items: [{ productId: owner.productId, quantity: 1 }] }, worker)),
-      timed(samples.paymentTry, () => post(`${paymentUrl}/payments/try`, { orderId, customerId: owner.customerId, amount: '1.00', currency: 'USD' }, worker)),
+      timed(samples.stockTry, () => call(stockService, '/stock/try', { orderId, items: [{ productId: owner.productId, quantity: 1 }] })),
+      timed(samples.paymentTry, () => call(paymentService, '/payments/try', { orderId, customerId: owner.customerId, amount: '1.00', currency: 'USD' })),
     ]);
     if (stock.status !== 201 || payment.status !== 201) {
       failures.push(`try: stock ${stock.status}, payment ${payment.status}`);
       return;
     }
     const [stockConfirmed, paymentConfirmed] = await Promise.all([
-      timed(samples.stockConfirm, () => post(`${productUrl}/stock/confirm/${orderId}`, undefined, worker)),
-      timed(samples.paymentConfirm, () => post(`${paymentUrl}/payments/confirm/${payment.body.reservationId as string}`, { paymentMethod: 'card' }, worker)),
+      timed(samples.stockConfirm, () => call(stockService, `/stock/confirm/${orderId}`)),
+      timed(samples.paymentConfirm, () => call(paymentService, `/payments/confirm/${payment.body.reservationId as string}`, { paymentMethod: 'card' })),
     ]);
     if (stockConfirmed.status !== 200 || (paymentConfirmed.status !== 200 && paymentConfirmed.status !== 201)) {
       failures.push(`confirm: stock ${stockConfirmed.status}, payment ${paymentConfirmed.status}`);
@@ -151,7 +157,7 @@ if (isMain(import.meta.url)) {
     productUrl: config.PRODUCT_SERVICE_URL,
     paymentUrl: config.PAYMENT_SERVICE_URL,
     operatorAuthorization: `Bearer ${operator}`,
-    workerAuthorization: `Bearer ${config.WORKER_SERVICE_TOKEN}`,
+    workerCredential: config.WORKER_SERVICE_TOKEN,
     cycles,
     clients,
     processes: { ...stackProcesses(['product-service', 'payment-service', 'worker', 'postgres', 'kafka']), 'load generator': process.pid },

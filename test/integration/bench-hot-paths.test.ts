@@ -27,7 +27,7 @@ describe('hot-path benchmarks, smoke runs', () => {
       productUrl: products.url,
       paymentUrl: payments.url,
       operatorAuthorization: products.operator.authorization,
-      workerAuthorization: products.worker.authorization,
+      workerCredential: products.config.WORKER_SERVICE_TOKEN,
       cycles: 12,
       clients: 3,
     });
