@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import type { Kysely } from 'kysely';
 import { openServiceDatabase } from '../../db/databases';
 import type { SharedTables } from '../../lib/shared-tables';
@@ -18,7 +18,7 @@ import { ensureDevKeyPair, loadDevSigningKey, signAccessToken, stateDir } from '
 import { loadConfig } from '../../lib/config';
 import { temporalConnectionOptions } from '../../lib/temporal-connection';
 import { createOrderWorkflowId } from '../../workflows/order-contract';
-import { orderStatuses, requestUntilAnswered, statusesOnceAllIn, stockShop, type Headers } from '../helpers/shop';
+import { requestUntilAnswered, statusesOnceAllIn, stockShop, type Headers } from '../helpers/shop';
 
 const run = promisify(execFile);
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -54,21 +54,54 @@ export function crash(name: string): number {
   return pid;
 }
 
-/**
- * The identities (worker@host:pid) that completed workflow tasks or ran activities of an order's
- * saga, in history order.
- */
-export async function sagaWorkerIdentities(orderId: string): Promise<string[]> {
+async function withTemporal<T>(work: (client: Client) => Promise<T>): Promise<T> {
   const connection = await Connection.connect(temporalConnectionOptions(config));
   try {
-    const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
-    const history = await client.workflow.getHandle(createOrderWorkflowId(orderId)).fetchHistory();
-    return (history.events ?? [])
-      .map((event) => event.workflowTaskCompletedEventAttributes?.identity ?? event.activityTaskStartedEventAttributes?.identity)
-      .filter((identity): identity is string => Boolean(identity));
+    return await work(new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }));
   } finally {
     await connection.close();
   }
+}
+
+/**
+ * The identities (worker@host:pid) that completed workflow tasks or ran activities of an order's
+ * saga, in history order. With `whenClosed`, once the saga's execution has closed: an order reads
+ * PAID as soon as the local activity that set it has committed, a moment before the workflow task
+ * that records it completes.
+ */
+export async function sagaWorkerIdentities(orderId: string, { whenClosed = false } = {}): Promise<string[]> {
+  return withTemporal(async (client) => {
+    const handle = client.workflow.getHandle(createOrderWorkflowId(orderId));
+    // Only the history is asked for here; how the saga ended is the caller's to check.
+    if (whenClosed) await handle.result().catch(() => undefined);
+    const history = await handle.fetchHistory();
+    return (history.events ?? [])
+      .map((event) => event.workflowTaskCompletedEventAttributes?.identity ?? event.activityTaskStartedEventAttributes?.identity)
+      .filter((identity): identity is string => Boolean(identity));
+  });
+}
+
+/**
+ * Those of `orderIds` whose createOrder saga Temporal still runs. Asked of Temporal, not of the
+ * order API: a customer polling many orders is rate limited there (429), and an order that did not
+ * answer is not an open saga.
+ */
+export async function openSagas(orderIds: readonly string[]): Promise<string[]> {
+  return withTemporal(async (client) => {
+    const open: string[] = [];
+    for (const orderId of orderIds) {
+      // Not started yet (its start intent not drained): not open either.
+      const execution = await client.workflow
+        .getHandle(createOrderWorkflowId(orderId))
+        .describe()
+        .catch((error: unknown) => {
+          if (error instanceof WorkflowNotFoundError) return undefined;
+          throw error;
+        });
+      if (execution?.status.name === 'RUNNING') open.push(orderId);
+    }
+    return open;
+  });
 }
 
 /** `./oms check --wait SECONDS --json`: every invariant across the databases, Kafka and Temporal. */
@@ -122,8 +155,6 @@ export interface Shop {
   placeOrder(): Promise<string>;
   /** Each order's final status, once all are final. */
   settled(orderIds: readonly string[], timeoutMs: number): Promise<Map<string, string>>;
-  /** Current status of each order. */
-  statuses(orderIds: readonly string[]): Promise<Map<string, string>>;
 }
 
 /** A product with `stock` units at 1.00 and a customer with money for all of them. */
@@ -137,7 +168,6 @@ export async function openShop(label: string, stock: number): Promise<Shop> {
   const { customerId, productIds } = await stockShop(endpoints, asOperator, { title: 'Topology', skuPrefix: 'TOPO', runId, products: 1, units: stock, price: '1.00', balance: `${stock}.00` });
   const productId = productIds[0]!;
   const asCustomer = { authorization: `Bearer ${await signAccessToken(key, { customerId }, settings)}` };
-  const statuses = (orderIds: readonly string[]) => orderStatuses(endpoints.order, asCustomer, orderIds);
 
   return {
     productId,
@@ -148,7 +178,6 @@ export async function openShop(label: string, stock: number): Promise<Shop> {
       if (answer.status !== 202) throw new Error(`order refused: ${answer.status} ${JSON.stringify(answer.body)}`);
       return answer.body.id;
     },
-    statuses,
     settled: (orderIds, timeoutMs) => statusesOnceAllIn(endpoints.order, asCustomer, orderIds, FINAL_STATUSES, timeoutMs),
   };
 }

@@ -7,7 +7,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { eventually } from '../helpers/kafka-probe';
-import { checkInvariants, crash, infra, openShop, pidOf, placeOrdersWhile, sagaWorkerIdentities } from './system';
+import { checkInvariants, crash, infra, openSagas, openShop, pidOf, placeOrdersWhile, sagaWorkerIdentities } from './system';
 
 describe('a worker killed with sagas in flight', () => {
   afterAll(async () => {
@@ -23,10 +23,8 @@ describe('a worker killed with sagas in flight', () => {
       // Open sagas worker-1 has worked on; then kill it, and keep those still open after the kill.
       const touched = await eventually(
         async () => {
-          const statuses = await shop.statuses(accepted);
-          const open = accepted.filter((id) => statuses.get(id) !== 'PAID');
           const found = [];
-          for (const id of open) if ((await sagaWorkerIdentities(id).catch(() => [])).some(byDoomed)) found.push(id);
+          for (const id of await openSagas(accepted)) if ((await sagaWorkerIdentities(id).catch(() => [])).some(byDoomed)) found.push(id);
           return found.length > 0 ? found : undefined;
         },
         120_000,
@@ -34,17 +32,16 @@ describe('a worker killed with sagas in flight', () => {
         200,
       );
       crash('worker-1');
-      const statuses = await shop.statuses(touched);
-      started = touched.filter((id) => statuses.get(id) !== 'PAID');
+      started = await openSagas(touched);
     });
     expect(started.length).toBeGreaterThan(0);
 
     const statuses = await shop.settled(orderIds, 600_000);
     expect([...statuses.values()].every((status) => status === 'PAID')).toBe(true);
     expect((await checkInvariants(300)).violations).toEqual([]);
-    // Open at the kill and PAID now: the rest of each of those sagas was the other worker's.
+    // Open at the kill and closed now: the rest of each of those sagas was the other worker's.
     for (const orderId of started) {
-      const identities = await sagaWorkerIdentities(orderId);
+      const identities = await sagaWorkerIdentities(orderId, { whenClosed: true });
       expect(identities.slice(identities.findLastIndex(byDoomed) + 1).some((identity) => !byDoomed(identity)), orderId).toBe(true);
     }
   });
