@@ -44,7 +44,7 @@ function withCurrentRequestId(): Record<string, string> {
  * so an idle connection the participant is about to close is not reused.
  */
 export function createJsonHttpClient({ baseUrl, credential, timeoutMs }: JsonHttpClientOptions): JsonHttpClient {
-  // Paths are absolute: a path in baseUrl is ignored, as `new URL('/stock/try', baseUrl)` ignores it.
+  // One pool per origin; each request's path is resolved against baseUrl as fetch resolved it.
   const pool = new Pool(new URL(baseUrl).origin);
   async function send(method: 'GET' | 'POST', path: string, body?: unknown): Promise<JsonResponse> {
     const url = new URL(path, baseUrl);
