@@ -1,12 +1,14 @@
 /**
- * What the hot-path benchmarks (tcc-bench.ts, outbox-bench.ts) share: latency percentiles, and the
- * CPU each process of the stack used during a run (from /proc, the way pidstat counts it), so a
- * printed result says which process bounds it.
+ * What the hot-path benchmarks (tcc-bench.ts, outbox-bench.ts, floor-bench.ts) share: latency
+ * percentiles, the CPU each process of the stack used during a run (from /proc, the way pidstat
+ * counts it), so a printed result says which process bounds it, and a plain node-postgres
+ * transaction for the code that is measured without OMS's own database layer.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
 
 export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
@@ -127,4 +129,20 @@ export function formatCpu(samples: readonly CpuSample[], perUnit?: { count: numb
 /** True when this module was started as the program (`tsx test/bench/x.ts`), not imported by a test. */
 export function isMain(moduleUrl: string): boolean {
   return process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(moduleUrl);
+}
+
+/** `work` on one pooled connection between BEGIN and COMMIT; ROLLBACK and rethrow if it throws. */
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
 }

@@ -10,9 +10,8 @@
 import Fastify from 'fastify';
 import pg from 'pg';
 import { createKafka } from '../../lib/kafka';
-import { isMain } from './bench-stats';
+import { inTransaction, isMain } from './bench-stats';
 import { FLOOR_KINDS, type FloorKind, type FloorServerSetup } from './floor-bench';
-
 
 async function serve(setup: FloorServerSetup): Promise<number> {
   const pool = new pg.Pool({ connectionString: setup.databaseUrl, max: setup.poolSize });
@@ -27,18 +26,10 @@ async function serve(setup: FloorServerSetup): Promise<number> {
     },
     // The least a state change with its outbox event is: a row and an event row in one transaction.
     transaction: async (id) => {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
+      await inTransaction(pool, async (client) => {
         await client.query({ name: 'floor-row', text: 'INSERT INTO floor_rows (id) VALUES ($1)', values: [id] });
         await client.query({ name: 'floor-event', text: 'INSERT INTO floor_outbox (aggregate_id, payload) VALUES ($1, $2)', values: [id, { type: 'FLOOR', id }] });
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw error;
-      } finally {
-        client.release();
-      }
+      });
     },
     // One event published alone and waited for, acknowledged by all in-sync replicas, as the relay's producer does.
     event: async (id) => {

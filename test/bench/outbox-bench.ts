@@ -38,7 +38,7 @@ import { loadConfig } from '../../lib/config';
 import { createKafka, TOPICS } from '../../lib/kafka';
 import { eventHeaders, topicForEventType } from '../../workers/outbox-relay/relay';
 import { createOutboxMetrics } from '../../workers/outbox-relay/metrics';
-import { formatCpu, formatLatency, isMain, latencySummary, machineLine, measureCpu, stackProcesses, type CpuSample, type LatencySummary } from './bench-stats';
+import { formatCpu, formatLatency, inTransaction, isMain, latencySummary, machineLine, measureCpu, stackProcesses, type CpuSample, type LatencySummary } from './bench-stats';
 
 export interface OutboxBenchOptions {
   /** An administrator's URL: the scratch database is created and dropped through it. */
@@ -279,9 +279,7 @@ async function startNaiveRelay(pool: pg.Pool, producer: ReturnType<Kafka['produc
   let stopped = false;
   const loop = (async () => {
     while (!stopped) {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
+      await inTransaction(pool, async (client) => {
         const { rows } = await client.query<{
           id: string;
           event_id: string;
@@ -300,13 +298,7 @@ async function startNaiveRelay(pool: pg.Pool, producer: ReturnType<Kafka['produc
           });
           await client.query(`UPDATE outbox_events SET status = 'PUBLISHED', published_at = now() WHERE id = $1`, [row.id]);
         }
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw error;
-      } finally {
-        client.release();
-      }
+      });
       await new Promise((resolve) => setTimeout(resolve, 1_000));
     }
   })();
