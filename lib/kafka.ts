@@ -55,11 +55,23 @@ export function topicConfig({ topic, partitions, retentionMs }: TopicSpec, repli
   };
 }
 
-type KafkaSecurityConfig = Pick<
-  Config,
-  'KAFKA_SSL' | 'KAFKA_SSL_CA_FILE' | 'KAFKA_SSL_CERT_FILE' | 'KAFKA_SSL_KEY_FILE' | 'KAFKA_SASL_MECHANISM' | 'KAFKA_SASL_USERNAME' | 'KAFKA_SASL_PASSWORD'
->;
+const KAFKA_SECURITY_KEYS = [
+  'KAFKA_SSL',
+  'KAFKA_SSL_CA_FILE',
+  'KAFKA_SSL_CERT_FILE',
+  'KAFKA_SSL_KEY_FILE',
+  'KAFKA_SASL_MECHANISM',
+  'KAFKA_SASL_USERNAME',
+  'KAFKA_SASL_PASSWORD',
+] as const;
+type KafkaSecurityConfig = Pick<Config, (typeof KAFKA_SECURITY_KEYS)[number]>;
 export type KafkaConnectionConfig = Pick<Config, 'KAFKA_BROKERS' | 'KAFKA_CLIENT_ID'> & Partial<KafkaSecurityConfig>;
+
+/** Only what reaching the brokers takes, out of a larger configuration: for handing to another process. */
+export function kafkaConnectionConfig(config: KafkaConnectionConfig): KafkaConnectionConfig {
+  const security = Object.fromEntries(KAFKA_SECURITY_KEYS.filter((key) => config[key] !== undefined).map((key) => [key, config[key]]));
+  return { KAFKA_BROKERS: config.KAFKA_BROKERS, KAFKA_CLIENT_ID: config.KAFKA_CLIENT_ID, ...security };
+}
 
 /**
  * TLS and SASL for the brokers, from configuration (loadConfig has already refused combinations that

@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { Pool } from 'undici';
 import { loadConfig } from '../../lib/config';
-import { createKafka, createTopicsWithLeaders, type KafkaConnectionConfig } from '../../lib/kafka';
+import { createKafka, createTopicsWithLeaders, kafkaConnectionConfig, type KafkaConnectionConfig } from '../../lib/kafka';
 import { isMain, latencySummary, machineLine, measureCpu, stackProcesses, type CpuSample, type LatencySummary } from './bench-stats';
 
 export const FLOOR_KINDS = ['http', 'statement', 'transaction', 'event'] as const;
@@ -74,20 +74,21 @@ export async function runFloorBench(options: FloorBenchOptions): Promise<FloorBe
   await admin.connect();
   const kafkaAdmin = createKafka(options.kafka, 'oms-bench-floor-admin').admin();
   await kafkaAdmin.connect();
+  let scratch: pg.Client | undefined;
   let server: ReturnType<typeof fork> | undefined;
   let http: Pool | undefined;
   try {
     await admin.query(`CREATE DATABASE ${database}`);
     const url = new URL(options.adminUrl);
     url.pathname = `/${database}`;
-    const scratch = new pg.Client({ connectionString: url.toString() });
+    scratch = new pg.Client({ connectionString: url.toString() });
     await scratch.connect();
     await scratch.query(`CREATE TABLE floor_rows (id uuid PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now());
       CREATE TABLE floor_outbox (id bigserial PRIMARY KEY, aggregate_id uuid NOT NULL, payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`);
     await createTopicsWithLeaders(kafkaAdmin, [{ topic, numPartitions: 1 }]);
 
     server = fork(SERVER_PATH, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const setup: FloorServerSetup = { databaseUrl: url.toString(), poolSize: options.connections, kafka: options.kafka, topic };
+    const setup: FloorServerSetup = { databaseUrl: url.toString(), poolSize: options.connections, kafka: kafkaConnectionConfig(options.kafka), topic };
     const port = await serverPort(server, setup);
     const serverPid = server.pid!;
     http = new Pool(`http://127.0.0.1:${port}`, { connections: options.connections });
@@ -110,7 +111,6 @@ export async function runFloorBench(options: FloorBenchOptions): Promise<FloorBe
 
     const perKind = warmUp + options.requests;
     const counted = await scratch.query<{ rows: number; event_rows: number }>('SELECT (SELECT count(*) FROM floor_rows)::int AS rows, (SELECT count(*) FROM floor_outbox)::int AS event_rows');
-    await scratch.end();
     const [offsets] = await kafkaAdmin.fetchTopicOffsets(topic).then((partitions) => partitions.map((p) => Number(p.high) - Number(p.low)));
     const written = { rows: counted.rows[0]!.rows, eventRows: counted.rows[0]!.event_rows, messages: offsets ?? 0 };
     if (written.rows !== 2 * perKind || written.eventRows !== perKind || written.messages !== perKind) {
@@ -118,6 +118,8 @@ export async function runFloorBench(options: FloorBenchOptions): Promise<FloorBe
     }
     return { kinds, written };
   } finally {
+    // Closed before the database is dropped: a connection ended by DROP ... WITH (FORCE) would raise an unhandled error.
+    await scratch?.end().catch(() => undefined);
     await http?.close();
     if (server && server.exitCode === null) {
       const exited = new Promise((resolve) => server!.once('exit', resolve));
@@ -180,9 +182,7 @@ if (isMain(import.meta.url)) {
   }
   const config = loadConfig();
   console.log(`Floor bench on ${machineLine()}: ${requests} requests of each kind`);
-  const { KAFKA_BROKERS, KAFKA_CLIENT_ID, KAFKA_SSL, KAFKA_SSL_CA_FILE, KAFKA_SSL_CERT_FILE, KAFKA_SSL_KEY_FILE, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD } = config;
-  const kafka = { KAFKA_BROKERS, KAFKA_CLIENT_ID, KAFKA_SSL, KAFKA_SSL_CA_FILE, KAFKA_SSL_CERT_FILE, KAFKA_SSL_KEY_FILE, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD };
-  const result = await runFloorBench({ adminUrl: config.DATABASE_ADMIN_URL, kafka, requests, connections, processes: stackProcesses(['postgres', 'kafka']) });
+  const result = await runFloorBench({ adminUrl: config.DATABASE_ADMIN_URL, kafka: config, requests, connections, processes: stackProcesses(['postgres', 'kafka']) });
   for (const line of formatFloorResult(result, connections)) console.log(line);
   process.exit(0);
 }

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { clientConfig, databaseTimeoutKind, MIGRATION_SESSION_TIMEOUTS } from '../../db/connection';
 import { databaseOptions, sessionTimeouts } from '../../db/databases';
 import { ConfigError, isLoopbackHost, loadConfig } from '../../lib/config';
-import { kafkaSecurityOptions } from '../../lib/kafka';
+import { kafkaConnectionConfig, kafkaSecurityOptions } from '../../lib/kafka';
 import { redisOptions } from '../../lib/redis';
 import { temporalConnectionOptions } from '../../lib/temporal-connection';
 
@@ -109,6 +109,20 @@ describe('Kafka transport', () => {
     });
     const sasl = loadConfig({ KAFKA_SSL: '1', KAFKA_SASL_MECHANISM: 'scram-sha-512', KAFKA_SASL_USERNAME: 'oms', KAFKA_SASL_PASSWORD: 'pw' });
     expect(kafkaSecurityOptions(sasl)).toEqual({ ssl: true, sasl: { mechanism: 'scram-sha-512', username: 'oms', password: 'pw' } });
+  });
+
+  it('hands another process only what reaching the brokers takes, its TLS and SASL settings included', () => {
+    const config = loadConfig({ KAFKA_BROKERS: 'k1:9092,k2:9092', KAFKA_SSL: '1', KAFKA_SASL_MECHANISM: 'scram-sha-512', KAFKA_SASL_USERNAME: 'oms', KAFKA_SASL_PASSWORD: 'pw' });
+    const connection = kafkaConnectionConfig(config);
+    expect(connection).toEqual({
+      KAFKA_BROKERS: ['k1:9092', 'k2:9092'],
+      KAFKA_CLIENT_ID: config.KAFKA_CLIENT_ID,
+      KAFKA_SSL: true,
+      KAFKA_SASL_MECHANISM: 'scram-sha-512',
+      KAFKA_SASL_USERNAME: 'oms',
+      KAFKA_SASL_PASSWORD: 'pw',
+    });
+    expect(kafkaSecurityOptions(connection)).toEqual(kafkaSecurityOptions(config));
   });
 
   it('refuses combinations that cannot work or would send the password in clear', () => {
